@@ -1,0 +1,66 @@
+"""The keys every experiment config shares; families add theirs under ``model``/``data``.
+
+Experiment files (``experiments/<family>/*.py``) start from :func:`base_config` and override.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Logical axis names used by every layer, and the mesh axes they map to. With the default mesh
+# shape (data=-1) this is pure data parallelism; raising ``fsdp`` shards parameters and
+# optimizer state along ``embed``; raising ``tensor`` shards heads/MLP/vocab (Megatron style).
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("vocab", "tensor"),
+    ("layers", None),
+    ("channels", None),
+    ("classes", None),
+)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Returns the shared trainer/mesh keys with their defaults."""
+    c = ml_collections.ConfigDict()
+    c.family = ""  # family name in jaxmodels.registry.FAMILIES
+    c.seed = 0  # seeds parameters, data order and per-step rngs
+
+    c.model = ml_collections.ConfigDict()  # family-specific
+    c.data = ml_collections.ConfigDict()  # family-specific
+    c.sample = ml_collections.ConfigDict()  # family-specific options for `jaxmodels sample`
+
+    t = c.train = ml_collections.ConfigDict()
+    t.steps = 1000  # optimizer steps
+    t.batch_size = 32  # global batch (examples per optimizer step, all hosts together)
+    t.grad_accum = 1  # micro-batches per step; batch_size must divide by it
+    t.optimizer = "adamw"  # adamw | adam | sgd | lion
+    t.learning_rate = 3e-4  # peak learning rate
+    t.schedule = "cosine"  # cosine | linear | constant (all after linear warm-up)
+    t.warmup_steps = 100  # linear warm-up from 0
+    t.min_lr_ratio = 0.1  # final learning rate as a fraction of the peak (cosine/linear)
+    t.b1 = 0.9  # Adam beta1 / SGD momentum
+    t.b2 = 0.95  # Adam beta2
+    t.eps = 1e-8  # Adam epsilon
+    t.weight_decay = 0.1  # decoupled weight decay (AdamW/Lion), matrices only
+    t.grad_clip = 1.0  # global-norm clipping; 0 disables
+    t.ema_halflife_examples = 0.0  # EMA of params with this half-life in examples; 0 disables
+    t.compute_dtype = "float32"  # activations/matmuls: float32 | bfloat16 (params stay float32)
+    t.log_every = 10  # steps between metrics lines
+    t.eval_every = 200  # steps between evaluations (and at the end); 0 disables
+    t.eval_batches = 20  # eval batches per evaluation; 0 means the whole eval set
+    t.checkpoint_every = 500  # steps between checkpoints (and at the end); 0 disables
+    t.keep_checkpoints = 3  # checkpoints kept on disk
+    t.profile = False  # write a profiler trace of a few steps to workdir/profile
+
+    m = c.mesh = ml_collections.ConfigDict()
+    m.data = -1  # data-parallel axis size; -1 takes the devices left over
+    m.fsdp = 1  # parameter/optimizer-state sharding axis size
+    m.tensor = 1  # tensor-parallel axis size
+    m.rules = DEFAULT_RULES  # logical axis name -> mesh axes
+    return c

@@ -1,0 +1,1 @@
+"""Checkpoint converters (HF transformers PyTorch models -> jaxmodels params)."""

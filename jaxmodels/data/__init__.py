@@ -1,0 +1,1 @@
+"""Data sources and grain pipelines (grain/tfds are imported lazily, inside functions)."""

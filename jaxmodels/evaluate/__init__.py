@@ -1,0 +1,1 @@
+"""Evaluators run on schedule during training and by ``jaxmodels eval``."""

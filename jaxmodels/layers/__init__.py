@@ -1,0 +1,1 @@
+"""Reusable linen layers (attention, positions, transformer blocks, ViT, UNet, recurrent cells)."""

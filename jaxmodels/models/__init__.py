@@ -1,0 +1,1 @@
+"""Model families: each module exposes ``build_task(config, mesh) -> Task``."""

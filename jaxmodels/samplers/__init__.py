@@ -1,0 +1,1 @@
+"""Samplers written as jitted ODE/SDE integrators."""

@@ -1,0 +1,1 @@
+"""The shared trainer: state, step builders, loop, checkpoints, metrics."""

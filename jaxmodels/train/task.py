@@ -1,0 +1,57 @@
+"""The family contract: everything the shared core needs to train, evaluate and sample a family.
+
+A family module (``jaxmodels/models/<family>.py``) exposes ``build_task(config, mesh) -> Task``.
+The core turns a ``Task`` into sharded, jitted, donated steps, runs the loop, logs metrics,
+checkpoints, resumes, and exposes it through ``jaxmodels train|eval|sample``. A family never
+writes its own loop, checkpointing, sharding or logging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import jax
+
+Params = Any  # a pytree of arrays; leaves may be ``nn.Partitioned`` boxes carrying logical names
+Batch = Mapping[str, Any]  # a dict of numpy arrays with a leading global-batch dimension
+Metrics = dict[str, jax.Array]
+LossFn = Callable[[Params, Batch, jax.Array], tuple[jax.Array, Metrics]]
+EvalFn = Callable[[Params, Batch, jax.Array], Metrics]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a family gives the core.
+
+    Attributes:
+      init: ``rng -> params``. Called under ``jax.eval_shape`` first, so the core can build the
+        sharded state without materialising it on one device. Leaves may be boxed with
+        ``nn.with_logical_partitioning``; the core reads the logical names and unboxes.
+      loss_fn: ``(params, batch, rng) -> (loss, metrics)``, pure; the model and its static
+        config are closed over. ``metrics`` are per-batch means (scalars).
+      batch_axes: logical axis names for each batch field, e.g.
+        ``{"tokens": ("batch", "length")}``; fields not listed are sharded on their first
+        dimension over ``"batch"``.
+      train_data: ``(process_index, process_count) -> iterator`` of host-local numpy batches
+        (each process yields its share of the global batch). If the iterator has
+        ``get_state``/``set_state`` (grain's ``DatasetIterator``), its position is saved in
+        checkpoints and restored on resume.
+      eval_data: optional ``(process_index, process_count) -> iterable`` of eval batches, a fresh
+        pass each call; the core averages ``eval_fn`` metrics over it, prefixed ``eval_``.
+      eval_fn: optional ``(params, batch, rng) -> metrics``; defaults to ``loss_fn``'s metrics.
+      evaluate: optional ``(params, rng) -> metrics`` run on schedule for whole-dataset
+        evaluators (zero-shot accuracy, retrieval recall, mAP, sample quality).
+      sample: optional ``(params, rng, workdir) -> str`` for ``jaxmodels sample``: writes its
+        output (text, PNG grids) under ``workdir`` and returns a short human-readable summary.
+    """
+
+    init: Callable[[jax.Array], Params]
+    loss_fn: LossFn
+    train_data: Callable[[int, int], Iterator[Batch]]
+    batch_axes: Mapping[str, tuple[str | None, ...]] = dataclasses.field(default_factory=dict)
+    eval_data: Callable[[int, int], Iterable[Batch]] | None = None
+    eval_fn: EvalFn | None = None
+    evaluate: Callable[[Params, jax.Array], Metrics] | None = None
+    sample: Callable[[Params, jax.Array, str], str] | None = None
