@@ -30,12 +30,12 @@ def _main(command: str):
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}\n{USAGE}")
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-        config = _CONFIG.value
-        validate(config)
         from jaxmodels.train import loop
 
+        config = _CONFIG.value
         fn = {"train": loop.train, "eval": loop.evaluate, "sample": loop.sample}[command]
         try:
+            validate(config)
             fn(config, _WORKDIR.value)
         except (loop.NonFiniteLossError, FileNotFoundError, ValueError) as e:
             print(f"jaxmodels {command}: error: {e}", file=sys.stderr)

@@ -19,7 +19,9 @@ from jaxmodels import registry
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.parallel import multihost
 from jaxmodels.train import metrics as metrics_lib
-from jaxmodels.train import optim, state as state_lib, step as step_lib
+from jaxmodels.train import optim
+from jaxmodels.train import state as state_lib
+from jaxmodels.train import step as step_lib
 from jaxmodels.train.checkpoint import Checkpointer
 from jaxmodels.train.task import Task
 
