@@ -214,6 +214,49 @@ def dot_product_attention(
 # ---------------------------------------------------------------- module
 
 
+def _flat_init(init: Callable, n_in: int) -> Callable:
+    """Initialises a ``[*in, *out]`` kernel as the 2-D ``[prod(in), prod(out)]`` matrix."""
+
+    def f(key, shape, dtype=jnp.float32):
+        flat = (math.prod(shape[:n_in]), math.prod(shape[n_in:]))
+        return init(key, flat, dtype).reshape(shape)
+
+    return f
+
+
+class Projection(nn.Module):
+    """``y = x W + b`` contracting the last ``n_in`` axes of ``x``; ``W: [*in, *features]``."""
+
+    features: tuple[int, ...]
+    kernel_names: tuple[str, ...]  # logical names of the kernel axes (in axes, then out axes)
+    n_in: int = 1
+    use_bias: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.xavier_uniform()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (*x.shape[x.ndim - self.n_in :], *self.features)
+        init = nn.with_logical_partitioning(
+            _flat_init(self.kernel_init, self.n_in), self.kernel_names
+        )
+        kernel = self.param("kernel", init, shape, self.param_dtype)
+        axes_x = tuple(range(x.ndim - self.n_in, x.ndim))
+        y = jax.lax.dot_general(
+            x.astype(self.dtype),
+            jnp.asarray(kernel, self.dtype),
+            ((axes_x, tuple(range(self.n_in))), ((), ())),
+        )
+        if self.use_bias:
+            names = self.kernel_names[self.n_in :]
+            b_init = nn.with_logical_partitioning(nn.initializers.zeros, names)
+            y = y + jnp.asarray(
+                self.param("bias", b_init, self.features, self.param_dtype), y.dtype
+            )
+        return y
+
+
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention with q/k/v/o projections named (embed, heads|kv_heads, head_dim).
 
@@ -238,14 +281,14 @@ class MultiHeadAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = nn.initializers.xavier_uniform()
 
-    def _proj(self, heads: int, head_dim: int, axis: str, name: str) -> nn.DenseGeneral:
-        return nn.DenseGeneral(
+    def _proj(self, heads: int, head_dim: int, axis: str, name: str) -> Projection:
+        return Projection(
             (heads, head_dim),
+            ("embed", axis, "head_dim"),
             use_bias=self.use_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", axis, "head_dim")),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axis, "head_dim")),
+            kernel_init=self.kernel_init,
             name=name,
         )
 
@@ -318,15 +361,13 @@ class MultiHeadAttention(nn.Module):
         out_BxTxNxH = nn.with_logical_constraint(
             out_BxTxNxH, ("batch", "length", "heads", "head_dim")
         )
-        return nn.DenseGeneral(
-            E,
-            axis=(-2, -1),
+        return Projection(
+            (E,),
+            ("heads", "head_dim", "embed"),
+            n_in=2,
             use_bias=self.use_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(
-                self.kernel_init, ("heads", "head_dim", "embed")
-            ),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            kernel_init=self.kernel_init,
             name="out",
         )(out_BxTxNxH)
