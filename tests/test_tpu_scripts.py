@@ -188,20 +188,22 @@ def test_setup_copies_checkout_to_all_workers(sh, tmp_path):
     assert ssh[:-1] == [*SSH, "--worker=all"]
     assert ssh[-1] == (
         "--command=bash jm_remote_setup.sh --tarball jm_src.tar.gz --dir jaxmodels "
-        "--venv jm-venv --python 3.11 --jax 'jax[tpu]' --extras tpu"
+        "--venv jm-venv --python 3.11 --jax 'jax[tpu]' --extras tpu "
+        "--pip 'gcsfs google-cloud-storage'"
     )
 
 
 def test_setup_from_git_on_some_workers(sh):
     args = ["--git", "https://example.com/jm.git", "--branch", "tpu", "--worker", "0-1"]
-    sh("setup", *args, "--fresh", env={**BASE, "JM_VENV": "/opt/venv"})
+    sh("setup", *args, "--fresh", env={**BASE, "JM_VENV": "/opt/venv", "JM_PIP_EXTRA": ""})
     scp, ssh = sh.calls()
     assert Path(scp[4]).name == "jm_remote_setup.sh" and scp[5:] == ["lm:", *WHERE, "--worker=0-1"]
     assert ssh == [
         *SSH,
         "--worker=0-1",
         "--command=bash jm_remote_setup.sh --git https://example.com/jm.git --branch tpu "
-        "--dir jaxmodels --venv /opt/venv --python 3.11 --jax 'jax[tpu]' --extras tpu --fresh",
+        "--dir jaxmodels --venv /opt/venv --python 3.11 --jax 'jax[tpu]' --extras tpu "
+        "--pip '' --fresh",
     ]
 
 
@@ -310,6 +312,8 @@ def test_remote_setup_on_a_fake_worker(tmp_path, source):
     calls = tmp_path / "calls.txt"
     if source == "git":
         args = ["--git", "https://example.com/jm.git", "--branch", "tpu"]
+        args += ["--pip", "gcsfs  google-cloud-storage"]
+        jax = "jax[tpu] gcsfs google-cloud-storage"
     else:
         src = tmp_path / "src"
         src.mkdir()
@@ -317,6 +321,7 @@ def test_remote_setup_on_a_fake_worker(tmp_path, source):
         with tarfile.open(home / "src.tar.gz", "w:gz") as tar:
             tar.add(src / "pyproject.toml", arcname="pyproject.toml")
         args = ["--tarball", "src.tar.gz"]
+        jax = "jax[tpu]"
     env = dict(os.environ, HOME=str(home), FAKE_CALLS=str(calls), JM_PYTHON=str(stubs / "python"))
     env["PATH"] = f"{stubs}{os.pathsep}{env['PATH']}"
     proc = subprocess.run(
@@ -331,8 +336,7 @@ def test_remote_setup_on_a_fake_worker(tmp_path, source):
     else:
         assert (home / "jaxmodels" / "pyproject.toml").exists()
     expected += [
-        f"python -m pip install --upgrade {p}"
-        for p in ("pip", "jax[tpu]", f"-e {home}/jaxmodels[tpu]")
+        f"python -m pip install --upgrade {p}" for p in ("pip", jax, f"-e {home}/jaxmodels[tpu]")
     ]
     lines = calls.read_text().splitlines()
     assert lines[: len(expected)] == expected

@@ -17,6 +17,7 @@ Options:
   --python VER     minimum Python version (3.11); JM_PYTHON=/path/python forces one
   --jax SPEC       pip requirement for JAX ("jax[tpu]")
   --extras LIST    jaxmodels extras to install (tpu)
+  --pip "SPECS"    more pip requirements, space-separated (e.g. "gcsfs google-cloud-storage")
   --fresh          recreate the virtualenv
 USAGE
 }
@@ -27,12 +28,12 @@ die() {
 }
 
 git_url="" branch=main tarball="" dir=jaxmodels venv=jm-venv python_min=3.11
-jax_spec="jax[tpu]" extras=tpu fresh=0
+jax_spec="jax[tpu]" extras=tpu pip_extra="" fresh=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --fresh) fresh=1; shift; continue ;;
-    --git | --branch | --tarball | --dir | --venv | --python | --jax | --extras)
+    --git | --branch | --tarball | --dir | --venv | --python | --jax | --extras | --pip)
       (($# >= 2)) || die "option $1 needs a value" ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -45,6 +46,7 @@ while (($#)); do
     --python) python_min=$2 ;;
     --jax) jax_spec=$2 ;;
     --extras) extras=$2 ;;
+    --pip) pip_extra=$2 ;;
   esac
   shift 2
 done
@@ -88,8 +90,12 @@ make_venv() {
   fi
   # The image's Python is too old (Ubuntu 22.04 ships 3.10): let uv fetch a managed one.
   echo "$(hostname): no Python >= $python_min with venv; installing one with uv"
-  command -v uv >/dev/null || python3 -m pip install --user --quiet --upgrade uv
-  PATH="$HOME/.local/bin:$PATH" uv venv --seed --python "$python_min" "$venv"
+  export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v uv >/dev/null; then
+    python3 -m pip install --user --quiet --upgrade uv \
+      || curl -LsSf https://astral.sh/uv/install.sh | sh
+  fi
+  uv venv --seed --python "$python_min" "$venv"
 }
 
 if ((fresh)) || [[ ! -x $venv/bin/python ]]; then
@@ -107,7 +113,8 @@ fi
 
 pip=("$venv/bin/python" -m pip install --upgrade)
 "${pip[@]}" pip
-"${pip[@]}" "$jax_spec"
+read -r -a more <<<"$pip_extra"
+"${pip[@]}" "$jax_spec" ${more[@]+"${more[@]}"}
 if [[ -n $extras ]]; then
   "${pip[@]}" -e "${dir}[$extras]"
 else

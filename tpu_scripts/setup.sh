@@ -10,6 +10,7 @@ JM_LOCAL_DIR=${JM_LOCAL_DIR:-$JM_REPO_ROOT}
 JM_PYTHON_VERSION=${JM_PYTHON_VERSION:-3.11}
 JM_JAX_SPEC=${JM_JAX_SPEC:-jax[tpu]}
 JM_EXTRAS=${JM_EXTRAS:-tpu}
+JM_PIP_EXTRA=${JM_PIP_EXTRA-gcsfs google-cloud-storage}
 JM_FRESH=0
 
 usage() {
@@ -30,6 +31,9 @@ Options:
   --python VER    JM_PYTHON_VERSION  minimum Python (3.11; uv fetches it if the image lacks it)
   --jax SPEC      JM_JAX_SPEC        pip requirement for JAX ("jax[tpu]")
   --extras LIST   JM_EXTRAS          jaxmodels extras (tpu)
+  --pip "SPECS"   JM_PIP_EXTRA       more pip requirements (default "gcsfs google-cloud-storage":
+                                     gs:// paths for orbax/etils without TensorFlow, and for
+                                     tensorboardX event files; "" installs none)
   --fresh                            recreate the virtualenvs
 $JM_COMMON_HELP
 USAGE
@@ -44,6 +48,7 @@ jm_extra_option() {
     --python) jm_need_value "$@"; JM_PYTHON_VERSION=$2 ;;
     --jax) jm_need_value "$@"; JM_JAX_SPEC=$2 ;;
     --extras) jm_need_value "$@"; JM_EXTRAS=$2 ;;
+    --pip) jm_need_value "$@"; JM_PIP_EXTRA=$2 ;;
     --fresh) JM_FRESH=1; JM_SHIFT=1 ;;
     *) return 1 ;;
   esac
@@ -80,7 +85,7 @@ else
   remote+=(--tarball jm_src.tar.gz)
 fi
 remote+=(--dir "$JM_REMOTE_DIR" --venv "$JM_VENV" --python "$JM_PYTHON_VERSION"
-  --jax "$JM_JAX_SPEC" --extras "$JM_EXTRAS")
+  --jax "$JM_JAX_SPEC" --extras "$JM_EXTRAS" --pip "$JM_PIP_EXTRA")
 ((JM_FRESH)) && remote+=(--fresh)
 
 jm_gcloud compute tpus tpu-vm scp "${files[@]}" "$JM_TPU_NAME:" --project="$JM_PROJECT" \
