@@ -109,3 +109,28 @@ def calibrated_map(
     caps = _per_class(calibrated_average_precision, scores, targets, background, ambiguous)
     value = float(np.mean(list(caps.values()))) if caps else float("nan")
     return (value, caps) if per_class else value
+
+
+def future_maps(future_probs, targets, *, offset: int = 1, background=0, ambiguous=None):
+    """TRN anticipation mAP per decoder step j: scores for frame t + offset + j vs its target.
+
+    ``future_probs`` and ``targets`` are per-video lists (L x K x C and L x C); targets past a
+    video's end repeat its last frame, as in the TRN evaluation. Returns K mAP values.
+    """
+    num_steps = future_probs[0].shape[1]
+    maps = []
+    for j in range(num_steps):
+        scores, shifted = [], []
+        for probs_LxKxC, y_LxC in zip(future_probs, targets, strict=True):
+            frames = np.minimum(np.arange(len(y_LxC)) + offset + j, len(y_LxC) - 1)
+            scores.append(probs_LxKxC[:, j])
+            shifted.append(y_LxC[frames])
+        maps.append(
+            per_frame_map(
+                np.concatenate(scores),
+                np.concatenate(shifted),
+                background=background,
+                ambiguous=ambiguous,
+            )
+        )
+    return maps

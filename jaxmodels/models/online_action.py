@@ -344,3 +344,27 @@ def cast_params(params, dtype):
     return jax.tree.map(
         lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params
     )
+
+
+def build_model(m, input_size: int, num_classes: int, dtype=jnp.float32) -> nn.Module:
+    """The detector named ``m.name`` (trn | idn | gru | mlp) from ``config.model``."""
+    common = dict(dropout_rate=m.dropout, dtype=dtype)
+    if m.name == "trn":
+        fusion = m.get("fusion_size", 0) or None
+        return TRN(
+            input_size,
+            num_classes,
+            m.hidden_size,
+            fusion_size=fusion,
+            dec_steps=m.dec_steps,
+            **common,
+        )
+    if m.name == "idn":
+        return IDN(input_size, num_classes, m.hidden_size, window=m.window, **common)
+    if m.name == "gru":
+        return GRUDetector(
+            input_size, num_classes, m.hidden_size, embed_size=m.embed_size, **common
+        )
+    if m.name == "mlp":
+        return MLPDetector(input_size, num_classes, m.hidden_size, **common)
+    raise ValueError(f"config.model.name={m.name!r} is not one of: trn, idn, gru, mlp")
