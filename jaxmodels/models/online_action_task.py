@@ -154,7 +154,7 @@ def experiment_config(name: str, arg: str | None = None):
 
     m = c.model
     m.name = name  # detector: trn | idn | gru | mlp
-    m.hidden_size = 128  # recurrent / hidden width (TRN THUMOS: 4096, IDN: 512)
+    m.hidden_size = 64  # recurrent / hidden width (TRN THUMOS: 4096, IDN: 512); small for CPU
     m.dropout = 0.1  # dropout rate in training (TRN code base: 0.1)
     m.fusion_size = 0  # TRN input projection width; 0: the feature dim (THUMOS: 3072)
     m.dec_steps = 8  # TRN decoder steps (anticipated frames), as in the paper
@@ -162,7 +162,7 @@ def experiment_config(name: str, arg: str | None = None):
     m.window = 16  # IDN frames per output frame, T + 1 (the paper: 16 chunks = 4 s)
     m.margin = 1.0  # IDN contrastive-loss margin m
     m.contrastive_weight = 1.0  # IDN weight of the contrastive loss
-    m.embed_size = 128  # GRU input embedding width
+    m.embed_size = 64  # GRU input embedding width
 
     d = c.data
     d.source = "sensor" if "sensor" in args else "synthetic"  # synthetic | sensor | files
@@ -184,10 +184,10 @@ def experiment_config(name: str, arg: str | None = None):
     d.eval_split = "test"  # files: <split>_session_set used for evaluation
 
     t = c.train
-    t.steps = 1500
-    t.batch_size = 32  # windows per step (TRN: 32)
+    t.steps = 1000
+    t.batch_size = 16  # windows per step (TRN: 32)
     t.learning_rate = 1e-3
-    t.warmup_steps = 100
+    t.warmup_steps = 50
     t.weight_decay = 1e-4
     t.log_every = 100
     t.eval_every = 500
