@@ -67,6 +67,7 @@ def contrastive_loss(embeddings_BxLxE, labels_BxL, valid_BxL, *, window: int, ma
     window and averaged over output frames. All windows at once: a gather of the T past frames.
     """
     B, L, _ = embeddings_BxLxE.shape
+    labels_BxL, valid_BxL = jnp.asarray(labels_BxL), jnp.asarray(valid_BxL)
     past_LxT = jnp.arange(L)[:, None] - jnp.arange(1, window)[None, :]
     exists = past_LxT >= 0
     past = jnp.clip(past_LxT, 0)
@@ -83,7 +84,7 @@ def contrastive_loss(embeddings_BxLxE, labels_BxL, valid_BxL, *, window: int, ma
 def idn_loss(outputs, targets_BxLxC, *, ignore_index=None, window=16, margin=1.0, weight=1.0):
     """L = CE(p_0) + CE(p~ of the early embedding) + weight * L_contrastive (Eun et al. 2020)."""
     L = outputs["scores"].shape[1]
-    targets = targets_BxLxC[:, :L]
+    targets = jnp.asarray(targets_BxLxC)[:, :L]
     ce, _ = multi_cross_entropy(outputs["scores"], targets, ignore_index=ignore_index)
     embed_ce, _ = multi_cross_entropy(outputs["embed_scores"], targets, ignore_index=ignore_index)
     valid = jnp.ones(targets.shape[:2], bool)
