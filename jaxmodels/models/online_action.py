@@ -39,7 +39,6 @@ _orthogonal = nn.initializers.orthogonal()
 _torch_lstm_bias = nn.initializers.normal(
     1.0
 )  # TRN code base: LSTM weights orthogonal, biases N(0,1)
-_trn_linear = nn.initializers.normal(0.001)  # TRN code base: Linear weights N(0, 0.001)
 
 
 def _time_major(x):
@@ -91,19 +90,25 @@ class TRN(_Detector):
     fusion_size: int | None = None  # input projection width; None: input_size (3072 on THUMOS)
     dec_steps: int = 8
     dropout_rate: float = 0.1
+    linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001) (slower start)
 
     def setup(self):
         F, H, C = self.fusion_size or self.input_size, self.hidden_size, self.num_classes
-        self.input_linear = self._dense(self.input_size, F, kernel_init=_trn_linear)
+        linear_init = (
+            nn.initializers.normal(self.linear_init_std)
+            if self.linear_init_std
+            else nn.initializers.lecun_normal()
+        )
+        self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
         lstm = dict(kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
         self.enc_x = self._dense(F, 4 * H, **lstm)  # input part of the encoder gates (+ biases)
         self.enc_fh = self._dense(F + H, 4 * H, use_bias=False, kernel_init=_orthogonal)
         self.dec = self._dense(2 * H, 4 * H, **lstm)  # [fusion input ; h] -> decoder gates
-        self.hx_trans = self._dense(H, H, kernel_init=_trn_linear)
-        self.cx_trans = self._dense(H, H, kernel_init=_trn_linear)
-        self.fusion_linear = self._dense(C, H, ("classes", "mlp"), kernel_init=_trn_linear)
-        self.future_linear = self._dense(H, F, ("mlp", "embed"), kernel_init=_trn_linear)
-        self.classifier = self._dense(H, C, ("mlp", "classes"), kernel_init=_trn_linear)
+        self.hx_trans = self._dense(H, H, kernel_init=linear_init)
+        self.cx_trans = self._dense(H, H, kernel_init=linear_init)
+        self.fusion_linear = self._dense(C, H, ("classes", "mlp"), kernel_init=linear_init)
+        self.future_linear = self._dense(H, F, ("mlp", "embed"), kernel_init=linear_init)
+        self.classifier = self._dense(H, C, ("mlp", "classes"), kernel_init=linear_init)
 
     def _weights(self):
         names = ("enc_fh", "dec", "hx_trans", "cx_trans", "fusion_linear", "future_linear")
