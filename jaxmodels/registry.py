@@ -7,6 +7,7 @@ import importlib
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
+    "online_action": "jaxmodels.models.online_action_task",
 }
 
 
