@@ -7,6 +7,7 @@ import importlib
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
+    "diffusion": "jaxmodels.models.diffusion",
 }
 
 
