@@ -73,12 +73,12 @@ def get_config(arg: str | None = None):
         s.steps = 4
         s.num = 20
         s.eval_num = 40
-        t.steps = 6
+        t.steps = 4
         t.batch_size = 16
         t.warmup_steps = 2
         t.ema_halflife_examples = 500
         t.log_every = 2
-        t.eval_every = 3
+        t.eval_every = 4  # one evaluation, at the end
         t.eval_batches = 2
-        t.checkpoint_every = 3
+        t.checkpoint_every = 4
     return c
