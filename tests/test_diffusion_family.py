@@ -64,7 +64,7 @@ def test_smoke_train_and_sample(name, tmp_path):
 
     config = _config(name)
     loop.train(config, str(tmp_path))
-    lines = [json.loads(s) for s in open(tmp_path / "metrics.jsonl")]
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in x for x in lines) and any("eval_fd" in x for x in lines)
     assert all(np.isfinite(x["loss"]) for x in lines if "loss" in x)
     summary = loop.sample(config, str(tmp_path))

@@ -81,17 +81,17 @@ def fig2_chain(num: int, key):
     rows = {}
     for name, proc in [("VP", P.VP()), ("VE", P.VE())]:
         own = DISCRETISATIONS[name]
-        edm = lambda n, s_max: schedules.get_sigmas_karras(n, 0.002, s_max, 7.0)
         sigma_max = float(own(2)[0])
+        edm = functools.partial(
+            schedules.get_sigmas_karras, sigma_min=0.002, sigma_max=sigma_max, rho=7.0
+        )
         x_T = sigma_max * jax.random.normal(key, (num, 2))
         ref = reference(x_T, sigma_max)
         steps = {
             f"{name} original (Euler, own t_i, own sigma/s)": (own, False, proc, lambda n: n),
             "+ Heun": (own, True, proc, lambda n: (n + 1) // 2),
-            "+ EDM time steps": (lambda n: edm(n, sigma_max), True, proc, lambda n: (n + 1) // 2),
-            "+ sigma(t) = t, s(t) = 1": (
-                lambda n: edm(n, sigma_max), True, P.EDM(), lambda n: (n + 1) // 2,
-            ),
+            "+ EDM time steps": (edm, True, proc, lambda n: (n + 1) // 2),
+            "+ sigma(t) = t, s(t) = 1": (edm, True, P.EDM(), lambda n: (n + 1) // 2),
         }  # fmt: skip
         for label, (grid, second, p, n_of) in steps.items():
 
