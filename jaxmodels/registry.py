@@ -8,6 +8,7 @@ FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
     "online_action": "jaxmodels.models.online_action_task",
+    "diffusion": "jaxmodels.models.diffusion",
 }
 
 
