@@ -7,6 +7,8 @@ import importlib
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
+    "clip": "jaxmodels.models.two_towers",
+    "siglip": "jaxmodels.models.two_towers",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -178,3 +179,110 @@ class _KeyedSource:
         text = rec[self._text_key]
         text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
         return {"image": np.asarray(rec[self._image_key]), "text": text}
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipelines from config
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTextData:
+    """What the two-tower family needs from its data config."""
+
+    train: Callable  # (process_index, process_count) -> iterator of {"image", "text"} batches
+    eval: Callable | None  # the same, one pass over held-out pairs
+    image_shape: tuple[int, int, int]
+    zero_shot: dict[str, ZeroShotTask]  # held-out zero-shot classification tasks by name
+    retrieval: PairSplit | None  # held-out pairs for recall@K
+
+
+def resize_nearest(image: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W[, C]) uint8 image to (size, size, 3)."""
+    image = np.asarray(image)
+    image = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+    rows = (np.arange(size) * image.shape[0]) // size
+    cols = (np.arange(size) * image.shape[1]) // size
+    return image[rows][:, cols].astype(np.uint8)
+
+
+def embedded_splits(d) -> tuple[PairSplit, PairSplit, dict[str, ZeroShotTask]]:
+    """The embedded ``shapes``, ``digits`` or ``embedded`` (both) dataset at ``d.image_size``."""
+    parts = {"embedded": ("shapes", "digits"), "shapes": ("shapes",), "digits": ("digits",)}
+    if d.name not in parts:
+        raise ValueError(f"config.data.name={d.name!r}: use one of {[*parts, 'tfds']}")
+    train, held_out, tasks = [], [], {}
+    for part in parts[d.name]:
+        if part == "shapes":
+            tr, ev, task = shapes_dataset(d.shapes_train, d.shapes_eval, d.image_size, d.seed)
+        else:
+            tr, ev, task = digits_dataset(d.image_size, seed=d.seed)
+        train.append(tr)
+        held_out.append(ev)
+        tasks[part] = task
+    return concat_splits(*train), concat_splits(*held_out), tasks
+
+
+def build(config) -> ImageTextData:
+    """Builds grain pipelines of {"image": uint8 (B,S,S,3), "text": int32 (B,L)} batches."""
+    from jaxmodels.data import pipeline
+    from jaxmodels.layers.text_encoder import byte_tokenize
+
+    d, max_len, size = config.data, config.model.text.max_len, config.data.image_size
+
+    def iterators(source, shuffle, transform=None):
+        def make(index, count):
+            return pipeline.make_iterator(
+                source,
+                global_batch_size=config.train.batch_size,
+                seed=config.seed,
+                process_index=index,
+                process_count=count,
+                shuffle=shuffle,
+                repeat=shuffle,
+                transform=transform,
+            )
+
+        return make
+
+    if d.name == "tfds":
+
+        def transform(rec):
+            return {
+                "image": resize_nearest(rec["image"], size),
+                "text": byte_tokenize([rec["text"]], max_len)[0],
+            }
+
+        src = [
+            tfds_pairs(d.tfds_name, s, d.tfds_dir or None, d.image_key, d.text_key)
+            for s in (d.train_split, d.eval_split)
+        ]
+        held = [transform(src[1][i]) for i in range(min(len(src[1]), d.retrieval_size))]
+        retrieval = PairSplit(
+            np.stack([h["image"] for h in held]), tuple(src[1][i]["text"] for i in range(len(held)))
+        )
+        return ImageTextData(
+            iterators(src[0], True, transform),
+            iterators(src[1], False, transform),
+            (size, size, 3),
+            {},
+            retrieval,
+        )
+
+    train, held_out, tasks = embedded_splits(d)
+
+    def source(split):
+        return pipeline.ArraySource(
+            {"image": split.images, "text": byte_tokenize(split.captions, max_len)}
+        )
+
+    retrieval = PairSplit(
+        held_out.images[: d.retrieval_size], held_out.captions[: d.retrieval_size]
+    )
+    return ImageTextData(
+        iterators(source(train), True),
+        iterators(source(held_out), False),
+        (size, size, 3),
+        tasks,
+        retrieval,
+    )

@@ -77,24 +77,21 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x_q, x_kv, *, kv_lengths=None, is_causal=False):
         width = x_q.shape[-1]
-        head_dim = width // self.num_heads
+        n, h = self.num_heads, width // self.num_heads
 
-        def proj(name):
-            init = nn.with_logical_partitioning(
-                nn.initializers.xavier_uniform(), ("embed", "heads", "head_dim")
-            )
-            return nn.DenseGeneral(
-                (self.num_heads, head_dim),
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                kernel_init=init,
-                bias_init=nn.with_logical_partitioning(
-                    nn.initializers.zeros, ("heads", "head_dim")
-                ),
-                name=name,
-            )
+        def param(name, shape, names, in_axis, out_axis, bias_shape, bias_names):
+            init = nn.initializers.xavier_uniform(in_axis=in_axis, out_axis=out_axis)
+            w = self.param(name, nn.with_logical_partitioning(init, names), shape, self.param_dtype)
+            zeros = nn.with_logical_partitioning(nn.initializers.zeros, bias_names)
+            bias = self.param(f"{name}_bias", zeros, bias_shape, self.param_dtype)
+            return w.astype(self.dtype), bias.astype(self.dtype)
 
-        q_BxTxNxH, k_BxSxNxH, v_BxSxNxH = proj("query")(x_q), proj("key")(x_kv), proj("value")(x_kv)
+        def proj(name, x_BxTxW):
+            qkv_names = ("embed", "heads", "head_dim")
+            w, bias = param(name, (width, n, h), qkv_names, 0, (1, 2), (n, h), qkv_names[1:])
+            return jnp.einsum("btw,wnh->btnh", x_BxTxW.astype(self.dtype), w) + bias
+
+        q_BxTxNxH, k_BxSxNxH, v_BxSxNxH = proj("query", x_q), proj("key", x_kv), proj("value", x_kv)
         out_BxTxNxH = jax.nn.dot_product_attention(
             q_BxTxNxH,
             k_BxSxNxH,
@@ -103,17 +100,9 @@ class Attention(nn.Module):
             key_value_seq_lengths=kv_lengths,
             implementation=self.implementation,
         )
-        return nn.DenseGeneral(
-            width,
-            axis=(-2, -1),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(
-                nn.initializers.xavier_uniform(), ("heads", "head_dim", "embed")
-            ),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="out",
-        )(out_BxTxNxH)
+        out_names = ("heads", "head_dim", "embed")
+        w, bias = param("out", (n, h, width), out_names, (0, 1), 2, (width,), ("embed",))
+        return jnp.einsum("btnh,nhw->btw", out_BxTxNxH, w) + bias
 
 
 class MlpBlock(nn.Module):
