@@ -21,7 +21,7 @@ def get_config(arg: str | None = None):
     m.loss_impl = "chunked"  # sigmoid: chunked | allgather | dense; softmax: dense | allgather
     m.t_prime_init = math.log(10.0)  # log-temperature init; SigLIP Sec. 3.2: t' = log 10
     m.b_init = -10.0  # logit bias init; SigLIP Sec. 3.2: b = -10
-    m.embed_dim = 128  # shared embedding width after the projection heads
+    m.embed_dim = 96  # shared embedding width after the projection heads
     m.attention_impl = None  # None (XLA) | "cudnn" (GPU flash attention)
     m.remat = False  # rematerialise each encoder block in the backward pass
     m.scan = False  # scan over encoder blocks (faster compiles for deep towers)
@@ -32,16 +32,16 @@ def get_config(arg: str | None = None):
     m.text.pool = "last"  # SigLIP's text tower takes the last token
 
     add_data(c)
-    c.train.steps = 1500
+    c.train.steps = 600
     c.train.batch_size = 128  # small-batch regime; SigLIP Fig. 2 compares from 512 upwards
     c.train.learning_rate = 1e-3
     c.train.warmup_steps = 100
     c.train.b2 = 0.95
     c.train.weight_decay = 1e-4  # SigLIP uses a small decoupled weight decay
     c.train.log_every = 50
-    c.train.eval_every = 500
-    c.train.eval_batches = 10  # held-out batches for eval_loss
-    c.train.checkpoint_every = 500
+    c.train.eval_every = 300
+    c.train.eval_batches = 4  # held-out batches for eval_loss
+    c.train.checkpoint_every = 300
 
     if arg == "smoke":
         shrink_for_smoke(c)
@@ -54,11 +54,11 @@ def base_image():
 
     img = ml_collections.ConfigDict()
     img.variant = ""  # "" uses the explicit sizes below; else "Ti/16", "B/16", "So400m/14", ...
-    img.width = 128  # model width
+    img.width = 96  # model width
     img.depth = 4  # encoder blocks
-    img.mlp_dim = 512  # MLP hidden size
-    img.num_heads = 4  # attention heads
-    img.patch_size = 4  # square patch side in pixels
+    img.mlp_dim = 384  # MLP hidden size
+    img.num_heads = 3  # attention heads
+    img.patch_size = 8  # square patch side in pixels (32 px -> 4x4 patches)
     img.posemb = "learn"  # learn | sincos2d
     img.pool = "map"  # map | gap | cls
     return img
@@ -70,10 +70,10 @@ def base_text():
 
     txt = ml_collections.ConfigDict()
     txt.vocab_size = 257  # bytes + padding id 0
-    txt.width = 128  # model width
-    txt.depth = 3  # encoder blocks
-    txt.mlp_dim = 512  # MLP hidden size
-    txt.num_heads = 4  # attention heads
+    txt.width = 96  # model width
+    txt.depth = 2  # encoder blocks
+    txt.mlp_dim = 384  # MLP hidden size
+    txt.num_heads = 3  # attention heads
     txt.max_len = 48  # bytes per caption (longest embedded caption: 44)
     txt.pool = "last"  # last | mean
     txt.causal = False  # causal self-attention (CLIP's text tower is causal)
@@ -85,9 +85,9 @@ def add_data(c):
     d.name = "embedded"  # embedded (shapes + digits) | shapes | digits | tfds
     d.image_size = 32  # square image side in pixels
     d.seed = 0  # seed of the procedurally rendered shapes and the digits split
-    d.shapes_train = 20000  # rendered training images (half one object, half two)
+    d.shapes_train = 10000  # rendered training images (half one object, half two)
     d.shapes_eval = 1000  # rendered held-out images (the one-object half is the zero-shot set)
-    d.retrieval_size = 2000  # held-out pairs for recall@K
+    d.retrieval_size = 1000  # held-out pairs for recall@K
     d.eval_batch_size = 256  # batch for the zero-shot/retrieval embedders
     d.tfds_name = ""  # data.name=tfds: a prepared TFDS caption dataset (array_record)
     d.tfds_dir = ""  # its data_dir ("" = TFDS default)
