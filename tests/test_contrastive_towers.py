@@ -70,7 +70,17 @@ def test_text_ignores_padding(pool, causal):
 
 @pytest.mark.parametrize("pool,scan", [("map", True), ("gap", False), ("cls", False)])
 def test_vit_pools_and_scan(pool, scan):
-    vit = ViT(16, 2, 32, 2, patch_size=4, pool=pool, scan=scan, remat=scan, posemb="sincos2d")
+    vit = ViT(
+        16,
+        2,
+        32,
+        2,
+        patch_size=4,
+        pool=pool,
+        scan_layers=scan,
+        posemb="sincos2d",
+        remat_policy="full" if scan else "none",
+    )
     x = jnp.ones((3, 8, 8, 3))
     params = vit.init(jax.random.key(0), x)
     out = jax.jit(vit.apply)(params, x)

@@ -129,8 +129,8 @@ def siglip_b16_config(attention: str):
     m = c.model
     m.loss, m.loss_impl, m.embed_dim = "sigmoid", "chunked", 768
     m.t_prime_init, m.b_init = 2.302585, -10.0
-    m.attention_impl = None if attention == "xla" else attention
-    m.remat, m.scan = False, False
+    m.attention_impl = attention
+    m.remat_policy, m.scan_layers = "none", False
     m.image = ml_collections.ConfigDict(
         dict(variant="B/16", posemb="learn", pool="map", patch_size=16)
     )

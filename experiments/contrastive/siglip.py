@@ -22,9 +22,9 @@ def get_config(arg: str | None = None):
     m.t_prime_init = math.log(10.0)  # log-temperature init; SigLIP Sec. 3.2: t' = log 10
     m.b_init = -10.0  # logit bias init; SigLIP Sec. 3.2: b = -10
     m.embed_dim = 96  # shared embedding width after the projection heads
-    m.attention_impl = None  # None (XLA) | "cudnn" (GPU flash attention)
-    m.remat = False  # rematerialise each encoder block in the backward pass
-    m.scan = False  # scan over encoder blocks (faster compiles for deep towers)
+    m.attention_impl = "auto"  # auto (cuDNN on GPU, splash on TPU, else XLA) | xla | cudnn | splash
+    m.remat_policy = "none"  # none | full | dots_saveable | ... (layers.transformer.REMAT_POLICIES)
+    m.scan_layers = False  # scan over encoder blocks (faster compiles for deep towers)
 
     m.image = img = base_image()
     img.pool = "map"  # SigLIP pools with a MAP head

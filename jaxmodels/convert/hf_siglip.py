@@ -23,15 +23,16 @@ def _ln(sd, prefix):
 
 
 def _attention(q, k, v, out, num_heads):
-    """(out, in) torch Linear weights and biases -> einsum kernels (W, N, H) and (N, H, W)."""
+    """(out, in) torch Linear weights and biases -> kernels (W, N, H) and (N, H, W)."""
     params = {}
     for name, (w, b) in {"query": q, "key": k, "value": v}.items():
         width = w.shape[1]
-        params[name] = w.T.reshape(width, num_heads, -1)
-        params[f"{name}_bias"] = b.reshape(num_heads, -1)
+        params[name] = {
+            "kernel": w.T.reshape(width, num_heads, -1),
+            "bias": b.reshape(num_heads, -1),
+        }
     w, b = out
-    params["out"] = w.T.reshape(num_heads, -1, w.shape[0])
-    params["out_bias"] = b
+    params["out"] = {"kernel": w.T.reshape(num_heads, -1, w.shape[0]), "bias": b}
     return params
 
 
@@ -39,18 +40,23 @@ def _linear(sd, prefix):
     return _np(sd[f"{prefix}.weight"]), _np(sd[f"{prefix}.bias"])
 
 
+def _mlp(sd, prefix):
+    return {"up": _dense(sd, f"{prefix}.fc1"), "down": _dense(sd, f"{prefix}.fc2")}
+
+
 def _encoder(sd, prefix, depth, num_heads, final_ln):
+    """HF encoder layers -> ``TransformerStack`` params (unrolled ``layers_i``)."""
     enc = {}
     for i in range(depth):
         p = f"{prefix}.layers.{i}"
         attn = [_linear(sd, f"{p}.self_attn.{n}_proj") for n in ("q", "k", "v", "out")]
-        enc[f"block{i}"] = {
-            "ln1": _ln(sd, f"{p}.layer_norm1"),
-            "attn": _attention(*attn, num_heads),
-            "ln2": _ln(sd, f"{p}.layer_norm2"),
-            "mlp": {"fc1": _dense(sd, f"{p}.mlp.fc1"), "fc2": _dense(sd, f"{p}.mlp.fc2")},
+        enc[f"layers_{i}"] = {
+            "attention_norm": _ln(sd, f"{p}.layer_norm1"),
+            "attention": _attention(*attn, num_heads),
+            "mlp_norm": _ln(sd, f"{p}.layer_norm2"),
+            "mlp": _mlp(sd, f"{p}.mlp"),
         }
-    enc["ln_final"] = _ln(sd, final_ln)
+    enc["final_norm"] = _ln(sd, final_ln)
     return enc
 
 
@@ -69,9 +75,9 @@ def vision_params(sd, depth: int, num_heads: int) -> dict:
         "encoder": _encoder(sd, "encoder", depth, num_heads, "post_layernorm"),
         "map_head": {
             "probe": _np(sd["head.probe"]),
-            "attn": _attention(q, k, v, _linear(sd, "head.attention.out_proj"), num_heads),
-            "ln": _ln(sd, "head.layernorm"),
-            "mlp": {"fc1": _dense(sd, "head.mlp.fc1"), "fc2": _dense(sd, "head.mlp.fc2")},
+            "attention": _attention(q, k, v, _linear(sd, "head.attention.out_proj"), num_heads),
+            "norm": _ln(sd, "head.layernorm"),
+            "mlp": _mlp(sd, "head.mlp"),
         },
     }
 

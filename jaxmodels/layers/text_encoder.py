@@ -1,9 +1,10 @@
 """Text transformer tower for two-tower models (CLIP Sec. 2.4; SigLIP's text tower).
 
-Token ids (B, L) with 0 as padding -> token + learned position embeddings -> the shared pre-LN
-:class:`~jaxmodels.layers.vit.Encoder` (padding keys masked; optionally causal, as in CLIP) ->
-pooled features (B, width). Pooling ``last`` takes the last non-padding token (CLIP's [EOS]
-activation), ``mean`` averages the non-padding tokens.
+Token ids (B, L) with 0 as padding -> token + learned position embeddings -> the shared
+transformer stack (:mod:`jaxmodels.layers.transformer`) with ViT-style pre-LN blocks (padding
+keys masked; optionally causal, as in CLIP) -> pooled features (B, width). Pooling ``last``
+takes the last non-padding token (CLIP's [EOS] activation), ``mean`` averages the non-padding
+tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.layers.vit import Encoder
+from jaxmodels.layers.transformer import TransformerStack
+from jaxmodels.layers.vit import encoder_config
 
 Dtype = Any
 
@@ -32,9 +34,9 @@ class TextTransformer(nn.Module):
     causal: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    remat: bool = False
-    scan: bool = False
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash (jaxmodels.layers.attention)
+    remat_policy: str = "none"  # jaxmodels.layers.transformer.REMAT_POLICIES
+    scan_layers: bool = False
 
     @nn.compact
     def __call__(self, tokens_BxL):
@@ -55,19 +57,24 @@ class TextTransformer(nn.Module):
         x = nn.with_logical_constraint(
             x + pos[:length].astype(self.dtype), ("batch", "length", "embed")
         )
-        lengths_B = jnp.maximum(jnp.sum(tokens_BxL != 0, axis=1), 1).astype(jnp.int32)
-        x = Encoder(
-            self.depth,
+        mask_BxL = tokens_BxL != 0
+        lengths_B = jnp.maximum(jnp.sum(mask_BxL, axis=1), 1).astype(jnp.int32)
+        block = encoder_config(
+            self.width,
             self.mlp_dim,
             self.num_heads,
+            causal=self.causal,
+            attention_impl=self.attention_impl,
+        )
+        x = TransformerStack(
+            block,
+            self.depth,
+            scan_layers=self.scan_layers,
+            remat_policy=self.remat_policy,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            attention_impl=self.attention_impl,
-            is_causal=self.causal,
-            remat=self.remat,
-            scan=self.scan,
             name="encoder",
-        )(x, lengths_B)
+        )(x, kv_mask_BxL=mask_BxL)
         return self._pool(x, lengths_B)
 
     def _pool(self, x_BxLxW, lengths_B):

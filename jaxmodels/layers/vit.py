@@ -1,6 +1,7 @@
-"""Vision Transformer (Dosovitskiy et al., 2021) image tower and a bidirectional encoder stack.
+"""Vision Transformer (Dosovitskiy et al., 2021) image tower.
 
-Pre-LN encoder blocks (ViT eq. 2-3), patch embedding as a strided convolution (eq. 1), learned
+Pre-LN encoder blocks (ViT eq. 2-3; the shared :mod:`jaxmodels.layers.transformer` stack with
+LayerNorm, GELU MLP and biases), patch embedding as a strided convolution (eq. 1), learned
 or fixed 2-D sin-cos positions (MAE/big_vision ``posemb_sincos_2d``), and pooling by class token
 (``cls``), global average (``gap``) or multihead attention pooling (``map``, Lee et al., 2019;
 used by SigLIP). Parameters carry logical axis names; activations are constrained to
@@ -12,9 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxmodels.layers.attention import MultiHeadAttention
+from jaxmodels.layers.mlp import MLP
+from jaxmodels.layers.norms import make_norm
+from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 Dtype = Any
 
@@ -55,155 +60,21 @@ def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) 
     return pe[None].astype(np.float32)
 
 
-def _layer_norm(dtype, param_dtype, name=None):
-    return nn.LayerNorm(
-        epsilon=1e-6,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-        name=name,
+def encoder_config(width, mlp_dim, num_heads, *, causal=False, attention_impl="auto"):
+    """The ViT/CLIP encoder block as the shared :class:`BlockConfig`: pre-LN, GELU MLP, biases."""
+    return BlockConfig(
+        d_model=width,
+        num_heads=num_heads,
+        d_ff=mlp_dim,
+        activation="gelu_tanh",
+        norm="layernorm",
+        norm_eps=1e-6,
+        norm_position="pre",
+        use_bias=True,
+        causal=causal,
+        rope=False,
+        attention_impl=attention_impl,
     )
-
-
-class Attention(nn.Module):
-    """Multi-head attention (Vaswani et al., 2017, eq. 1) via ``jax.nn.dot_product_attention``."""
-
-    num_heads: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    implementation: str | None = None  # None (XLA) | "cudnn"
-
-    @nn.compact
-    def __call__(self, x_q, x_kv, *, kv_lengths=None, is_causal=False):
-        width = x_q.shape[-1]
-        n, h = self.num_heads, width // self.num_heads
-
-        def param(name, shape, names, in_axis, out_axis, bias_shape, bias_names):
-            init = nn.initializers.xavier_uniform(in_axis=in_axis, out_axis=out_axis)
-            w = self.param(name, nn.with_logical_partitioning(init, names), shape, self.param_dtype)
-            zeros = nn.with_logical_partitioning(nn.initializers.zeros, bias_names)
-            bias = self.param(f"{name}_bias", zeros, bias_shape, self.param_dtype)
-            return w.astype(self.dtype), bias.astype(self.dtype)
-
-        def proj(name, x_BxTxW):
-            qkv_names = ("embed", "heads", "head_dim")
-            w, bias = param(name, (width, n, h), qkv_names, 0, (1, 2), (n, h), qkv_names[1:])
-            return jnp.einsum("btw,wnh->btnh", x_BxTxW.astype(self.dtype), w) + bias
-
-        q_BxTxNxH, k_BxSxNxH, v_BxSxNxH = proj("query", x_q), proj("key", x_kv), proj("value", x_kv)
-        out_BxTxNxH = jax.nn.dot_product_attention(
-            q_BxTxNxH,
-            k_BxSxNxH,
-            v_BxSxNxH,
-            is_causal=is_causal,
-            key_value_seq_lengths=kv_lengths,
-            implementation=self.implementation,
-        )
-        out_names = ("heads", "head_dim", "embed")
-        w, bias = param("out", (n, h, width), out_names, (0, 1), 2, (width,), ("embed",))
-        return jnp.einsum("btnh,nhw->btw", out_BxTxNxH, w) + bias
-
-
-class MlpBlock(nn.Module):
-    """Transformer MLP (ViT eq. 3): Dense -> GELU -> Dense."""
-
-    mlp_dim: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        width = x.shape[-1]
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        zeros = nn.initializers.zeros
-        h = nn.Dense(
-            self.mlp_dim,
-            kernel_init=nn.with_logical_partitioning(
-                nn.initializers.xavier_uniform(), ("embed", "mlp")
-            ),
-            bias_init=nn.with_logical_partitioning(nn.initializers.normal(1e-6), ("mlp",)),
-            name="fc1",
-            **kw,
-        )(x)
-        h = nn.with_logical_constraint(nn.gelu(h, approximate=True), ("batch", "length", "mlp"))
-        return nn.Dense(
-            width,
-            kernel_init=nn.with_logical_partitioning(
-                nn.initializers.xavier_uniform(), ("mlp", "embed")
-            ),
-            bias_init=nn.with_logical_partitioning(zeros, ("embed",)),
-            name="fc2",
-            **kw,
-        )(h)
-
-
-class EncoderBlock(nn.Module):
-    """Pre-LN transformer block (ViT eq. 2-3): x + MSA(LN(x)), then x + MLP(LN(x))."""
-
-    mlp_dim: int
-    num_heads: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    is_causal: bool = False
-
-    @nn.compact
-    def __call__(self, x, kv_lengths=None):
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h = _layer_norm(**kw, name="ln1")(x)
-        attn = Attention(self.num_heads, implementation=self.attention_impl, name="attn", **kw)
-        x = x + attn(h, h, kv_lengths=kv_lengths, is_causal=self.is_causal)
-        x = x + MlpBlock(self.mlp_dim, name="mlp", **kw)(_layer_norm(**kw, name="ln2")(x))
-        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
-
-
-class _ScanBlock(EncoderBlock):
-    """``EncoderBlock`` with the ``(carry, x) -> (carry, y)`` signature ``nn.scan`` needs."""
-
-    def __call__(self, x, kv_lengths):
-        return super().__call__(x, kv_lengths), None
-
-
-class Encoder(nn.Module):
-    """``depth`` encoder blocks and a final LayerNorm; optional remat and scan over layers."""
-
-    depth: int
-    mlp_dim: int
-    num_heads: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    is_causal: bool = False
-    remat: bool = False
-    scan: bool = False
-
-    @nn.compact
-    def __call__(self, x, kv_lengths=None):
-        kw = dict(
-            mlp_dim=self.mlp_dim,
-            num_heads=self.num_heads,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            attention_impl=self.attention_impl,
-            is_causal=self.is_causal,
-        )
-        if self.scan:
-            block = nn.remat(_ScanBlock, prevent_cse=False) if self.remat else _ScanBlock
-            stack = nn.scan(
-                block,
-                variable_axes={"params": 0},
-                split_rngs={"params": True},
-                in_axes=nn.broadcast,
-                length=self.depth,
-                metadata_params={nn.PARTITION_NAME: "layers"},
-            )
-            x, _ = stack(**kw, name="blocks")(x, kv_lengths)
-        else:
-            block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
-            for i in range(self.depth):
-                x = block(**kw, name=f"block{i}")(x, kv_lengths)
-        return _layer_norm(self.dtype, self.param_dtype, name="ln_final")(x)
 
 
 class MAPHead(nn.Module):
@@ -213,6 +84,7 @@ class MAPHead(nn.Module):
     num_heads: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x_BxTxW):
@@ -221,8 +93,18 @@ class MAPHead(nn.Module):
         init = nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, None, "embed"))
         probe = self.param("probe", init, (1, 1, width), self.param_dtype).astype(self.dtype)
         probe_Bx1xW = jnp.broadcast_to(probe, (x_BxTxW.shape[0], 1, width))
-        x = Attention(self.num_heads, name="attn", **kw)(probe_Bx1xW, x_BxTxW)
-        x = x + MlpBlock(self.mlp_dim, name="mlp", **kw)(_layer_norm(**kw, name="ln")(x))
+        attn = MultiHeadAttention(
+            self.num_heads,
+            causal=False,
+            use_bias=True,
+            rope=False,
+            attention_impl=self.attention_impl,
+            name="attention",
+            **kw,
+        )
+        x = attn(probe_Bx1xW, kv_BxSxE=x_BxTxW)
+        h = make_norm("layernorm", epsilon=1e-6, name="norm", **kw)(x)
+        x = x + MLP(self.mlp_dim, activation="gelu_tanh", use_bias=True, name="mlp", **kw)(h)
         return x[:, 0]
 
 
@@ -238,9 +120,9 @@ class ViT(nn.Module):
     pool: str = "map"  # map | gap | cls
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    remat: bool = False
-    scan: bool = False
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash (jaxmodels.layers.attention)
+    remat_policy: str = "none"  # jaxmodels.layers.transformer.REMAT_POLICIES
+    scan_layers: bool = False
 
     @nn.compact
     def __call__(self, images_BxHxWxC):
@@ -272,15 +154,16 @@ class ViT(nn.Module):
                 [jnp.broadcast_to(cls.astype(self.dtype), (b, 1, self.width)), x], 1
             )
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-        x = Encoder(
+        block = encoder_config(
+            self.width, self.mlp_dim, self.num_heads, attention_impl=self.attention_impl
+        )
+        x = TransformerStack(
+            block,
             self.depth,
-            self.mlp_dim,
-            self.num_heads,
+            scan_layers=self.scan_layers,
+            remat_policy=self.remat_policy,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            attention_impl=self.attention_impl,
-            remat=self.remat,
-            scan=self.scan,
             name="encoder",
         )(x)
         return self._pool(x)
@@ -300,7 +183,14 @@ class ViT(nn.Module):
     def _pool(self, x_BxTxW):
         if self.pool == "map":
             kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-            return MAPHead(self.mlp_dim, self.num_heads, name="map_head", **kw)(x_BxTxW)
+            head = MAPHead(
+                self.mlp_dim,
+                self.num_heads,
+                attention_impl=self.attention_impl,
+                name="map_head",
+                **kw,
+            )
+            return head(x_BxTxW)
         if self.pool == "gap":
             return jnp.mean(x_BxTxW, axis=1)
         if self.pool == "cls":

@@ -92,7 +92,9 @@ def tower_kwargs(config) -> tuple[dict, dict]:
         image.update(decode_variant(variant))
     text = dict(m.text)
     for tower in (image, text):
-        tower.update(attention_impl=m.attention_impl, remat=m.remat, scan=m.scan)
+        tower.update(
+            attention_impl=m.attention_impl, remat_policy=m.remat_policy, scan_layers=m.scan_layers
+        )
     return image, text
 
 
