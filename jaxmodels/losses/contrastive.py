@@ -83,15 +83,17 @@ def _block_logits(zimg_nxD, ztxt_nxD, t_prime, b):
     return jnp.exp(t_prime) * zimg_nxD @ ztxt_nxD.T + b
 
 
-def _block_terms(zimg_nxD, blk_nxD, t_prime, b, own: bool):
-    """Loss and d(loss)/d(logits) of one n x n block (+1 labels on the own block's diagonal)."""
-    n = zimg_nxD.shape[0]
-    labels_nxn = 2.0 * jnp.eye(n) - 1.0 if own else -jnp.ones((n, n))
-    logits_nxn = _block_logits(zimg_nxD, blk_nxD, t_prime, b)
-    loss = -jnp.sum(jax.nn.log_sigmoid(labels_nxn * logits_nxn))
-    # d/dx of -log sigmoid(z x) is -z sigmoid(-z x).
-    dlogits_nxn = -labels_nxn * jax.nn.sigmoid(-labels_nxn * logits_nxn)
-    return loss, dlogits_nxn, logits_nxn
+def _positives(n: int, own) -> jax.Array:
+    """Label z = +1 (True) on the diagonal of a device's own block, -1 (False) elsewhere."""
+    rows, cols = (
+        lax.broadcasted_iota(jnp.int32, (n, n), 0),
+        lax.broadcasted_iota(jnp.int32, (n, n), 1),
+    )
+    return own & (rows == cols)
+
+
+def _varying_zero(axis):
+    return lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,15 +102,16 @@ def _block_terms(zimg_nxD, blk_nxD, t_prime, b, own: bool):
 
 
 def _chunked_fwd_kernel(zimg_nxD, ztxt_nxD, t_prime, b, *, axis, d, n_global):
-    """Per-device forward: own block first, then the d - 1 blocks arriving from the left."""
-    loss, _, _ = _block_terms(zimg_nxD, ztxt_nxD, t_prime, b, own=True)
+    """Per-device forward: at step k the block from k devices to the left (k = 0: its own)."""
 
-    def step(_, carry):
+    def step(k, carry):
         loss, blk_nxD = carry
-        blk_nxD = lax.ppermute(blk_nxD, axis, _ring(d))
-        return loss + _block_terms(zimg_nxD, blk_nxD, t_prime, b, own=False)[0], blk_nxD
+        logits_nxn = _block_logits(zimg_nxD, blk_nxD, t_prime, b)
+        pos_nxn = _positives(logits_nxn.shape[0], k == 0)
+        loss = loss - jnp.sum(jax.nn.log_sigmoid(jnp.where(pos_nxn, logits_nxn, -logits_nxn)))
+        return loss, lax.ppermute(blk_nxD, axis, _ring(d))
 
-    loss, _ = lax.fori_loop(1, d, step, (loss, ztxt_nxD))
+    loss, _ = lax.fori_loop(0, d, step, (_varying_zero(axis), ztxt_nxD))
     return lax.psum(loss, axis) / n_global
 
 
@@ -116,24 +119,25 @@ def _chunked_bwd_kernel(zimg_nxD, ztxt_nxD, t_prime, b, g, *, axis, d, n_global)
     """Per-device backward: recompute each block's logits; the block's gradient travels with it."""
     t, scale = jnp.exp(t_prime), g / n_global
 
-    def grads(blk_nxD, own):
-        _, dlogits_nxn, logits_nxn = _block_terms(zimg_nxD, blk_nxD, t_prime, b, own)
-        dlogits_nxn = scale * dlogits_nxn
-        dzimg_nxD = t * dlogits_nxn @ blk_nxD
-        dblk_nxD = t * dlogits_nxn.T @ zimg_nxD
-        return dzimg_nxD, dblk_nxD, jnp.sum(dlogits_nxn * (logits_nxn - b)), jnp.sum(dlogits_nxn)
-
-    def step(_, carry):
+    def step(k, carry):
         dzimg, dt_prime, db, blk_nxD, dblk_nxD = carry
+        logits_nxn = _block_logits(zimg_nxD, blk_nxD, t_prime, b)
+        pos_nxn = _positives(logits_nxn.shape[0], k == 0)
+        # d/dx of -log sigmoid(z x) is -z sigmoid(-z x)
+        dlogits_nxn = scale * jnp.where(
+            pos_nxn, -jax.nn.sigmoid(-logits_nxn), jax.nn.sigmoid(logits_nxn)
+        )
+        dzimg = dzimg + t * dlogits_nxn @ blk_nxD
+        dblk_nxD = dblk_nxD + t * dlogits_nxn.T @ zimg_nxD
+        dt_prime = dt_prime + jnp.sum(dlogits_nxn * (logits_nxn - b))
+        db = db + jnp.sum(dlogits_nxn)
         blk_nxD, dblk_nxD = lax.ppermute((blk_nxD, dblk_nxD), axis, _ring(d))
-        dzimg_k, dblk_k, dt_k, db_k = grads(blk_nxD, own=False)
-        return dzimg + dzimg_k, dt_prime + dt_k, db + db_k, blk_nxD, dblk_nxD + dblk_k
+        return dzimg, dt_prime, db, blk_nxD, dblk_nxD
 
-    dzimg, dztxt, dt_prime, db = grads(ztxt_nxD, own=True)
-    carry = (dzimg, dt_prime, db, ztxt_nxD, dztxt)
-    dzimg, dt_prime, db, _, dztxt = lax.fori_loop(1, d, step, carry)
-    # After d - 1 rotations each device holds its right neighbour's block: one more sends it home.
-    dztxt = lax.ppermute(dztxt, axis, _ring(d))
+    zero = _varying_zero(axis)
+    init = (jnp.zeros_like(zimg_nxD), zero, zero, ztxt_nxD, jnp.zeros_like(ztxt_nxD))
+    # d steps, d rotations: every text block and its gradient end back on their home device
+    dzimg, dt_prime, db, _, dztxt = lax.fori_loop(0, d, step, init)
     return dzimg, dztxt, lax.psum(dt_prime, axis), lax.psum(db, axis)
 
 
