@@ -9,6 +9,8 @@ FAMILIES = {
     "mlp": "jaxmodels.models.mlp",
     "online_action": "jaxmodels.models.online_action_task",
     "diffusion": "jaxmodels.models.diffusion",
+    "clip": "jaxmodels.models.two_towers",
+    "siglip": "jaxmodels.models.two_towers",
 }
 
 
