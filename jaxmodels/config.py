@@ -56,7 +56,6 @@ def base_config() -> ml_collections.ConfigDict:
     t.eval_batches = 20  # eval batches per evaluation; 0 means the whole eval set
     t.checkpoint_every = 500  # steps between checkpoints (and at the end); 0 disables
     t.keep_checkpoints = 3  # checkpoints kept on disk
-    t.profile = False  # write a profiler trace of a few steps to workdir/profile
 
     m = c.mesh = ml_collections.ConfigDict()
     m.data = -1  # data-parallel axis size; -1 takes the devices left over
@@ -64,3 +63,45 @@ def base_config() -> ml_collections.ConfigDict:
     m.tensor = 1  # tensor-parallel axis size
     m.rules = DEFAULT_RULES  # logical axis name -> mesh axes
     return c
+
+
+_POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")
+_NON_NEGATIVE = (
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "ema_halflife_examples",
+    "eval_every",
+    "eval_batches",
+    "checkpoint_every",
+)
+_CHOICES = {
+    "optimizer": ("adamw", "adam", "lion", "sgd"),
+    "schedule": ("cosine", "linear", "constant"),
+    "compute_dtype": ("float32", "bfloat16", "float16"),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Fails fast, naming the key, on values the trainer cannot use."""
+    from jaxmodels import registry
+
+    registry.family_module(config.family)  # raises with the known names
+    t = config.train
+    for key in _POSITIVE:
+        if t[key] <= 0:
+            raise ValueError(f"config.train.{key}={t[key]!r} must be positive")
+    for key in _NON_NEGATIVE:
+        if t[key] < 0:
+            raise ValueError(f"config.train.{key}={t[key]!r} must be >= 0")
+    for key, allowed in _CHOICES.items():
+        if t[key] not in allowed:
+            raise ValueError(f"config.train.{key}={t[key]!r}: choose one of {allowed}")
+    if t.batch_size % t.grad_accum:
+        raise ValueError(
+            f"config.train.batch_size={t.batch_size} must be divisible by "
+            f"config.train.grad_accum={t.grad_accum}"
+        )
+    if not 0 <= t.min_lr_ratio <= 1:
+        raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")

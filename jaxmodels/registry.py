@@ -6,12 +6,27 @@ import importlib
 
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
+    "mlp": "jaxmodels.models.mlp",
 }
 
 
 def family_module(name: str):
-    """Returns the module implementing family ``name`` (it exposes ``build_task``)."""
-    if name not in FAMILIES:
-        known = ", ".join(sorted(FAMILIES))
-        raise ValueError(f"config.family={name!r} is not a known family; choose one of: {known}")
-    return importlib.import_module(FAMILIES[name])
+    """Returns the module implementing family ``name`` (it exposes ``build_task``).
+
+    ``name`` is a key of :data:`FAMILIES`, or the dotted path of any importable module with a
+    ``build_task(config, mesh)`` function (a family living outside the package).
+    """
+    if name in FAMILIES:
+        return importlib.import_module(FAMILIES[name])
+    if "." in name:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            raise ValueError(f"config.family={name!r}: cannot import it ({e})") from e
+        if hasattr(module, "build_task"):
+            return module
+    known = ", ".join(sorted(FAMILIES))
+    raise ValueError(
+        f"config.family={name!r} is not a known family; choose one of: {known} "
+        "(or the dotted path of a module with build_task)"
+    )

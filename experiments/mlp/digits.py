@@ -1,0 +1,39 @@
+"""MLP classifier on scikit-learn's digits: the template family and the trainer's test bed.
+
+jaxmodels train --config experiments/mlp/digits.py --workdir runs/digits
+jaxmodels train --config experiments/mlp/digits.py:smoke --workdir /tmp/digits-smoke
+"""
+
+from jaxmodels.config import base_config
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.family = "mlp"
+
+    c.model.hidden = 256  # hidden width (logical axis "mlp")
+    c.model.num_layers = 2  # hidden layers
+    c.model.dropout = 0.1  # dropout rate in training
+
+    c.data.holdout = 0.2  # fraction of the 1797 digits held out for evaluation
+
+    c.train.steps = 600
+    c.train.batch_size = 64
+    c.train.learning_rate = 1e-3
+    c.train.warmup_steps = 50
+    c.train.weight_decay = 1e-4
+    c.train.log_every = 50
+    c.train.eval_every = 200
+    c.train.eval_batches = 0  # the whole held-out set
+    c.train.checkpoint_every = 200
+
+    if arg == "smoke":
+        c.model.hidden = 32
+        c.train.steps = 8
+        c.train.batch_size = 16
+        c.train.warmup_steps = 2
+        c.train.log_every = 2
+        c.train.eval_every = 4
+        c.train.eval_batches = 2
+        c.train.checkpoint_every = 4
+    return c

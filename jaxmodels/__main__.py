@@ -1,0 +1,5 @@
+"""``python -m jaxmodels`` runs the command line."""
+
+from jaxmodels.main import run
+
+run()

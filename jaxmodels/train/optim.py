@@ -1,0 +1,47 @@
+"""Optimizers and learning-rate schedules built from ``config.train``."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+
+def learning_rate_schedule(t) -> optax.Schedule:
+    """Linear warm-up to ``learning_rate``, then cosine/linear decay to ``min_lr_ratio`` or flat."""
+    peak, warm, steps = t.learning_rate, t.warmup_steps, t.steps
+    end = peak * t.min_lr_ratio
+    decay_steps = max(steps - warm, 1)
+    if t.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=t.min_lr_ratio)
+    elif t.schedule == "linear":
+        decay = optax.linear_schedule(peak, end, decay_steps)
+    elif t.schedule == "constant":
+        decay = optax.constant_schedule(peak)
+    else:
+        raise ValueError(f"config.train.schedule={t.schedule!r}: use cosine, linear or constant")
+    if warm == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), decay], [warm])
+
+
+def _decay_mask(params):
+    """Weight decay on matrices and kernels only, never on biases, norms or scalars."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(t) -> optax.GradientTransformation:
+    """Returns the clipped optimizer named by ``config.train.optimizer``."""
+    lr = learning_rate_schedule(t)
+    if t.optimizer == "adamw":
+        opt = optax.adamw(lr, t.b1, t.b2, t.eps, weight_decay=t.weight_decay, mask=_decay_mask)
+    elif t.optimizer == "adam":
+        opt = optax.adam(lr, t.b1, t.b2, t.eps)
+    elif t.optimizer == "lion":
+        opt = optax.lion(lr, t.b1, t.b2, weight_decay=t.weight_decay, mask=_decay_mask)
+    elif t.optimizer == "sgd":
+        opt = optax.sgd(lr, momentum=t.b1 or None)
+    else:
+        raise ValueError(f"config.train.optimizer={t.optimizer!r}: use adamw, adam, lion or sgd")
+    if t.grad_clip:
+        opt = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
+    return opt

@@ -1,0 +1,55 @@
+"""The train state pytree and its sharded creation from abstract shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmodels.parallel import mesh as mesh_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes. ``ema_params`` is None unless an EMA half-life is set."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    ema_params: Any = None
+
+
+def ema_decay(halflife_examples: float, batch_size: int) -> float:
+    """Per-step decay for an EMA whose half-life is given in examples (EDM, Karras et al. 2022)."""
+    return 0.5 ** (batch_size / halflife_examples) if halflife_examples > 0 else 0.0
+
+
+def _init_fn(init, tx: optax.GradientTransformation, use_ema: bool):
+    def fn(rng):
+        params = init(rng)  # may hold nn.Partitioned boxes; optax keeps the boxes in its state
+        ema = jax.tree.map(jnp.copy, params) if use_ema else None
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), ema)
+
+    return fn
+
+
+def state_shardings(init, tx, rng, mesh, rules, *, use_ema: bool):
+    """Returns ``(abstract_state, shardings)`` from the logical names on the boxed params."""
+    fn = _init_fn(init, tx, use_ema)
+    boxed = jax.eval_shape(fn, rng)
+    shardings = mesh_lib.logical_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    return nn.unbox(boxed), shardings
+
+
+def create_state(init, tx, rng, shardings, *, use_ema: bool) -> TrainState:
+    """Initialises the state directly into its shardings (never whole on one device)."""
+    fn = _init_fn(init, tx, use_ema)
+    return jax.jit(lambda r: nn.unbox(fn(r)), out_shardings=shardings)(rng)
+
+
+def param_count(params) -> int:
+    return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,134 @@
+"""Family-agnostic step builders: one jitted, sharded, donated train step and an eval step.
+
+A family supplies ``loss_fn(params, batch, rng) -> (loss, metrics)``; everything else here is
+shared: the per-step rng (``fold_in(key(seed), step)``, so a resumed run draws the same
+randomness), gradient accumulation over micro-batches with ``lax.scan``, clipping and the
+optimizer update (``optax``), the parameter EMA, and metric aggregation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmodels.parallel import mesh as mesh_lib
+from jaxmodels.train.state import TrainState
+from jaxmodels.train.task import LossFn, Task
+
+
+def in_mesh_context(fn: Callable, mesh, rules) -> Callable:
+    """Runs ``fn`` (and its tracing) with ``mesh`` set and the logical axis rules active."""
+
+    def wrapped(*args):
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            return fn(*args)
+
+    return wrapped
+
+
+def _split_micro(x: jax.Array, n: int) -> jax.Array:
+    """(B, ...) -> (n, B/n, ...) taking rows ``a::n`` for micro-batch ``a``, so each micro-batch
+    keeps an equal share of every device's rows."""
+    if x.shape[0] % n:
+        raise ValueError(f"batch of {x.shape[0]} rows does not split into {n} micro-batches")
+    return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
+
+
+def accumulate_gradients(loss_fn: LossFn, grad_accum: int, batch_shardings) -> Callable:
+    """Returns ``(params, batch, rng) -> (grads, metrics)`` averaged over micro-batches."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def single(params, batch, rng):
+        (loss, metrics), grads = grad_fn(params, batch, rng)
+        return grads, {**metrics, "loss": loss}
+
+    if grad_accum == 1:
+        return single
+
+    def accumulated(params, batch, rng):
+        micro = {k: _split_micro(v, grad_accum) for k, v in batch.items()}
+
+        def body(acc, inputs):
+            mb, a = inputs
+            mb = jax.lax.with_sharding_constraint(mb, batch_shardings)
+            out = single(params, mb, jax.random.fold_in(rng, a))
+            return jax.tree.map(jnp.add, acc, out), None
+
+        first = jax.tree.map(lambda v: v[0], micro)
+        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(single, params, first, rng))
+        total, _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum)))
+        return jax.tree.map(lambda t: t / grad_accum, total)
+
+    return accumulated
+
+
+def build_train_step(
+    task: Task,
+    tx: optax.GradientTransformation,
+    *,
+    mesh,
+    rules,
+    state_sharding,
+    batch_sharding,
+    seed: int,
+    grad_accum: int = 1,
+    ema_decay: float = 0.0,
+    schedule: optax.Schedule | None = None,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated."""
+    base_key = jax.random.key(seed)
+    grads_and_metrics = accumulate_gradients(task.loss_fn, grad_accum, batch_sharding)
+
+    def step(state: TrainState, batch):
+        rng = jax.random.fold_in(base_key, state.step)
+        grads, metrics = grads_and_metrics(state.params, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema_params
+        if ema is not None:
+            ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        if schedule is not None:
+            metrics["lr"] = schedule(state.step)
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new.replace(ema_params=ema), metrics
+
+    jitted = jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    return in_mesh_context(jitted, mesh, rules)
+
+
+def eval_metrics_fn(task: Task):
+    """The family's ``eval_fn``, or its ``loss_fn`` metrics plus ``loss``."""
+    if task.eval_fn is not None:
+        return task.eval_fn
+
+    def fn(params, batch, rng):
+        loss, metrics = task.loss_fn(params, batch, rng)
+        return {**metrics, "loss": loss}
+
+    return fn
+
+
+def build_eval_step(task: Task, *, mesh, rules, params_sharding, batch_sharding, seed: int):
+    """Returns ``eval_step(params, batch, index) -> metrics``, jitted and sharded."""
+    fn = eval_metrics_fn(task)
+    key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
+
+    def step(params, batch, index):
+        return fn(params, batch, jax.random.fold_in(key, index))
+
+    jitted = jax.jit(
+        step,
+        in_shardings=(params_sharding, batch_sharding, None),
+        out_shardings=mesh_lib.replicated(mesh),
+    )
+    return in_mesh_context(jitted, mesh, rules)
