@@ -43,7 +43,7 @@ class Run:
     schedule: Any
     abstract_state: Any
     state_sharding: Any
-    checkpointer: Checkpointer
+    checkpointer: Checkpointer | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,8 +51,11 @@ class Run:
 # ----------------------------------------------------------------------------------------------
 
 
-def build(config, workdir: str) -> Run:
-    """Builds mesh, task, optimizer and the sharded abstract state (nothing is allocated)."""
+def build(config, workdir: str | None) -> Run:
+    """Builds mesh, task, optimizer and the sharded abstract state (nothing is allocated).
+
+    Without a ``workdir`` there is no checkpointer (ahead-of-time compilation needs none).
+    """
     multihost.initialize()
     mesh = mesh_lib.make_mesh(config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
@@ -66,7 +69,7 @@ def build(config, workdir: str) -> Run:
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding
     )
-    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints) if workdir else None
     schedule = optim.learning_rate_schedule(config.train)
     return Run(config, workdir, mesh, rules, task, tx, schedule, abstract, sharding, ckpt)
 
@@ -205,10 +208,10 @@ def train(config, workdir: str) -> dict[str, float]:
         writer.close()
 
 
-def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
-    t, last = run.config.train, {}
-    first = next(data)
-    bshard = mesh_lib.batch_shardings(first, run.mesh, run.rules, run.task.batch_axes)
+def build_train_step(run: Run, example_batch):
+    """Returns the run's jitted train step and the batch shardings it expects."""
+    t = run.config.train
+    bshard = mesh_lib.batch_shardings(example_batch, run.mesh, run.rules, run.task.batch_axes)
     train_step = step_lib.build_train_step(
         run.task,
         run.tx,
@@ -221,6 +224,13 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
         ema_decay=state_lib.ema_decay(t.ema_halflife_examples, t.batch_size),
         schedule=run.schedule,
     )
+    return train_step, bshard
+
+
+def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
+    t, last = run.config.train, {}
+    first = next(data)
+    train_step, bshard = build_train_step(run, first)
     bar, history, tick = metrics_lib.progress_bar(start, t.steps), [], time.perf_counter()
     batch = first
     with _Preemption() as preempt:
