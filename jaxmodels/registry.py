@@ -7,6 +7,8 @@ import importlib
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
+    "roformer": "jaxmodels.models.roformer",
+    "lm_extrapolation": "jaxmodels.models.extrapolation",
 }
 
 
