@@ -11,6 +11,8 @@ FAMILIES = {
     "diffusion": "jaxmodels.models.diffusion",
     "clip": "jaxmodels.models.two_towers",
     "siglip": "jaxmodels.models.two_towers",
+    "roformer": "jaxmodels.models.roformer",
+    "lm_extrapolation": "jaxmodels.models.extrapolation",
 }
 
 
