@@ -140,3 +140,15 @@ def test_clear_errors(tmp_path):
                 },
             )
         )
+
+
+@pytest.mark.parametrize("cls_name,n_head", [("BloomForCausalLM", 4), ("BloomModel", 6)])
+def test_bloom_alibi_parity(cls_name, n_head):
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BloomConfig(vocab_size=53, hidden_size=24, n_layer=2, n_head=n_head)
+    hf = getattr(transformers, cls_name)(cfg).eval()
+    model, params = from_hf(hf)
+    ids, mask = _inputs(53, L=9)
+    _compare(hf, model, params, ids, mask)

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmodels.layers.position_encoding import PositionOptions
+from jaxmodels.layers.norms import LayerNorm
+from jaxmodels.layers.position_encoding import PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 SUPPORTED = (
@@ -28,6 +29,8 @@ SUPPORTED = (
     "RoFormerForMaskedLM",
     "LlamaModel",
     "LlamaForCausalLM",
+    "BloomModel",
+    "BloomForCausalLM",
 )
 
 
@@ -227,22 +230,35 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
 # ---------------------------------------------------------------------------------------------
 
 
-class LlamaDecoder(nn.Module):
-    """Llama (Touvron et al. 2023): token embedding, pre-RMSNorm SwiGLU blocks, LM head."""
+class CausalDecoder(nn.Module):
+    """Token embedding (optionally normed), pre-norm blocks, LM head: Llama and Bloom.
+
+    ``position`` adds what the blocks' rotary fields do not: ALiBi's bias (Bloom).
+    """
 
     block: BlockConfig
     vocab_size: int
     num_layers: int
-    lm_head: bool = True  # False: the normed last hidden state (LlamaModel)
+    lm_head: bool = True  # False: the normed last hidden state (*Model classes)
     tie_embeddings: bool = False
+    embedding_norm: bool = False  # LayerNorm after the embedding (Bloom)
+    position: PositionOptions = PositionOptions(name="rope")
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, input_ids_BxL, attention_mask_BxL=None, positions_BxL=None):
+        B, L = input_ids_BxL.shape
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
         embed = nn.Embed(self.vocab_size, self.block.d_model, dtype=self.dtype, name="embed")
         x = embed(input_ids_BxL)
+        if self.embedding_norm:
+            x = LayerNorm(self.block.norm_eps, dtype=self.dtype, name="embedding_norm")(x)
+        bias = RelativePositionBias(self.position, self.block.num_heads, causal=True)(
+            positions_BxL, positions_BxL
+        )
         h = TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="decoder")(
-            x, positions_BxL, None, attention_mask_BxL
+            x, positions_BxL, None, attention_mask_BxL, bias
         )
         if not self.lm_head:
             return h
@@ -312,7 +328,7 @@ def _build_llama(config, dtype, *, lm_head: bool):
         rope_scaling=tuple(sorted(scaling.items())),
         attention_impl="xla",
     )
-    return LlamaDecoder(
+    return CausalDecoder(
         block,
         config.vocab_size,
         config.num_hidden_layers,
@@ -346,6 +362,75 @@ def _convert_llama(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Bloom (ALiBi)
+# ---------------------------------------------------------------------------------------------
+
+
+def _build_bloom(config, dtype, *, lm_head: bool):
+    if config.apply_residual_connection_post_layernorm:
+        raise ValueError("from_hf: Bloom with apply_residual_connection_post_layernorm=True")
+    if getattr(config, "pretraining_tp", 1) > 1 and getattr(config, "slow_but_exact", False):
+        raise ValueError("from_hf: Bloom with slow_but_exact tensor-parallel slicing")
+    block = BlockConfig(
+        d_model=config.hidden_size,
+        num_heads=config.n_head,
+        d_ff=4 * config.hidden_size,
+        activation="gelu_tanh",
+        norm="layernorm",
+        norm_eps=config.layer_norm_epsilon,
+        norm_position="pre",
+        use_bias=True,
+        causal=True,
+        rope=False,
+        attention_impl="xla",
+    )
+    return CausalDecoder(
+        block,
+        config.vocab_size,
+        config.n_layer,
+        lm_head=lm_head,
+        tie_embeddings=True,
+        embedding_norm=True,
+        position=PositionOptions(name="alibi"),
+        dtype=dtype or jnp.float32,
+    )
+
+
+def _convert_bloom(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.ndarray]:
+    head, emb = state.get("lm_head.weight"), state.get("transformer.word_embeddings.weight")
+    if lm_head and head is not None and emb is not None and not np.array_equal(head, emb):
+        raise ValueError("from_hf: Bloom with an untied lm_head is not supported")
+    get = _take(_strip(state, "transformer."), "")
+    N, E = config.n_head, config.hidden_size
+    H = E // N
+    out = {("embed", "embedding"): get("word_embeddings.weight")}
+    for ours, theirs in (("embedding_norm", "word_embeddings_layernorm"),
+                         (("decoder", "final_norm"), "ln_f")):  # fmt: skip
+        key = ours if isinstance(ours, tuple) else (ours,)
+        out[(*key, "scale")] = get(f"{theirs}.weight")
+        out[(*key, "bias")] = get(f"{theirs}.bias")
+    for i in range(config.n_layer):
+        p, layer = f"h.{i}.", ("decoder", f"layers_{i}")
+        w = get(p + "self_attention.query_key_value.weight").reshape(N, 3, H, E)
+        b = get(p + "self_attention.query_key_value.bias").reshape(N, 3, H)
+        for j, name in enumerate(("query", "key", "value")):
+            out[(*layer, "attention", name, "kernel")] = w[:, j].transpose(2, 0, 1)
+            out[(*layer, "attention", name, "bias")] = b[:, j]
+        out[(*layer, "attention", "out", "kernel")] = get(
+            p + "self_attention.dense.weight"
+        ).T.reshape(N, H, E)
+        out[(*layer, "attention", "out", "bias")] = get(p + "self_attention.dense.bias")
+        for ours, theirs in (("attention_norm", "input_layernorm"),
+                             ("mlp_norm", "post_attention_layernorm")):  # fmt: skip
+            out[(*layer, ours, "scale")] = get(f"{p}{theirs}.weight")
+            out[(*layer, ours, "bias")] = get(f"{p}{theirs}.bias")
+        for ours, theirs in (("up", "dense_h_to_4h"), ("down", "dense_4h_to_h")):
+            out[(*layer, "mlp", ours, "kernel")] = get(f"{p}mlp.{theirs}.weight").T
+            out[(*layer, "mlp", ours, "bias")] = get(f"{p}mlp.{theirs}.bias")
+    return out
+
+
 _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "RoFormerModel": (
         lambda c, d: _build_roformer(c, d, mlm=False),
@@ -362,5 +447,13 @@ _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "LlamaForCausalLM": (
         lambda c, d: _build_llama(c, d, lm_head=True),
         lambda s, c: _convert_llama(s, c, lm_head=True),
+    ),
+    "BloomModel": (
+        lambda c, d: _build_bloom(c, d, lm_head=False),
+        lambda s, c: _convert_bloom(s, c, lm_head=False),
+    ),
+    "BloomForCausalLM": (
+        lambda c, d: _build_bloom(c, d, lm_head=True),
+        lambda s, c: _convert_bloom(s, c, lm_head=True),
     ),
 }
