@@ -4,7 +4,7 @@
 ``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). The
 returned linen module's ``apply({"params": params}, input_ids, attention_mask)`` returns what
 the HF model returns: the last hidden state for ``*Model`` classes, logits for
-``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded.
+``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded. Supported: ``SUPPORTED``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ SUPPORTED = (
     "LlamaForCausalLM",
     "BloomModel",
     "BloomForCausalLM",
+    "T5EncoderModel",
 )
 
 
@@ -230,10 +231,10 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
 # ---------------------------------------------------------------------------------------------
 
 
-class CausalDecoder(nn.Module):
-    """Token embedding (optionally normed), pre-norm blocks, LM head: Llama and Bloom.
+class TokenTransformer(nn.Module):
+    """Token embedding (optionally normed), pre-norm blocks, LM head: Llama, Bloom, T5 encoder.
 
-    ``position`` adds what the blocks' rotary fields do not: ALiBi's bias (Bloom).
+    ``position`` adds what the blocks' rotary fields do not: ALiBi (Bloom) or T5's bias.
     """
 
     block: BlockConfig
@@ -254,9 +255,9 @@ class CausalDecoder(nn.Module):
         x = embed(input_ids_BxL)
         if self.embedding_norm:
             x = LayerNorm(self.block.norm_eps, dtype=self.dtype, name="embedding_norm")(x)
-        bias = RelativePositionBias(self.position, self.block.num_heads, causal=True)(
-            positions_BxL, positions_BxL
-        )
+        bias = RelativePositionBias(
+            self.position, self.block.num_heads, causal=self.block.causal, name="relative_bias"
+        )(positions_BxL, positions_BxL)
         h = TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="decoder")(
             x, positions_BxL, None, attention_mask_BxL, bias
         )
@@ -328,7 +329,7 @@ def _build_llama(config, dtype, *, lm_head: bool):
         rope_scaling=tuple(sorted(scaling.items())),
         attention_impl="xla",
     )
-    return CausalDecoder(
+    return TokenTransformer(
         block,
         config.vocab_size,
         config.num_hidden_layers,
@@ -385,7 +386,7 @@ def _build_bloom(config, dtype, *, lm_head: bool):
         rope=False,
         attention_impl="xla",
     )
-    return CausalDecoder(
+    return TokenTransformer(
         block,
         config.vocab_size,
         config.n_layer,
@@ -431,6 +432,61 @@ def _convert_bloom(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# T5 encoder (relative bias buckets)
+# ---------------------------------------------------------------------------------------------
+
+
+def _build_t5_encoder(config, dtype):
+    acts = {"relu": "relu", "gated-gelu": "geglu"}
+    if config.feed_forward_proj not in acts:
+        raise ValueError(f"from_hf: T5 feed_forward_proj={config.feed_forward_proj!r}")
+    block = BlockConfig(
+        d_model=config.d_model,
+        num_heads=config.num_heads,
+        head_dim=config.d_kv,
+        d_ff=config.d_ff,
+        activation=acts[config.feed_forward_proj],
+        norm="rmsnorm",
+        norm_eps=config.layer_norm_epsilon,
+        norm_position="pre",
+        use_bias=False,
+        causal=False,
+        rope=False,
+        attention_impl="xla",
+    )
+    position = PositionOptions(
+        name="t5",
+        t5_num_buckets=config.relative_attention_num_buckets,
+        t5_max_distance=config.relative_attention_max_distance,
+    )
+    return TokenTransformer(
+        block, config.vocab_size, config.num_layers, lm_head=False, position=position,
+        dtype=dtype or jnp.float32,
+    )  # fmt: skip
+
+
+def _convert_t5_encoder(state, config) -> dict[tuple[str, ...], np.ndarray]:
+    get = _take(state, "")
+    N, H = config.num_heads, config.d_kv
+    emb = "shared.weight" if "shared.weight" in state else "encoder.embed_tokens.weight"
+    out = {("embed", "embedding"): get(emb)}
+    out[("decoder", "final_norm", "scale")] = get("encoder.final_layer_norm.weight")
+    bias = get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+    out[("relative_bias", "t5", "embedding")] = bias
+    for i in range(config.num_layers):
+        p, layer = f"encoder.block.{i}.layer.", ("decoder", f"layers_{i}")
+        attn = _attention(lambda n, p=p: get(f"{p}0.SelfAttention.{n[0]}{n[1:]}"), N, N, H, False)
+        attn[("query", "kernel")] = attn[("query", "kernel")] * np.sqrt(H)  # T5 does not scale
+        out |= _prefixed((*layer, "attention"), attn)
+        out[(*layer, "attention_norm", "scale")] = get(p + "0.layer_norm.weight")
+        out[(*layer, "mlp_norm", "scale")] = get(p + "1.layer_norm.weight")
+        names = {"gate": "wi_0", "up": "wi_1"} if config.is_gated_act else {"up": "wi"}
+        for ours, theirs in (*names.items(), ("down", "wo")):
+            out[(*layer, "mlp", ours, "kernel")] = get(f"{p}1.DenseReluDense.{theirs}.weight").T
+    return out
+
+
 _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "RoFormerModel": (
         lambda c, d: _build_roformer(c, d, mlm=False),
@@ -456,4 +512,5 @@ _BUILDERS: dict[str, tuple[Callable, Callable]] = {
         lambda c, d: _build_bloom(c, d, lm_head=True),
         lambda s, c: _convert_bloom(s, c, lm_head=True),
     ),
+    "T5EncoderModel": (_build_t5_encoder, _convert_t5_encoder),
 }
