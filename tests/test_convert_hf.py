@@ -44,8 +44,9 @@ def _roformer_config(**kw):
     return RoFormerConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("cls_name", ["RoFormerModel", "RoFormerForMaskedLM"])
-@pytest.mark.parametrize("embedding_size", [None, 16])
+@pytest.mark.parametrize(
+    "cls_name,embedding_size", [("RoFormerModel", 16), ("RoFormerForMaskedLM", None)]
+)
 def test_roformer_parity(cls_name, embedding_size):
     import transformers
 
@@ -89,26 +90,19 @@ YARN = {
 
 
 @pytest.mark.parametrize(
-    "cls_name,kw,L",
+    "cls_name,kw,L,left_pad",
     [
-        ("LlamaForCausalLM", {}, 7),
-        ("LlamaModel", {"rope_parameters": LLAMA3}, 13),
-        ("LlamaForCausalLM", {"rope_parameters": LLAMA3, "num_key_value_heads": 1}, 11),
-        ("LlamaForCausalLM", {"rope_parameters": YARN, "tie_word_embeddings": True}, 9),
+        ("LlamaModel", {"rope_parameters": LLAMA3}, 13, False),  # GQA 4:2, llama3 scaling
+        ("LlamaForCausalLM", {"rope_parameters": LLAMA3, "num_key_value_heads": 1}, 11, True),
+        ("LlamaForCausalLM", {"rope_parameters": YARN, "tie_word_embeddings": True}, 9, False),
     ],
 )
-def test_llama_parity(cls_name, kw, L):
+def test_llama_parity(cls_name, kw, L, left_pad):
     hf = _llama(cls_name, **kw)
     model, params = from_hf(hf)
     ids, mask = _inputs(67, L=L)
-    _compare(hf, model, params, ids, mask)
-
-
-def test_llama_left_padding():
-    hf = _llama("LlamaForCausalLM", rope_parameters=LLAMA3)
-    model, params = from_hf(hf)
-    ids, mask = _inputs(67, L=9)
-    mask = torch.flip(mask, dims=[1])  # left padding in the second row
+    if left_pad:
+        mask = torch.flip(mask, dims=[1])
     _compare(hf, model, params, ids, mask)
 
 
@@ -140,3 +134,29 @@ def test_clear_errors(tmp_path):
                 },
             )
         )
+
+
+@pytest.mark.parametrize("cls_name,n_head", [("BloomForCausalLM", 6)])  # 6: non-power-of-2
+def test_bloom_alibi_parity(cls_name, n_head):
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BloomConfig(vocab_size=53, hidden_size=24, n_layer=2, n_head=n_head)
+    hf = getattr(transformers, cls_name)(cfg).eval()
+    model, params = from_hf(hf)
+    ids, mask = _inputs(53, L=9)
+    _compare(hf, model, params, ids, mask)
+
+
+@pytest.mark.parametrize("ff", ["gated-gelu"])
+def test_t5_encoder_relative_bias_parity(ff):
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.T5Config(vocab_size=59, d_model=24, d_kv=8, d_ff=40, num_layers=2,
+                                num_heads=3, relative_attention_num_buckets=8,
+                                relative_attention_max_distance=12, feed_forward_proj=ff)  # fmt: skip
+    hf = transformers.T5EncoderModel(cfg).eval()
+    model, params = from_hf(hf)
+    ids, mask = _inputs(59, L=19)  # longer than max_distance: the log buckets are used
+    _compare(hf, model, params, ids, mask)

@@ -27,7 +27,7 @@ def get_config(arg=None):
     m.vocab_size = 0  # 0: the tokenizer's size
     m.vocab_multiple = 64  # round the vocabulary up to this multiple
     m.d_model = 128  # residual width
-    m.num_layers = 3  # transformer blocks
+    m.num_layers = 2  # transformer blocks
     m.num_heads = 4  # attention heads
     m.num_kv_heads = 0  # 0: same as num_heads
     m.head_dim = 0  # 0: d_model // num_heads
@@ -59,25 +59,25 @@ def get_config(arg=None):
 
     e = c.extrapolation = ml_collections.ConfigDict()
     e.factors = (1, 2, 4, 8)  # evaluate at k * L
-    e.eval_tokens = 65536  # validation tokens scored at every length (the same ones)
-    e.eval_batch_size = 8  # rows per evaluation batch
+    e.eval_tokens = 16384  # validation tokens scored at every length (the same ones)
+    e.eval_batch_size = 16  # rows per evaluation batch
 
     t = c.train
-    t.steps = 800  # optimizer steps
-    t.batch_size = 32  # rows of L tokens per step
+    t.steps = 600  # optimizer steps
+    t.batch_size = 24  # rows of L tokens per step
     t.learning_rate = 3e-3  # peak
     t.warmup_steps = 50  # linear warm-up
     t.weight_decay = 0.1  # AdamW
     t.log_every = 50  # steps between metric lines
-    t.eval_every = 800  # the sweep runs once, at the end
+    t.eval_every = 600  # the sweep runs once, at the end
     t.eval_batches = 10  # length-L validation batches for eval_loss
-    t.checkpoint_every = 800  # one checkpoint at the end
+    t.checkpoint_every = 600  # one checkpoint at the end
 
     if arg == "smoke":
         m.d_model, m.num_layers, m.num_heads, m.d_ff = 32, 1, 2, 64
         d.seq_len = p.max_len = 16
-        e.eval_tokens, e.eval_batch_size = 256, 4
-        t.steps, t.batch_size, t.warmup_steps = 3, 4, 1
+        e.factors, e.eval_tokens, e.eval_batch_size = (1, 4), 256, 4
+        t.steps, t.batch_size, t.warmup_steps = 3, 8, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 3, 1, 3
     elif arg:
         raise ValueError(f"unknown config arg {arg!r}; use 'smoke' or nothing")

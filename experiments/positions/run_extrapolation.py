@@ -60,7 +60,8 @@ def rows(results: dict, factors) -> list[tuple[str, list[float | None]]]:
     for name, m in results.items():
         out.append((name, [m.get(f"eval_bpb_x{k}") for k in factors]))
         if name == "rope":
-            scalings = sorted({k.split("_")[-1] for k in m if k.startswith("eval_bpb_x2_")})
+            scaled = [k for k in m if k.startswith("eval_bpb_x") and k.count("_") == 3]
+            scalings = sorted({k.split("_")[-1] for k in scaled})
             for s in scalings:
                 vals = [m.get(f"eval_bpb_x{k}_{s}", m.get("eval_bpb_x1")) for k in factors]
                 out.append((f"rope + {s}", vals))

@@ -4,7 +4,7 @@
 ``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). The
 returned linen module's ``apply({"params": params}, input_ids, attention_mask)`` returns what
 the HF model returns: the last hidden state for ``*Model`` classes, logits for
-``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded.
+``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded. Supported: ``SUPPORTED``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmodels.layers.position_encoding import PositionOptions
+from jaxmodels.layers.norms import LayerNorm
+from jaxmodels.layers.position_encoding import PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 SUPPORTED = (
@@ -28,6 +29,9 @@ SUPPORTED = (
     "RoFormerForMaskedLM",
     "LlamaModel",
     "LlamaForCausalLM",
+    "BloomModel",
+    "BloomForCausalLM",
+    "T5EncoderModel",
 )
 
 
@@ -227,22 +231,35 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
 # ---------------------------------------------------------------------------------------------
 
 
-class LlamaDecoder(nn.Module):
-    """Llama (Touvron et al. 2023): token embedding, pre-RMSNorm SwiGLU blocks, LM head."""
+class TokenTransformer(nn.Module):
+    """Token embedding (optionally normed), pre-norm blocks, LM head: Llama, Bloom, T5 encoder.
+
+    ``position`` adds what the blocks' rotary fields do not: ALiBi (Bloom) or T5's bias.
+    """
 
     block: BlockConfig
     vocab_size: int
     num_layers: int
-    lm_head: bool = True  # False: the normed last hidden state (LlamaModel)
+    lm_head: bool = True  # False: the normed last hidden state (*Model classes)
     tie_embeddings: bool = False
+    embedding_norm: bool = False  # LayerNorm after the embedding (Bloom)
+    position: PositionOptions = PositionOptions(name="rope")
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, input_ids_BxL, attention_mask_BxL=None, positions_BxL=None):
+        B, L = input_ids_BxL.shape
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
         embed = nn.Embed(self.vocab_size, self.block.d_model, dtype=self.dtype, name="embed")
         x = embed(input_ids_BxL)
+        if self.embedding_norm:
+            x = LayerNorm(self.block.norm_eps, dtype=self.dtype, name="embedding_norm")(x)
+        bias = RelativePositionBias(
+            self.position, self.block.num_heads, causal=self.block.causal, name="relative_bias"
+        )(positions_BxL, positions_BxL)
         h = TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="decoder")(
-            x, positions_BxL, None, attention_mask_BxL
+            x, positions_BxL, None, attention_mask_BxL, bias
         )
         if not self.lm_head:
             return h
@@ -312,7 +329,7 @@ def _build_llama(config, dtype, *, lm_head: bool):
         rope_scaling=tuple(sorted(scaling.items())),
         attention_impl="xla",
     )
-    return LlamaDecoder(
+    return TokenTransformer(
         block,
         config.vocab_size,
         config.num_hidden_layers,
@@ -346,6 +363,130 @@ def _convert_llama(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Bloom (ALiBi)
+# ---------------------------------------------------------------------------------------------
+
+
+def _build_bloom(config, dtype, *, lm_head: bool):
+    if config.apply_residual_connection_post_layernorm:
+        raise ValueError("from_hf: Bloom with apply_residual_connection_post_layernorm=True")
+    if getattr(config, "pretraining_tp", 1) > 1 and getattr(config, "slow_but_exact", False):
+        raise ValueError("from_hf: Bloom with slow_but_exact tensor-parallel slicing")
+    block = BlockConfig(
+        d_model=config.hidden_size,
+        num_heads=config.n_head,
+        d_ff=4 * config.hidden_size,
+        activation="gelu_tanh",
+        norm="layernorm",
+        norm_eps=config.layer_norm_epsilon,
+        norm_position="pre",
+        use_bias=True,
+        causal=True,
+        rope=False,
+        attention_impl="xla",
+    )
+    return TokenTransformer(
+        block,
+        config.vocab_size,
+        config.n_layer,
+        lm_head=lm_head,
+        tie_embeddings=True,
+        embedding_norm=True,
+        position=PositionOptions(name="alibi"),
+        dtype=dtype or jnp.float32,
+    )
+
+
+def _convert_bloom(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.ndarray]:
+    head, emb = state.get("lm_head.weight"), state.get("transformer.word_embeddings.weight")
+    if lm_head and head is not None and emb is not None and not np.array_equal(head, emb):
+        raise ValueError("from_hf: Bloom with an untied lm_head is not supported")
+    get = _take(_strip(state, "transformer."), "")
+    N, E = config.n_head, config.hidden_size
+    H = E // N
+    out = {("embed", "embedding"): get("word_embeddings.weight")}
+    for ours, theirs in (("embedding_norm", "word_embeddings_layernorm"),
+                         (("decoder", "final_norm"), "ln_f")):  # fmt: skip
+        key = ours if isinstance(ours, tuple) else (ours,)
+        out[(*key, "scale")] = get(f"{theirs}.weight")
+        out[(*key, "bias")] = get(f"{theirs}.bias")
+    for i in range(config.n_layer):
+        p, layer = f"h.{i}.", ("decoder", f"layers_{i}")
+        w = get(p + "self_attention.query_key_value.weight").reshape(N, 3, H, E)
+        b = get(p + "self_attention.query_key_value.bias").reshape(N, 3, H)
+        for j, name in enumerate(("query", "key", "value")):
+            out[(*layer, "attention", name, "kernel")] = w[:, j].transpose(2, 0, 1)
+            out[(*layer, "attention", name, "bias")] = b[:, j]
+        out[(*layer, "attention", "out", "kernel")] = get(
+            p + "self_attention.dense.weight"
+        ).T.reshape(N, H, E)
+        out[(*layer, "attention", "out", "bias")] = get(p + "self_attention.dense.bias")
+        for ours, theirs in (("attention_norm", "input_layernorm"),
+                             ("mlp_norm", "post_attention_layernorm")):  # fmt: skip
+            out[(*layer, ours, "scale")] = get(f"{p}{theirs}.weight")
+            out[(*layer, ours, "bias")] = get(f"{p}{theirs}.bias")
+        for ours, theirs in (("up", "dense_h_to_4h"), ("down", "dense_4h_to_h")):
+            out[(*layer, "mlp", ours, "kernel")] = get(f"{p}mlp.{theirs}.weight").T
+            out[(*layer, "mlp", ours, "bias")] = get(f"{p}mlp.{theirs}.bias")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# T5 encoder (relative bias buckets)
+# ---------------------------------------------------------------------------------------------
+
+
+def _build_t5_encoder(config, dtype):
+    acts = {"relu": "relu", "gated-gelu": "geglu"}
+    if config.feed_forward_proj not in acts:
+        raise ValueError(f"from_hf: T5 feed_forward_proj={config.feed_forward_proj!r}")
+    block = BlockConfig(
+        d_model=config.d_model,
+        num_heads=config.num_heads,
+        head_dim=config.d_kv,
+        d_ff=config.d_ff,
+        activation=acts[config.feed_forward_proj],
+        norm="rmsnorm",
+        norm_eps=config.layer_norm_epsilon,
+        norm_position="pre",
+        use_bias=False,
+        causal=False,
+        rope=False,
+        attention_impl="xla",
+    )
+    position = PositionOptions(
+        name="t5",
+        t5_num_buckets=config.relative_attention_num_buckets,
+        t5_max_distance=config.relative_attention_max_distance,
+    )
+    return TokenTransformer(
+        block, config.vocab_size, config.num_layers, lm_head=False, position=position,
+        dtype=dtype or jnp.float32,
+    )  # fmt: skip
+
+
+def _convert_t5_encoder(state, config) -> dict[tuple[str, ...], np.ndarray]:
+    get = _take(state, "")
+    N, H = config.num_heads, config.d_kv
+    emb = "shared.weight" if "shared.weight" in state else "encoder.embed_tokens.weight"
+    out = {("embed", "embedding"): get(emb)}
+    out[("decoder", "final_norm", "scale")] = get("encoder.final_layer_norm.weight")
+    bias = get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+    out[("relative_bias", "t5", "embedding")] = bias
+    for i in range(config.num_layers):
+        p, layer = f"encoder.block.{i}.layer.", ("decoder", f"layers_{i}")
+        attn = _attention(lambda n, p=p: get(f"{p}0.SelfAttention.{n[0]}{n[1:]}"), N, N, H, False)
+        attn[("query", "kernel")] = attn[("query", "kernel")] * np.sqrt(H)  # T5 does not scale
+        out |= _prefixed((*layer, "attention"), attn)
+        out[(*layer, "attention_norm", "scale")] = get(p + "0.layer_norm.weight")
+        out[(*layer, "mlp_norm", "scale")] = get(p + "1.layer_norm.weight")
+        names = {"gate": "wi_0", "up": "wi_1"} if config.is_gated_act else {"up": "wi"}
+        for ours, theirs in (*names.items(), ("down", "wo")):
+            out[(*layer, "mlp", ours, "kernel")] = get(f"{p}1.DenseReluDense.{theirs}.weight").T
+    return out
+
+
 _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "RoFormerModel": (
         lambda c, d: _build_roformer(c, d, mlm=False),
@@ -363,4 +504,13 @@ _BUILDERS: dict[str, tuple[Callable, Callable]] = {
         lambda c, d: _build_llama(c, d, lm_head=True),
         lambda s, c: _convert_llama(s, c, lm_head=True),
     ),
+    "BloomModel": (
+        lambda c, d: _build_bloom(c, d, lm_head=False),
+        lambda s, c: _convert_bloom(s, c, lm_head=False),
+    ),
+    "BloomForCausalLM": (
+        lambda c, d: _build_bloom(c, d, lm_head=True),
+        lambda s, c: _convert_bloom(s, c, lm_head=True),
+    ),
+    "T5EncoderModel": (_build_t5_encoder, _convert_t5_encoder),
 }
