@@ -10,6 +10,8 @@ GPU mode times a full SigLIP B/16 training step (224 px, bf16, AdamW) and the im
 on one accelerator; it needs neither grain nor tfds:
 
   python experiments/benchmarks/contrastive_loss.py --mode gpu --batches 256
+  python experiments/benchmarks/contrastive_loss.py --mode gpu --batches 2 --variant Ti/16 \
+      --image-size 64 --attention xla --iters 1     # a dry run of the GPU path on a CPU
 
 A script that prints a table, not a timed test. Import nothing from jax before the flags are set.
 """
@@ -32,7 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--batches", default="64,256", help="per-device batch sizes")
     p.add_argument("--dim", type=int, default=256, help="embedding width (cpu mode)")
     p.add_argument("--iters", type=int, default=5, help="timed iterations after one warm-up")
-    p.add_argument("--attention", default="cudnn", help="gpu mode: cudnn | xla")
+    p.add_argument("--attention", default="cudnn", help="gpu mode: auto | cudnn | xla")
+    p.add_argument("--variant", default="B/16", help="gpu mode: ViT variant of both towers")
+    p.add_argument("--image-size", type=int, default=224, help="gpu mode: image side in pixels")
     return p.parse_args(argv)
 
 
@@ -119,28 +123,29 @@ def run_cpu(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def siglip_b16_config(attention: str):
-    """SigLIP B/16 at 224 px (Zhai et al., 2023): ViT-B/16 MAP + B text tower, 64 tokens."""
+def siglip_config(attention: str, variant: str = "B/16"):
+    """SigLIP B/16 (Zhai et al., 2023): ViT-B/16 MAP + B text tower, 64 tokens, 32k vocab."""
+    from jaxmodels.layers.vit import decode_variant
+
+    size = decode_variant(variant)
     import ml_collections
 
     from jaxmodels.config import base_config
 
     c = base_config()
     m = c.model
-    m.loss, m.loss_impl, m.embed_dim = "sigmoid", "chunked", 768
+    m.loss, m.loss_impl, m.embed_dim = "sigmoid", "chunked", size["width"]
     m.t_prime_init, m.b_init = 2.302585, -10.0
     m.attention_impl = attention
     m.remat_policy, m.scan_layers = "none", False
-    m.image = ml_collections.ConfigDict(
-        dict(variant="B/16", posemb="learn", pool="map", patch_size=16)
-    )
+    m.image = ml_collections.ConfigDict(dict(variant=variant, posemb="learn", pool="map"))
     m.text = ml_collections.ConfigDict(
         dict(
             vocab_size=32_000,
-            width=768,
-            depth=12,
-            mlp_dim=3072,
-            num_heads=12,
+            width=size["width"],
+            depth=size["depth"],
+            mlp_dim=size["mlp_dim"],
+            num_heads=size["num_heads"],
             max_len=64,
             pool="last",
             causal=False,
@@ -150,7 +155,7 @@ def siglip_b16_config(attention: str):
     return c
 
 
-def time_siglip_step(model, loss, tx, n: int, iters: int) -> tuple[float, float]:
+def time_siglip_step(model, loss, tx, n: int, iters: int, px: int) -> tuple[float, float]:
     """Seconds per full two-tower AdamW step and per image-tower fwd+bwd at batch ``n``."""
     import jax
     import jax.numpy as jnp
@@ -160,7 +165,7 @@ def time_siglip_step(model, loss, tx, n: int, iters: int) -> tuple[float, float]
     from jaxmodels.models.two_towers import TwoTowers
 
     rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.integers(0, 255, size=(n, 224, 224, 3), dtype=np.uint8))
+    images = jnp.asarray(rng.integers(0, 255, size=(n, px, px, 3), dtype=np.uint8))
     tokens = jnp.asarray(rng.integers(1, 32_000, size=(n, 64)), jnp.int32)
     init = jax.jit(lambda k: model.init(k, images[:1], tokens[:1])["params"])
     params = nn_unbox(init(jax.random.key(0)))
@@ -203,16 +208,17 @@ def run_gpu(args) -> None:
     from jaxmodels.models import two_towers
 
     print(f"jax {jax.__version__}, device: {jax.devices()[0].device_kind}")
-    config = siglip_b16_config(args.attention)
+    config = siglip_config(args.attention, args.variant)
     model = two_towers.make_model(config)
     mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
     loss = two_towers.make_loss(config, mesh)
     tx = optax.adamw(1e-4, weight_decay=1e-4)
     with jax.set_mesh(mesh):
         for n in _ints(args.batches):
-            t_full, t_tower = time_siglip_step(model, loss, tx, n, args.iters)
+            t_full, t_tower = time_siglip_step(model, loss, tx, n, args.iters, args.image_size)
             print(
-                f"SigLIP B/16 224px bf16 batch {n} ({args.attention} attention): full two-tower "
+                f"SigLIP {args.variant} {args.image_size}px bf16 batch {n} ({args.attention} "
+                f"attention): full two-tower "
                 f"step {t_full * 1e3:.1f} ms ({n / t_full:.0f} pairs/s); image tower fwd+bwd "
                 f"{t_tower * 1e3:.1f} ms ({n / t_tower:.0f} images/s)",
                 flush=True,

@@ -32,16 +32,16 @@ def get_config(arg: str | None = None):
     m.text.pool = "last"  # SigLIP's text tower takes the last token
 
     add_data(c)
-    c.train.steps = 600
+    c.train.steps = 300
     c.train.batch_size = 128  # small-batch regime; SigLIP Fig. 2 compares from 512 upwards
     c.train.learning_rate = 1e-3
-    c.train.warmup_steps = 100
+    c.train.warmup_steps = 50
     c.train.b2 = 0.95
     c.train.weight_decay = 1e-4  # SigLIP uses a small decoupled weight decay
     c.train.log_every = 50
-    c.train.eval_every = 300
+    c.train.eval_every = 150
     c.train.eval_batches = 4  # held-out batches for eval_loss
-    c.train.checkpoint_every = 300
+    c.train.checkpoint_every = 150
 
     if arg == "smoke":
         shrink_for_smoke(c)
