@@ -153,9 +153,9 @@ def test_t5_encoder_relative_bias_parity(ff):
     import transformers
 
     torch.manual_seed(0)
+    buckets = dict(relative_attention_num_buckets=8, relative_attention_max_distance=12)
     cfg = transformers.T5Config(vocab_size=59, d_model=24, d_kv=8, d_ff=40, num_layers=2,
-                                num_heads=3, relative_attention_num_buckets=8,
-                                relative_attention_max_distance=12, feed_forward_proj=ff)  # fmt: skip
+                                num_heads=3, feed_forward_proj=ff, **buckets)  # fmt: skip
     hf = transformers.T5EncoderModel(cfg).eval()
     model, params = from_hf(hf)
     ids, mask = _inputs(59, L=19)  # longer than max_distance: the log buckets are used

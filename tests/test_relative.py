@@ -75,9 +75,9 @@ def test_shaw_attention_matches_loop_reference():
     p = _positions(0, B=B, L=L)
     shaw = R.ShawRelativeEmbedding(head_dim=D, max_relative_position=k)
     params = shaw.init(jax.random.key(4), p, p)
-    a_k, a_v = shaw.apply(params, p, p)
+    rel, w_k, w_v = shaw.apply(params, p, p)
     mask = jnp.tril(jnp.ones((L, L), bool))[None, None]
-    out = R.shaw_attention(q, kk, v, a_k, a_v, mask=mask)
+    out = R.shaw_attention(q, kk, v, rel, w_k, w_v, mask=mask)
     wk, wv = (params["params"][n].unbox() for n in ("key", "value"))
     ref = np.zeros((L, H, D))
     for h in range(H):

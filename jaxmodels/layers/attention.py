@@ -320,7 +320,7 @@ class MultiHeadAttention(nn.Module):
 
     def _shaw(self, q, k, v, q_pos_BxT, k_pos_BxS, mask, bias):
         """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
-        a_k, a_v = ShawRelativeEmbedding(
+        rel, w_k, w_v = ShawRelativeEmbedding(
             q.shape[-1],
             self.shaw_max_distance,
             dtype=self.dtype,
@@ -329,7 +329,7 @@ class MultiHeadAttention(nn.Module):
         )(q_pos_BxT, k_pos_BxS)
         groups = q.shape[2] // k.shape[2]
         k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
-        return shaw_attention(q, k, v, a_k, a_v, bias=bias, mask=mask).astype(q.dtype)
+        return shaw_attention(q, k, v, rel, w_k, w_v, bias=bias, mask=mask).astype(q.dtype)
 
     @nn.compact
     def __call__(

@@ -108,7 +108,11 @@ def alibi_bias(
 
 
 class ShawRelativeEmbedding(nn.Module):
-    """Shaw et al. eqs. 5-6: a_ij^K (and a_ij^V) as ``BxQxKxD`` for ``clip(j - i, -k, k)``."""
+    """Shaw et al. eqs. 5-6: tables w^K, w^V (``(2k+1) x D``), indices ``clip(j - i, -k, k) + k``.
+
+    Returns ``(rel_BxQxK, w_k, w_v)`` (``w_v`` None without values); ``shaw_attention`` uses them
+    without materialising ``a_ij`` for every (i, j).
+    """
 
     head_dim: int
     max_relative_position: int = 16  # k in the paper
@@ -117,37 +121,40 @@ class ShawRelativeEmbedding(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array
-    ) -> tuple[jax.Array, jax.Array | None]:
+    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array):
         k = self.max_relative_position
         rel_BxQxK = jnp.clip(relative_positions(q_positions_BxQ, k_positions_BxK), -k, k) + k
         init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "head_dim"))
         w_k = self.param("key", init, (2 * k + 1, self.head_dim), self.param_dtype)
-        a_k = jnp.take(w_k, rel_BxQxK, axis=0).astype(self.dtype)
         if not self.values:
-            return a_k, None
+            return rel_BxQxK, w_k.astype(self.dtype), None
         w_v = self.param("value", init, (2 * k + 1, self.head_dim), self.param_dtype)
-        return a_k, jnp.take(w_v, rel_BxQxK, axis=0).astype(self.dtype)
+        return rel_BxQxK, w_k.astype(self.dtype), w_v.astype(self.dtype)
 
 
 def shaw_attention(
     q_BxQxHxD: jax.Array,
     k_BxKxHxD: jax.Array,
     v_BxKxHxD: jax.Array,
-    a_k_BxQxKxD: jax.Array,
-    a_v_BxQxKxD: jax.Array | None,
+    rel_BxQxK: jax.Array,
+    w_k_RxD: jax.Array,
+    w_v_RxD: jax.Array | None,
     *,
     bias: jax.Array | None = None,
     mask: jax.Array | None = None,
 ) -> jax.Array:
     """Shaw eqs. 3-4: e_ij = q_i (k_j + a^K_ij) / sqrt(d); z_i = sum_j alpha_ij (v_j + a^V_ij).
 
-    ``mask`` (``BxHxQxK``-broadcastable, True = attend) and ``bias`` (additive) are optional.
+    ``q_i a^K_ij`` is read from ``q_i w^K_r`` (R = 2k+1 values per query) and ``sum_j alpha_ij
+    a^V_ij`` from the attention mass per relative bucket. ``mask`` (``BxHxQxK``-broadcastable,
+    True = attend) and ``bias`` (additive) are optional.
     """
     d = q_BxQxHxD.shape[-1]
+    R = w_k_RxD.shape[0]
     logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD)
-    logits = logits + jnp.einsum("bqhd,bqkd->bhqk", q_BxQxHxD, a_k_BxQxKxD)
+    qr_BxHxQxR = jnp.einsum("bqhd,rd->bhqr", q_BxQxHxD, w_k_RxD)
+    idx = jnp.broadcast_to(rel_BxQxK[:, None], logits.shape)
+    logits = logits + jnp.take_along_axis(qr_BxHxQxR, idx, axis=-1)
     logits = logits.astype(jnp.float32) / math.sqrt(d)
     if bias is not None:
         logits = logits + bias
@@ -155,6 +162,8 @@ def shaw_attention(
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BxKxHxD.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxKxHxD)
-    if a_v_BxQxKxD is not None:
-        out = out + jnp.einsum("bhqk,bqkd->bqhd", probs, a_v_BxQxKxD)
+    if w_v_RxD is not None:
+        onehot_BxQxKxR = jax.nn.one_hot(rel_BxQxK, R, dtype=probs.dtype)
+        mass_BxHxQxR = jnp.einsum("bhqk,bqkr->bhqr", probs, onehot_BxQxKxR)
+        out = out + jnp.einsum("bhqr,rd->bqhd", mass_BxHxQxR, w_v_RxD)
     return out

@@ -156,9 +156,10 @@ class RoFormer(nn.Module):
 def roformer_from_config(model_cfg: Any, vocab_size: int, **overrides) -> RoFormer:
     """Builds a :class:`RoFormer` from ``config.model`` (``variant`` or explicit sizes)."""
     m = dict(model_cfg)
-    sizes = dict(VARIANTS[m.pop("variant")]) if m.get("variant") else {}
-    if "variant" in m:
-        m.pop("variant")
+    variant = m.pop("variant", "")
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"config.model.variant={variant!r}; choose one of {sorted(VARIANTS)}")
+    sizes = dict(VARIANTS[variant]) if variant else {}
     pos = {"name": "rope", "rope_layout": "interleaved", **dict(m.pop("position", {}))}
     position = PositionOptions.from_config(pos)
     fields = {f.name for f in dataclasses.fields(RoFormer)}
