@@ -56,7 +56,7 @@ def test_text_matches_hf_siglip_text():
     np.testing.assert_allclose(txt.apply({"params": params}, tokens), want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("pool,causal", [("last", False), ("mean", False), ("last", True)])
+@pytest.mark.parametrize("pool,causal", [("mean", False), ("last", True)])
 def test_text_ignores_padding(pool, causal):
     """Whatever sits in padded positions (ids masked as keys) cannot change the pooled output."""
     txt = TextTransformer(257, 16, 1, 32, 2, max_len=10, pool=pool, causal=causal)

@@ -174,7 +174,7 @@ def build_task(config, mesh) -> Task:
         value = loss(zimg, ztxt, t_prime, b)
         return value, batch_metrics(zimg, ztxt, t_prime, b, m.loss)
 
-    evaluate = make_evaluate(config, model, data)
+    evaluate = make_evaluate(config, mesh, model, data)
     return Task(
         init=init,
         loss_fn=loss_fn,
@@ -190,14 +190,15 @@ def build_task(config, mesh) -> Task:
 # ----------------------------------------------------------------------------------------------
 
 
-def embedders(config, model: TwoTowers):
+def embedders(config, mesh, model: TwoTowers):
     """``(params, images) -> zimg`` and ``(params, texts) -> ztxt`` in padded, jitted batches."""
     from jaxmodels.layers.text_encoder import byte_tokenize
 
     rules, bs, max_len = config.mesh.rules, config.data.eval_batch_size, config.model.text.max_len
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
     def batched(method):
-        @jax.jit
+        @functools.partial(jax.jit, out_shardings=replicated)  # every process can read it
         def apply(params, x):
             with nn.logical_axis_rules(rules):
                 return model.apply({"params": params}, x, method=method)
@@ -216,12 +217,12 @@ def embedders(config, model: TwoTowers):
     return embed_images, lambda p, texts: embed_tokens(p, byte_tokenize(texts, max_len))
 
 
-def make_evaluate(config, model: TwoTowers, data):
+def make_evaluate(config, mesh, model: TwoTowers, data):
     """Zero-shot top-1 per embedded task and image<->text recall@1/5/10 on held-out pairs."""
     from jaxmodels.evaluate.retrieval import recall_at_k
     from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
 
-    embed_images, embed_texts = embedders(config, model)
+    embed_images, embed_texts = embedders(config, mesh, model)
 
     def evaluate(params, rng):
         del rng
