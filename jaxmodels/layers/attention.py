@@ -1,0 +1,411 @@
+"""Multi-head attention (Vaswani et al. 2017, eq. 1) with grouped-query heads, RoPE and a KV cache.
+
+``softmax(q k^T / sqrt(d) + bias) v`` per head, with ``num_kv_heads`` key/value heads shared by
+groups of query heads (GQA, Ainslie et al. 2023; MQA when ``num_kv_heads == 1``). Masks combine
+causality, segment ids of packed rows (a token attends only to its own document) and key padding.
+
+The kernel is chosen by ``attention_impl``:
+
+* ``"xla"``: ``jax.nn.dot_product_attention(implementation="xla")``, everywhere.
+* ``"cudnn"``: cuDNN flash attention through ``jax.nn.dot_product_attention``; where cuDNN
+  refuses the platform, dtype, head size or mask, it falls back to XLA and logs why once.
+* ``"splash"``: the Pallas TPU splash kernel (``jax.experimental.pallas.ops.tpu``), with causal
+  and segment-id masks handled inside the kernel; falls back to XLA off TPU or for bias/masks.
+* ``"auto"``: splash on TPU, cuDNN on GPU, XLA on CPU, each where the inputs allow.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxmodels.layers.position_encoding import rotate_qk
+from jaxmodels.layers.relative import ShawRelativeEmbedding, shaw_attention
+
+Dtype = Any
+IMPLS = ("auto", "xla", "cudnn", "splash")
+_SPLASH_BLOCK = 128
+
+
+@functools.cache
+def _warn_once(msg: str) -> None:
+    logging.getLogger(__name__).warning(msg)
+
+
+def make_mask(
+    T: int,
+    S: int,
+    *,
+    causal: bool,
+    q_offset: jax.Array | int = 0,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    kv_mask: jax.Array | None = None,
+) -> jax.Array | None:
+    """Returns the boolean mask ``[B|1, 1, T, S]`` (True = attend) or None when nothing is masked.
+
+    ``causal`` lets query ``i`` (absolute index ``q_offset + i``) see keys ``j <= q_offset + i``;
+    segment ids keep attention inside one packed document; ``kv_mask`` drops padded keys.
+    """
+    mask = None
+    if causal:
+        q_idx = jnp.arange(T)[:, None] + q_offset
+        mask = (jnp.arange(S)[None, :] <= q_idx)[None, None]
+    if q_segment_ids is not None:
+        kv_seg = q_segment_ids if kv_segment_ids is None else kv_segment_ids
+        same = (q_segment_ids[:, :, None] == kv_seg[:, None, :])[:, None]
+        mask = same if mask is None else mask & same
+    if kv_mask is not None:
+        keep = kv_mask.astype(bool)[:, None, None, :]
+        mask = keep if mask is None else mask & keep
+    return mask
+
+
+# ---------------------------------------------------------------- kernel choice
+
+
+def _platform() -> str:
+    return jax.default_backend()
+
+
+def cudnn_refusal(q: jax.Array, k: jax.Array, *, has_bias_or_mask: bool) -> str | None:
+    """Returns why cuDNN flash attention cannot take these inputs, or None if it can."""
+    if _platform() != "gpu":
+        return f"backend is {_platform()!r}, not gpu"
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        return f"dtype {q.dtype} (cuDNN needs bfloat16/float16; set train.compute_dtype)"
+    cc = str(getattr(jax.devices()[0], "compute_capability", "0"))
+    h_max = 256 if float(cc or 0) >= 9.0 else 128
+    head_dim = q.shape[-1]
+    if head_dim > h_max or head_dim % 8:
+        return f"head_dim {head_dim} (cuDNN needs a multiple of 8, at most {h_max})"
+    T, S = q.shape[1], k.shape[1]
+    if has_bias_or_mask and (T % 2 or S % 2):
+        return f"odd lengths T={T}, S={S} with a mask/bias"
+    return None
+
+
+def splash_refusal(q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask: bool):
+    """Returns why the Pallas splash kernel cannot take these inputs, or None if it can."""
+    if _platform() != "tpu":
+        return f"backend is {_platform()!r}, not tpu"
+    if has_bias_or_mask:
+        return "an additive bias or a padding/decode mask (splash takes causal + segment ids)"
+    T, S = q.shape[1], k.shape[1]
+    if T % _SPLASH_BLOCK or S % _SPLASH_BLOCK:
+        return f"lengths T={T}, S={S} are not multiples of {_SPLASH_BLOCK}"
+    if causal and T != S:
+        return "causal attention with T != S"
+    try:
+        from jax.experimental.pallas.ops.tpu.splash_attention import (  # noqa: F401
+            splash_attention_kernel,
+        )
+    except ImportError as e:
+        return f"splash kernel unavailable ({e})"
+    return None
+
+
+def resolve_impl(
+    impl: str, q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask: bool
+) -> str:
+    """Maps ``attention_impl`` to the kernel that will run: ``xla``, ``cudnn`` or ``splash``."""
+    if impl not in IMPLS:
+        raise ValueError(f"attention_impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "xla":
+        return "xla"
+    cudnn_why = cudnn_refusal(q, k, has_bias_or_mask=has_bias_or_mask)
+    splash_why = splash_refusal(q, k, causal=causal, has_bias_or_mask=has_bias_or_mask)
+    if impl == "auto":
+        return "splash" if splash_why is None else "cudnn" if cudnn_why is None else "xla"
+    why = cudnn_why if impl == "cudnn" else splash_why
+    if why is not None:
+        _warn_once(f"attention_impl={impl!r} falls back to xla: {why}")
+        return "xla"
+    return impl
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale):
+    """Pallas TPU splash attention, vmapped over the batch (queries pre-scaled)."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_kernel as sk,
+    )
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_mask as sm,
+    )
+
+    B, T, N, H = q_BxTxNxH.shape
+    S = k_BxSxKxH.shape[1]
+    head_mask = sm.CausalMask((T, S)) if causal else sm.FullMask((T, S))
+    kernel = sk.make_splash_mha(sm.MultiHeadMask([head_mask] * N), head_shards=1, q_seq_shards=1)
+    q = jnp.swapaxes(q_BxTxNxH * scale, 1, 2)
+    k, v = jnp.swapaxes(k_BxSxKxH, 1, 2), jnp.swapaxes(v_BxSxKxH, 1, 2)
+    if q_seg is None:
+        out = jax.vmap(kernel)(q, k, v)
+    else:
+        kv_seg = q_seg if kv_seg is None else kv_seg
+
+        def one(q1, k1, v1, qs, ks):
+            return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
+
+        out = jax.vmap(one)(q, k, v, q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32))
+    return jnp.swapaxes(out, 1, 2)
+
+
+def dot_product_attention(
+    q_BxTxNxH: jax.Array,
+    k_BxSxKxH: jax.Array,
+    v_BxSxKxH: jax.Array,
+    *,
+    causal: bool = False,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    impl: str = "auto",
+    scale: float | None = None,
+) -> jax.Array:
+    """Scaled dot-product attention (Vaswani et al. 2017, eq. 1) through the chosen kernel.
+
+    ``causal`` is the top-left aligned lower-triangular mask (``T == S`` self-attention);
+    ``mask`` is any extra boolean ``[B|1, 1|N, T, S]`` mask and ``bias`` an additive
+    ``[B|1, N|1, T, S]`` bias (ALiBi, T5 relative positions).
+    """
+    T, H = q_BxTxNxH.shape[1], q_BxTxNxH.shape[-1]
+    S = k_BxSxKxH.shape[1]
+    scale = 1.0 / math.sqrt(H) if scale is None else scale
+    has_extra = mask is not None or bias is not None
+    kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
+    if kernel == "splash":
+        return _splash(
+            q_BxTxNxH,
+            k_BxSxKxH,
+            v_BxSxKxH,
+            causal=causal,
+            q_seg=q_segment_ids,
+            kv_seg=kv_segment_ids,
+            scale=scale,
+        )
+    seg_mask = make_mask(
+        T, S, causal=False, q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids
+    )
+    if seg_mask is not None:
+        mask = seg_mask if mask is None else mask & seg_mask
+    return jax.nn.dot_product_attention(
+        q_BxTxNxH,
+        k_BxSxKxH,
+        v_BxSxKxH,
+        bias=bias,
+        mask=mask,
+        is_causal=causal,
+        scale=scale,
+        implementation=kernel,
+    )
+
+
+# ---------------------------------------------------------------- module
+
+
+def _flat_init(init: Callable, n_in: int) -> Callable:
+    """Initialises a ``[*in, *out]`` kernel as the 2-D ``[prod(in), prod(out)]`` matrix."""
+
+    def f(key, shape, dtype=jnp.float32):
+        flat = (math.prod(shape[:n_in]), math.prod(shape[n_in:]))
+        return init(key, flat, dtype).reshape(shape)
+
+    return f
+
+
+class Projection(nn.Module):
+    """``y = x W + b`` contracting the last ``n_in`` axes of ``x``; ``W: [*in, *features]``."""
+
+    features: tuple[int, ...]
+    kernel_names: tuple[str, ...]  # logical names of the kernel axes (in axes, then out axes)
+    n_in: int = 1
+    use_bias: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.xavier_uniform()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (*x.shape[x.ndim - self.n_in :], *self.features)
+        init = nn.with_logical_partitioning(
+            _flat_init(self.kernel_init, self.n_in), self.kernel_names
+        )
+        kernel = self.param("kernel", init, shape, self.param_dtype)
+        axes_x = tuple(range(x.ndim - self.n_in, x.ndim))
+        y = jax.lax.dot_general(
+            x.astype(self.dtype),
+            jnp.asarray(kernel, self.dtype),
+            ((axes_x, tuple(range(self.n_in))), ((), ())),
+        )
+        if self.use_bias:
+            names = self.kernel_names[self.n_in :]
+            b_init = nn.with_logical_partitioning(nn.initializers.zeros, names)
+            y = y + jnp.asarray(
+                self.param("bias", b_init, self.features, self.param_dtype), y.dtype
+            )
+        return y
+
+
+class MultiHeadAttention(nn.Module):
+    """Self- or cross-attention with q/k/v/o projections named (embed, heads|kv_heads, head_dim).
+
+    With ``decode=True`` keys and values are appended to a ``"cache"`` collection
+    (``cached_key``/``cached_value`` ``[B, max_len, K, H]`` and ``cache_index``): initialise it
+    by calling ``init`` with a ``[B, max_len]`` input, then apply with ``mutable=["cache"]`` on
+    one or more new tokens at a time.
+    """
+
+    num_heads: int
+    num_kv_heads: int | None = None  # None: same as num_heads (MHA)
+    head_dim: int | None = None  # None: d_model // num_heads
+    causal: bool = True
+    use_bias: bool = False  # biases on q/k/v/o projections
+    rope: bool = True  # rotate q/k by RoPE (self-attention only)
+    rope_base: float = 10000.0
+    rotary_fraction: float = 1.0  # fraction of head_dim rotated (partial rotary)
+    rope_layout: str = "half"  # "half" (GPT-NeoX/Llama) or "interleaved" (RoFormer)
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # {"type": ..., **options} items (rope_scaling)
+    xpos_scale_base: float = 0.0  # > 0: xPos (Sun et al. 2022) instead of plain RoPE
+    xpos_gamma: float = 0.4  # xPos gamma
+    shaw_max_distance: int = 0  # > 0: Shaw et al. 2018 relative key/value embeddings, clip k
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash
+    decode: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.xavier_uniform()
+
+    def _proj(self, heads: int, head_dim: int, axis: str, name: str) -> Projection:
+        return Projection(
+            (heads, head_dim),
+            ("embed", axis, "head_dim"),
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init,
+            name=name,
+        )
+
+    def _shaw(self, q, k, v, q_pos_BxT, k_pos_BxS, mask, bias):
+        """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
+        a_k, a_v = ShawRelativeEmbedding(
+            q.shape[-1],
+            self.shaw_max_distance,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="shaw",
+        )(q_pos_BxT, k_pos_BxS)
+        groups = q.shape[2] // k.shape[2]
+        k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
+        return shaw_attention(q, k, v, a_k, a_v, bias=bias, mask=mask).astype(q.dtype)
+
+    @nn.compact
+    def __call__(
+        self,
+        x_BxTxE: jax.Array,
+        *,
+        kv_BxSxE: jax.Array | None = None,
+        positions_BxT: jax.Array | None = None,
+        segment_ids_BxT: jax.Array | None = None,
+        kv_segment_ids_BxS: jax.Array | None = None,
+        kv_mask_BxS: jax.Array | None = None,
+        bias: jax.Array | None = None,
+    ) -> jax.Array:
+        """Returns ``[B, T, E]``; ``kv_BxSxE`` switches to cross-attention (no RoPE, no cache)."""
+        B, T, E = x_BxTxE.shape
+        N = self.num_heads
+        K = self.num_kv_heads or N
+        H = self.head_dim or E // N
+        if N % K:
+            raise ValueError(f"num_heads={N} must be a multiple of num_kv_heads={K}")
+        cross = kv_BxSxE is not None
+        src = kv_BxSxE if cross else x_BxTxE
+        q = self._proj(N, H, "heads", "query")(x_BxTxE)
+        k = self._proj(K, H, "kv_heads", "key")(src)
+        v = self._proj(K, H, "kv_heads", "value")(src)
+        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
+        k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
+        v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
+
+        caching = self.decode and not cross and self.has_variable("cache", "cached_key")
+        if self.decode and not cross:
+            cache_k = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+            cache_v = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+            cache_i = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        offset = cache_i.value if caching else 0
+        if positions_BxT is None:
+            positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
+        if self.rope and not cross:
+            q, k = rotate_qk(
+                q,
+                k,
+                positions_BxT,
+                rope_base=self.rope_base,
+                rotary_fraction=self.rotary_fraction,
+                rope_layout=self.rope_layout,
+                rope_scaling=self.rope_scaling,
+                xpos_scale_base=self.xpos_scale_base,
+                xpos_gamma=self.xpos_gamma,
+            )
+
+        causal, mask = self.causal and not cross, None
+        if caching:
+            idx = (0, offset, 0, 0)
+            cache_k.value = jax.lax.dynamic_update_slice(cache_k.value, k, idx)
+            cache_v.value = jax.lax.dynamic_update_slice(cache_v.value, v, idx)
+            cache_i.value = offset + T
+            k, v = cache_k.value, cache_v.value
+            S = k.shape[1]
+            # a key is visible once written; causally, up to the query's absolute position
+            mask = make_mask(T, S, causal=True, q_offset=offset, kv_mask=kv_mask_BxS)
+            causal, kv_mask_BxS = False, None
+        elif kv_mask_BxS is not None:
+            mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
+        if self.shaw_max_distance and not cross:
+            S = k.shape[1]
+            full = make_mask(
+                T,
+                S,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+            )
+            full = mask if full is None else full if mask is None else full & mask
+            k_pos = jnp.broadcast_to(jnp.arange(S), (B, S)) if caching else positions_BxT
+            out_BxTxNxH = self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
+        else:
+            out_BxTxNxH = dot_product_attention(
+                q,
+                k,
+                v,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+                mask=mask,
+                bias=bias,
+                impl=self.attention_impl,
+            )
+        out_BxTxNxH = nn.with_logical_constraint(
+            out_BxTxNxH, ("batch", "length", "heads", "head_dim")
+        )
+        return Projection(
+            (E,),
+            ("heads", "head_dim", "embed"),
+            n_in=2,
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init,
+            name="out",
+        )(out_BxTxNxH)

@@ -1,0 +1,231 @@
+"""Transformer blocks (Vaswani et al. 2017, sec. 3.1) and a layer stack with scan and remat.
+
+One :class:`BlockConfig` describes a block, so decoder LMs, bidirectional encoders (RoFormer)
+and text towers (CLIP) share the code: pre-norm (GPT-2/Llama) or post-norm (BERT/RoFormer),
+RMSNorm or LayerNorm, gated or plain MLP, causal or bidirectional attention with or without
+RoPE, and an optional cross-attention sub-layer (encoder-decoder, BLIP text decoder).
+
+:class:`TransformerStack` runs ``num_layers`` blocks either unrolled (params ``layers_0``,
+``layers_1``...) or under ``nn.scan`` (params stacked on a leading logical axis ``"layers"``,
+one compiled block), each optionally rematerialised with a named checkpoint policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxmodels.layers.attention import MultiHeadAttention
+from jaxmodels.layers.mlp import MLP
+from jaxmodels.layers.norms import make_norm
+
+Dtype = Any
+
+# Names for jax.checkpoint policies (what the backward pass may keep instead of recomputing).
+REMAT_POLICIES = {
+    "none": None,  # no remat: keep every activation
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,  # keep matmul outputs
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+    """Static description of one transformer block (hashable, so modules can hold it)."""
+
+    d_model: int
+    num_heads: int
+    d_ff: int
+    num_kv_heads: int | None = None  # None: MHA; < num_heads: GQA; 1: MQA
+    head_dim: int | None = None  # None: d_model // num_heads
+    activation: str = "swiglu"  # see jaxmodels.layers.mlp (swiglu, geglu, gelu, relu, ...)
+    norm: str = "rmsnorm"  # rmsnorm | layernorm
+    norm_eps: float = 1e-6
+    norm_position: str = "pre"  # pre (x + f(norm(x))) | post (norm(x + f(x)))
+    use_bias: bool = False  # biases in attention and MLP projections
+    causal: bool = True
+    rope: bool = True
+    rope_base: float = 10000.0
+    rotary_fraction: float = 1.0
+    rope_layout: str = "half"  # half | interleaved
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # RoPE scaling items (layers.rope_scaling)
+    xpos_scale_base: float = 0.0  # > 0: xPos instead of RoPE
+    xpos_gamma: float = 0.4  # xPos gamma
+    shaw_max_distance: int = 0  # > 0: Shaw relative key/value embeddings in every layer
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash
+    dropout_rate: float = 0.0  # residual and MLP dropout
+    cross_attention: bool = False  # add a cross-attention sub-layer over `encoded`
+
+    def __post_init__(self):
+        if self.norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+
+
+class TransformerBlock(nn.Module):
+    """One block: self-attention, optional cross-attention, MLP, each with a residual."""
+
+    config: BlockConfig
+    decode: bool = False
+    deterministic: bool = True
+    scanned: bool = False  # return (x, None) for nn.scan
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def _norm(self, name: str) -> nn.Module:
+        c = self.config
+        return make_norm(
+            c.norm, epsilon=c.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
+
+    def _attention(self, name: str, *, cross: bool) -> MultiHeadAttention:
+        c = self.config
+        return MultiHeadAttention(
+            num_heads=c.num_heads,
+            num_kv_heads=c.num_kv_heads,
+            head_dim=c.head_dim,
+            causal=c.causal and not cross,
+            use_bias=c.use_bias,
+            rope=c.rope and not cross,
+            rope_base=c.rope_base,
+            rotary_fraction=c.rotary_fraction,
+            rope_layout=c.rope_layout,
+            rope_scaling=c.rope_scaling,
+            xpos_scale_base=c.xpos_scale_base,
+            xpos_gamma=c.xpos_gamma,
+            shaw_max_distance=0 if cross else c.shaw_max_distance,
+            attention_impl=c.attention_impl,
+            decode=self.decode and not cross,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
+
+    def _residual(self, x, f, norm_name):
+        """Pre-norm ``x + f(norm(x))`` or post-norm ``norm(x + f(x))``, with dropout on f."""
+        drop = nn.Dropout(self.config.dropout_rate)
+        if self.config.norm_position == "pre":
+            y = x + drop(f(self._norm(norm_name)(x)), deterministic=self.deterministic)
+        else:
+            y = self._norm(norm_name)(x + drop(f(x), deterministic=self.deterministic))
+        return nn.with_logical_constraint(y, ("batch", "length", "embed"))
+
+    @nn.compact
+    def __call__(
+        self,
+        x_BxLxE: jax.Array,
+        positions_BxL: jax.Array | None = None,
+        segment_ids_BxL: jax.Array | None = None,
+        kv_mask_BxL: jax.Array | None = None,
+        bias: jax.Array | None = None,
+        encoded_BxSxE: jax.Array | None = None,
+        encoded_mask_BxS: jax.Array | None = None,
+    ):
+        c = self.config
+        x = x_BxLxE.astype(self.dtype)
+        self_attn = self._attention("attention", cross=False)
+        x = self._residual(
+            x,
+            lambda h: self_attn(
+                h,
+                positions_BxT=positions_BxL,
+                segment_ids_BxT=segment_ids_BxL,
+                kv_mask_BxS=kv_mask_BxL,
+                bias=bias,
+            ),
+            "attention_norm",
+        )
+        if c.cross_attention:
+            cross_attn = self._attention("cross_attention", cross=True)
+            x = self._residual(
+                x,
+                lambda h: cross_attn(h, kv_BxSxE=encoded_BxSxE, kv_mask_BxS=encoded_mask_BxS),
+                "cross_attention_norm",
+            )
+        mlp = MLP(
+            c.d_ff,
+            activation=c.activation,
+            use_bias=c.use_bias,
+            dropout_rate=c.dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="mlp",
+        )
+        x = self._residual(x, lambda h: mlp(h, deterministic=self.deterministic), "mlp_norm")
+        return (x, None) if self.scanned else x
+
+
+class TransformerStack(nn.Module):
+    """``num_layers`` blocks (unrolled or ``nn.scan``-ned), then a final norm for pre-norm."""
+
+    config: BlockConfig
+    num_layers: int
+    scan_layers: bool = False
+    remat_policy: str = "none"  # see REMAT_POLICIES
+    decode: bool = False
+    deterministic: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def _block_class(self):
+        if self.remat_policy not in REMAT_POLICIES:
+            known = sorted(REMAT_POLICIES)
+            raise ValueError(f"remat_policy must be one of {known}, got {self.remat_policy!r}")
+        if self.remat_policy == "none":
+            return TransformerBlock
+        return nn.remat(
+            TransformerBlock,
+            policy=REMAT_POLICIES[self.remat_policy],
+            prevent_cse=not self.scan_layers,
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        x_BxLxE: jax.Array,
+        positions_BxL: jax.Array | None = None,
+        segment_ids_BxL: jax.Array | None = None,
+        kv_mask_BxL: jax.Array | None = None,
+        bias: jax.Array | None = None,
+        encoded_BxSxE: jax.Array | None = None,
+        encoded_mask_BxS: jax.Array | None = None,
+    ) -> jax.Array:
+        args = (positions_BxL, segment_ids_BxL, kv_mask_BxL, bias, encoded_BxSxE, encoded_mask_BxS)
+        kw = dict(
+            config=self.config,
+            decode=self.decode,
+            deterministic=self.deterministic,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        block_cls = self._block_class()
+        x = x_BxLxE
+        if self.scan_layers:
+            scan = nn.scan(
+                block_cls,
+                variable_axes={"params": 0, "cache": 0, "intermediates": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast,) * len(args),
+                length=self.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, _ = scan(scanned=True, name="layers", **kw)(x, *args)
+        else:
+            for i in range(self.num_layers):
+                x = block_cls(name=f"layers_{i}", **kw)(x, *args)
+        if self.config.norm_position == "pre":
+            c = self.config
+            x = make_norm(
+                c.norm,
+                epsilon=c.norm_eps,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="final_norm",
+            )(x)
+        return x

@@ -1,0 +1,106 @@
+"""Autoregressive decoding with a KV cache: greedy, temperature, top-k and nucleus (top-p).
+
+``generate`` prefills the cache with the prompt, then runs one ``lax.scan`` step per new token
+(no Python loop per token); every step feeds the last token and the cache to ``apply_fn``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+# (params, cache, tokens_BxT) -> (logits_BxTxV, new_cache)
+ApplyFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
+
+
+def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
+    """Sets logits outside the top-k set and outside the nucleus (Holtzman et al. 2020) to -inf."""
+    neg = jnp.finfo(logits_BxV.dtype).min
+    if top_k and top_k < logits_BxV.shape[-1]:
+        kth = jax.lax.top_k(logits_BxV, top_k)[0][..., -1:]
+        logits_BxV = jnp.where(logits_BxV < kth, neg, logits_BxV)
+    if top_p < 1.0:
+        sorted_desc = jnp.sort(logits_BxV, axis=-1)[..., ::-1]
+        probs = jax.nn.softmax(sorted_desc, axis=-1)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        n_keep = jnp.sum(mass_before < top_p, axis=-1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_desc, n_keep - 1, axis=-1)
+        logits_BxV = jnp.where(logits_BxV < cutoff, neg, logits_BxV)
+    return logits_BxV
+
+
+def sample_token(
+    logits_BxV: jax.Array,
+    rng: jax.Array,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> jax.Array:
+    """Draws one token per row: argmax when ``temperature == 0``, else from softmax(l / T)."""
+    logits_BxV = logits_BxV.astype(jnp.float32)
+    if temperature == 0.0:
+        return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    logits_BxV = filter_logits(logits_BxV / temperature, top_k=top_k, top_p=top_p)
+    return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "apply_fn",
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "eos_id",
+        "pad_id",
+        "return_logits",
+    ),
+)
+def generate(
+    apply_fn: ApplyFn,
+    params: Any,
+    cache: Any,
+    prompt_BxP: jax.Array,
+    rng: jax.Array,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+    return_logits: bool = False,
+):
+    """Returns ``[B, max_new_tokens]`` new tokens (``pad_id`` after ``eos_id``).
+
+    ``cache`` must hold at least ``P + max_new_tokens`` positions. With ``return_logits`` also
+    returns the ``[B, max_new_tokens, V]`` logits each token was drawn from.
+    """
+    opts = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    logits, cache = apply_fn(params, cache, prompt_BxP)
+    rng, first_rng = jax.random.split(rng)
+    first_logits = logits[:, -1].astype(jnp.float32)
+    first = sample_token(first_logits, first_rng, **opts)
+    B = prompt_BxP.shape[0]
+
+    def step(carry, step_rng):
+        cache, token, done, last_logits = carry
+        emitted = jnp.where(done, pad_id, token)
+        done = done | (token == eos_id) if eos_id is not None else done
+        logits, cache = apply_fn(params, cache, token[:, None])
+        logits = logits[:, -1].astype(jnp.float32)
+        nxt = sample_token(logits, step_rng, **opts)
+        return (cache, nxt, done, logits), (emitted, last_logits)
+
+    done = jnp.zeros((B,), bool)
+    carry = (cache, first, done, first_logits)
+    _, (tokens, logits) = jax.lax.scan(step, carry, jax.random.split(rng, max_new_tokens))
+    tokens_BxN = tokens.T
+    return (tokens_BxN, jnp.swapaxes(logits, 0, 1)) if return_logits else tokens_BxN

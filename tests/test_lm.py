@@ -1,0 +1,177 @@
+"""RoPE LM family: HF Llama parity, KV-cache decoding, sampling filters, text data and packing."""
+
+import importlib.util
+import math
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmodels.data import text
+from jaxmodels.layers.transformer import BlockConfig
+from jaxmodels.models.lm import DecoderLM, build_task, lm_metrics
+from jaxmodels.samplers.decode import filter_logits, generate
+
+CONFIG = pathlib.Path(__file__).parent.parent / "experiments" / "lm" / "rope_lm.py"
+
+
+def _config(arg="smoke"):
+    spec = importlib.util.spec_from_file_location("rope_lm", CONFIG)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg)
+
+
+def _tiny(tie=True, **kw):
+    block = BlockConfig(d_model=32, num_heads=4, num_kv_heads=2, d_ff=48, attention_impl="xla")
+    return DecoderLM(vocab_size=64, num_layers=2, block=block, tie_embeddings=tie, **kw)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_matches_hf_llama(tie):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=tie,
+        attention_bias=False,
+        mlp_bias=False,
+    )
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    sd = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
+
+    def heads_in(w, n):  # torch [n*h, E] -> ours [E, n, h]
+        return w.T.reshape(32, n, 8)
+
+    params = {"embedding": sd["model.embed_tokens.weight"], "decoder": {}}
+    for i in range(2):
+        p = f"model.layers.{i}."
+        params["decoder"][f"layers_{i}"] = {
+            "attention_norm": {"scale": sd[p + "input_layernorm.weight"]},
+            "mlp_norm": {"scale": sd[p + "post_attention_layernorm.weight"]},
+            "attention": {
+                "query": {"kernel": heads_in(sd[p + "self_attn.q_proj.weight"], 4)},
+                "key": {"kernel": heads_in(sd[p + "self_attn.k_proj.weight"], 2)},
+                "value": {"kernel": heads_in(sd[p + "self_attn.v_proj.weight"], 2)},
+                "out": {"kernel": sd[p + "self_attn.o_proj.weight"].T.reshape(4, 8, 32)},
+            },
+            "mlp": {
+                "gate": {"kernel": sd[p + "mlp.gate_proj.weight"].T},
+                "up": {"kernel": sd[p + "mlp.up_proj.weight"].T},
+                "down": {"kernel": sd[p + "mlp.down_proj.weight"].T},
+            },
+        }
+    params["decoder"]["final_norm"] = {"scale": sd["model.norm.weight"]}
+    if not tie:
+        params["unembedding"] = sd["lm_head.weight"].T
+    tokens = np.random.default_rng(0).integers(0, 64, (2, 12))
+    with torch.no_grad():
+        want = hf(torch.as_tensor(tokens)).logits.numpy()
+    got = _tiny(tie).apply({"params": params}, jnp.asarray(tokens))
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_kv_cache_decoding_equals_full_recomputation():
+    model, dec = _tiny(), _tiny(decode=True)
+    prompt = jnp.asarray(np.random.default_rng(1).integers(0, 64, (2, 5)), jnp.int32)
+    params = nn.unbox(model.init(jax.random.key(0), prompt))["params"]
+    N = 7
+    cache = dec.init(jax.random.key(0), jnp.zeros((2, 5 + N), jnp.int32))["cache"]
+
+    def apply_fn(p, c, t):
+        logits, upd = dec.apply({"params": p, "cache": c}, t, mutable=["cache"])
+        return logits, upd["cache"]
+
+    new, step_logits = generate(
+        apply_fn, params, cache, prompt, jax.random.key(2), max_new_tokens=N,
+        temperature=0.0, return_logits=True,
+    )  # fmt: skip
+    full = model.apply({"params": params}, jnp.concatenate([prompt, new], axis=1))
+    np.testing.assert_allclose(step_logits, full[:, 4 : 4 + N], atol=1e-4)
+    np.testing.assert_array_equal(new, jnp.argmax(full[:, 4 : 4 + N], -1))
+
+
+def test_filter_logits_top_k_and_top_p():
+    logits = jnp.log(jnp.array([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+    kept = lambda out: np.isfinite(np.asarray(out)) & (np.asarray(out) > -1e30)
+    np.testing.assert_array_equal(kept(filter_logits(logits, top_k=2)), [[1, 1, 0, 0, 0]])
+    # nucleus 0.8: 0.5 + 0.2 = 0.7 < 0.8, so 0.15 joins; 0.85 >= 0.8 stops there
+    np.testing.assert_array_equal(kept(filter_logits(logits, top_p=0.8)), [[1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(kept(filter_logits(logits, top_p=0.3)), [[1, 0, 0, 0, 0]])
+
+
+def test_pack_segments_positions_and_weights():
+    docs = [np.array([10, 11, 12]), np.array([20, 21]), np.array([30, 31, 32, 33])]
+    rows = text.pack(docs, seq_len=4, pad_id=99)
+    np.testing.assert_array_equal(rows["inputs"], [[10, 11, 12, 20], [21, 30, 31, 32]])
+    np.testing.assert_array_equal(rows["targets"], [[11, 12, 20, 21], [30, 31, 32, 33]])
+    np.testing.assert_array_equal(rows["segment_ids"], [[1, 1, 1, 2], [1, 2, 2, 2]])
+    np.testing.assert_array_equal(rows["positions"], [[0, 1, 2, 0], [0, 0, 1, 2]])
+    np.testing.assert_array_equal(rows["weights"], [[1, 1, 0, 1], [0, 1, 1, 1]])
+    short = text.pack([np.array([1, 2])], seq_len=4, pad_id=99)
+    np.testing.assert_array_equal(short["inputs"], [[1, 2, 99, 99]])
+    np.testing.assert_array_equal(short["segment_ids"], [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(short["weights"], [[1, 0, 0, 0]])
+
+
+def test_packed_document_logits_are_independent_of_neighbours():
+    model = _tiny()
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 64, 5), rng.integers(0, 64, 6)
+    rows = text.pack([a, b], seq_len=10, pad_id=0)
+    params = jax.jit(model.init)(jax.random.key(0), rows["inputs"])
+    apply = jax.jit(model.apply)
+    packed = apply(params, rows["inputs"], rows["positions"], rows["segment_ids"])
+    alone = apply(params, jnp.asarray(b[None, :5]))
+    np.testing.assert_allclose(packed[0, 5:10], alone[0], atol=1e-5)
+
+
+def test_metrics_mask_and_bits_per_byte():
+    logits = jnp.zeros((1, 3, 320))
+    batch = {"targets": jnp.array([[5, 257, 7]]), "weights": jnp.array([[1.0, 1.0, 0.0]])}
+    loss, m = lm_metrics(logits, batch, is_bytes=True)
+    np.testing.assert_allclose(loss, math.log(320), rtol=1e-6)
+    np.testing.assert_allclose(m["bits_per_byte"], math.log2(320), rtol=1e-6)
+
+
+def test_text_sources_and_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.data.path"):
+        text.read_text_file(str(tmp_path / "missing.txt"))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\xff\xfe")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        text.read_text_file(str(bad))
+    tok = text.ByteTokenizer()
+    assert tok.decode(np.concatenate([[tok.bos_id], tok.encode("héllo"), [tok.eos_id]])) == "héllo"
+    train, val = text.split_text("line one\nline two\nline three\n", 0.3)
+    assert train + val == "line one\nline two\nline three\n" and val
+    docs = text.embedded_documents()
+    assert sum(map(len, docs)) > 500_000 and docs == text.embedded_documents()
+
+
+def test_build_task_on_a_file(tmp_path):
+    f = tmp_path / "corpus.txt"
+    f.write_text("hello world, this is a tiny corpus.\n" * 40, encoding="utf-8")
+    c = _config()
+    c.data.path = str(f)
+    task = build_task(c, None)
+    params = nn.unbox(task.init(jax.random.key(0)))
+    batch = next(task.train_data(0, 1))
+    assert batch["inputs"].shape == (c.train.batch_size, c.data.seq_len)
+    loss, m = jax.jit(task.loss_fn)(params, batch, jax.random.key(1))
+    assert np.isfinite(loss) and abs(float(loss) - math.log(320)) < 0.5
+    evals = list(task.eval_data(0, 1))
+    assert evals and evals[0]["inputs"].shape == batch["inputs"].shape
+    out = task.sample(params, jax.random.key(2), str(tmp_path))
+    assert "--- prompt 'The '" in out and (tmp_path / "samples.txt").stat().st_size > 0
