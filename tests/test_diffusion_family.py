@@ -47,12 +47,18 @@ def test_digits_quality_separates_real_from_noise():
 def test_unet_shapes_and_logical_axes():
     net = UNet(channels=8, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(4,), num_classes=10)
     x = jnp.ones((2, 8, 8, 1))
-    variables = jax.jit(net.init)(jax.random.key(0), x, jnp.zeros((2,)), jnp.array([3, 10]))
-    specs = nn.get_partition_spec(variables)["params"]
+    args = (x, jnp.zeros((2,)), jnp.array([3, 10]))
+    specs = nn.get_partition_spec(jax.eval_shape(net.init, jax.random.key(0), *args))["params"]
     assert specs["Conv_0"]["kernel"] == jax.sharding.PartitionSpec(None, None, None, "channels")
     assert specs["NoiseEmbedding_0"]["label_embedding"][0] == "classes"
-    params = jax.tree.map(lambda p: p + 0.1, nn.unbox(variables["params"]))
-    out = jax.jit(net.apply)({"params": params}, x, jnp.array([0.0, 5.0]), jnp.array([3, 10]))
+
+    @jax.jit  # one compilation for init and apply
+    def run(key):
+        params = nn.unbox(net.init(key, *args)["params"])
+        params = jax.tree.map(lambda p: p + 0.1, params)  # the output conv starts at zero
+        return net.apply({"params": params}, x, jnp.array([0.0, 5.0]), jnp.array([3, 10]))
+
+    out = run(jax.random.key(0))
     assert out.shape == x.shape and out.dtype == jnp.float32
     assert not np.allclose(out[0], out[1])  # noise level and label condition the output
 
