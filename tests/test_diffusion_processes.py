@@ -148,7 +148,7 @@ def test_ideal_denoiser_edm_loss_is_one():
     """With data std = sigma_data, lambda(sigma) E|D* - y|^2 = 1 for every sigma (EDM eq. 8)."""
     edm = P.EDM()
     g = analytic.GaussianMixture((1.0,), ((0.0,) * 4,), (edm.sigma_data,))
-    x0 = g.sample(jax.random.key(3), 4096, jnp.float64)
+    x0 = jax.jit(lambda k: g.sample(k, 4096, jnp.float64))(jax.random.key(3))
     loss, metrics = jax.jit(lambda x, k: denoising_loss(g.denoise, edm, x, k))(
         x0, jax.random.key(4)
     )

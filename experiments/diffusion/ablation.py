@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmodels.models import processes as P
 from jaxmodels.samplers import analytic, ode, schedules, sde
@@ -139,7 +139,9 @@ def markdown(ode_rows, chain_rows, sto_rows, floor, seconds) -> str:
     out += [f"| {d}: {s} | {fmt(v)} |" for (d, s), v in ode_rows.items()]
     out += ["", "## 2. EDM Fig. 2 chain: RMS endpoint error", "", head]
     out += [f"| {p}: {s} | {fmt(v)} |" for (p, s), v in chain_rows.items()]
-    out += ["", f"## 3. MMD^2 to data (EDM time steps); sampling floor {floor:.1e}", "", head]
+    out += ["", "## 3. MMD^2 to data (EDM time steps)", ""]
+    out += [f"Unbiased estimates; data-vs-data gives {floor:.1e}, so |values| below ~3e-4 are"]
+    out += ["sampling noise.", "", head]
     out += [f"| {s} | {fmt(v)} |" for s, v in sto_rows.items()]
     return "\n".join(out) + "\n"
 
@@ -158,9 +160,15 @@ def plot(ode_rows, chain_rows, sto_rows, floor, path):
     for (p, s), v in chain_rows.items():
         axes[1].loglog(NFES, v, "-" if p == "VP" else "--", marker="o", ms=3, label=f"{p}: {s}")
     for s, v in sto_rows.items():
-        axes[2].loglog(NFES, np.maximum(v, 1e-7), marker="o", ms=3, label=s)
-    axes[2].axhline(max(floor, 1e-7), color="0.5", lw=0.8, label="data-vs-data floor")
-    titles = ["ODE samplers x time steps", "EDM Fig. 2 chain (VP solid, VE dashed)", "MMD$^2$"]
+        axes[2].plot(NFES, v, marker="o", ms=3, label=s)
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("symlog", linthresh=1e-3)  # unbiased MMD^2 estimates dip below 0
+    axes[2].axhline(floor, color="0.5", lw=0.8, label="data-vs-data (noise level)")
+    titles = [
+        "ODE samplers x time steps",
+        "EDM Fig. 2 chain (VP solid, VE dashed)",
+        "MMD$^2$ to data",
+    ]
     for ax, title in zip(axes, titles, strict=True):
         ax.set(xlabel="NFE", title=title)
         ax.legend(fontsize=6)
@@ -184,6 +192,15 @@ def main():
     with open(args.out + ".md", "w") as f:
         f.write(text)
     plot(ode_rows, chain_rows, sto_rows, floor, args.out + ".png")
+    raw = {
+        "nfe": NFES,
+        "ode": {f"{d}: {s}": v for (d, s), v in ode_rows.items()},
+        "chain": {f"{p}: {s}": v for (p, s), v in chain_rows.items()},
+        "mmd2": sto_rows,
+        "mmd2_data_vs_data": floor,
+    }
+    with open(args.out + ".json", "w") as f:
+        json.dump(raw, f, indent=1)
     print(text)
 
 

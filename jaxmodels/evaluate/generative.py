@@ -14,10 +14,17 @@ import numpy as np
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)) (Heusel et al. 2017, eq. 6)."""
+    import warnings
+
     from scipy import linalg
 
-    offset = np.eye(len(cov1)) * 1e-6  # dead features make covariances singular
-    covmean = np.real(linalg.sqrtm((cov1 + offset) @ (cov2 + offset)))
+    with warnings.catch_warnings():  # dead features make covariances singular
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+        if not np.isfinite(covmean).all():  # pytorch-fid's fallback: regularise both
+            offset = np.eye(len(cov1)) * 1e-6
+            covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
+    covmean = np.real(covmean)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
 

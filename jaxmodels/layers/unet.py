@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import dot_product_attention
+
 CONV_AXES = (None, None, None, "channels")  # kernel (kh, kw, in, out)
 ACT_AXES = ("batch", None, None, "channels")
 
@@ -147,7 +149,7 @@ class SelfAttention(nn.Module):
         q_BxLxHxD, k_BxLxHxD, v_BxLxHxD = jnp.split(
             qkv.reshape(B, H * W, 3 * self.num_heads, D), 3, axis=2
         )
-        o_BxLxHxD = jax.nn.dot_product_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD)
+        o_BxLxHxD = dot_product_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD)
         o = _conv(C, self.dtype, kernel=1, zero=True)(o_BxLxHxD.reshape(B, H, W, C))
         return (x_BxHxWxC + o) / math.sqrt(2)
 

@@ -178,8 +178,8 @@ def make_generate(net, process, s, shape, num_classes: int):
     return jax.jit(generate)
 
 
-def save_grid(images, path: str, nrow: int = 10) -> None:
-    """Writes (N, H, W, 1) images in [-1, 1] as a PNG grid."""
+def save_grid(images, path: str, nrow: int = 10, scale: int = 4) -> None:
+    """Writes (N, H, W, 1) images in [-1, 1] as a PNG grid, each pixel ``scale`` x ``scale``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,6 +192,7 @@ def save_grid(images, path: str, nrow: int = 10) -> None:
     for i, img in enumerate(images):
         r, c = divmod(i, nrow)
         grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = img
+    grid = np.kron(grid, np.ones((scale, scale)))
     plt.imsave(path, -grid, cmap="gray", vmin=-1, vmax=1)  # dark digits on white, like the data
 
 
