@@ -132,7 +132,7 @@ def main():
             seconds = train_step_time(model, params, D, C, 32, 64, K, a.iters)
             train = f"{seconds:.3f} s (batch 32, enc_steps 64, dec_steps {K})"
         print(
-            f"| {name} | {n / 1e6:.1f}M | {latency * 1e3:.3f} ms | "
+            f"| {name} | {n / 1e6:.3g}M | {latency * 1e3:.3f} ms | "
             f"{throughput:,.0f} ({scan_batch} x {scan_length}) | {train} |",
             flush=True,
         )
