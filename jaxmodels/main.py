@@ -1,6 +1,8 @@
 """Command line: ``jaxmodels train|eval|sample --config FILE[:ARG] --workdir DIR``.
 
-Any config key can be overridden with ``--config.key=value`` (types are checked; unknown keys
+``jaxmodels compile --config FILE[:ARG]`` lowers and compiles the train step ahead of time
+and prints the memory each device needs, without running it. Any config key can be
+overridden with ``--config.key=value`` (types are checked; unknown keys
 fail with the key's name). Also runs as ``python -m jaxmodels``.
 """
 
@@ -13,15 +15,23 @@ from ml_collections import config_flags
 
 from jaxmodels.config import validate
 
-COMMANDS = ("train", "eval", "sample")
+COMMANDS = ("train", "eval", "sample", "compile")
 USAGE = (
     "usage: jaxmodels {train,eval,sample} --config FILE[:ARG] --workdir DIR "
-    "[--config.key=value ...]"
+    "[--config.key=value ...]\n"
+    "       jaxmodels compile --config FILE[:ARG] [--config.key=value ...]"
 )
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and samples")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
+
+
+def _compile(config, workdir):
+    from jaxmodels.train import aot
+
+    del workdir
+    print(aot.format_report(aot.compile_report(config)))
 
 
 def _main(command: str):
@@ -33,7 +43,10 @@ def _main(command: str):
         from jaxmodels.train import loop
 
         config = _CONFIG.value
-        fn = {"train": loop.train, "eval": loop.evaluate, "sample": loop.sample}[command]
+        fn = {"train": loop.train, "eval": loop.evaluate, "sample": loop.sample}
+        fn = {**fn, "compile": _compile}[command]
+        if command != "compile" and not _WORKDIR.value:
+            raise app.UsageError(f"--workdir is required for {command}\n{USAGE}")
         try:
             validate(config)
             fn(config, _WORKDIR.value)

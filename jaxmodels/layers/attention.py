@@ -26,7 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.layers.positions import apply_rope, rope_inv_freq
+from jaxmodels.layers.position_encoding import rotate_qk
+from jaxmodels.layers.relative import ShawRelativeEmbedding, shaw_attention
 
 Dtype = Any
 IMPLS = ("auto", "xla", "cudnn", "splash")
@@ -296,6 +297,10 @@ class MultiHeadAttention(nn.Module):
     rope_base: float = 10000.0
     rotary_fraction: float = 1.0  # fraction of head_dim rotated (partial rotary)
     rope_layout: str = "half"  # "half" (GPT-NeoX/Llama) or "interleaved" (RoFormer)
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # {"type": ..., **options} items (rope_scaling)
+    xpos_scale_base: float = 0.0  # > 0: xPos (Sun et al. 2022) instead of plain RoPE
+    xpos_gamma: float = 0.4  # xPos gamma
+    shaw_max_distance: int = 0  # > 0: Shaw et al. 2018 relative key/value embeddings, clip k
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     decode: bool = False
     dtype: Dtype = jnp.float32
@@ -312,6 +317,19 @@ class MultiHeadAttention(nn.Module):
             kernel_init=self.kernel_init,
             name=name,
         )
+
+    def _shaw(self, q, k, v, q_pos_BxT, k_pos_BxS, mask, bias):
+        """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
+        rel, w_k, w_v = ShawRelativeEmbedding(
+            q.shape[-1],
+            self.shaw_max_distance,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="shaw",
+        )(q_pos_BxT, k_pos_BxS)
+        groups = q.shape[2] // k.shape[2]
+        k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
+        return shaw_attention(q, k, v, rel, w_k, w_v, bias=bias, mask=mask).astype(q.dtype)
 
     @nn.compact
     def __call__(
@@ -350,10 +368,17 @@ class MultiHeadAttention(nn.Module):
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
         if self.rope and not cross:
-            rot = int(H * self.rotary_fraction) // 2 * 2
-            inv_freq = rope_inv_freq(rot, self.rope_base)
-            q = apply_rope(q, positions_BxT, inv_freq, layout=self.rope_layout)
-            k = apply_rope(k, positions_BxT, inv_freq, layout=self.rope_layout)
+            q, k = rotate_qk(
+                q,
+                k,
+                positions_BxT,
+                rope_base=self.rope_base,
+                rotary_fraction=self.rotary_fraction,
+                rope_layout=self.rope_layout,
+                rope_scaling=self.rope_scaling,
+                xpos_scale_base=self.xpos_scale_base,
+                xpos_gamma=self.xpos_gamma,
+            )
 
         causal, mask = self.causal and not cross, None
         if caching:
@@ -368,17 +393,30 @@ class MultiHeadAttention(nn.Module):
             causal, kv_mask_BxS = False, None
         elif kv_mask_BxS is not None:
             mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
-        out_BxTxNxH = dot_product_attention(
-            q,
-            k,
-            v,
-            causal=causal,
-            q_segment_ids=None if caching else segment_ids_BxT,
-            kv_segment_ids=kv_segment_ids_BxS,
-            mask=mask,
-            bias=bias,
-            impl=self.attention_impl,
-        )
+        if self.shaw_max_distance and not cross:
+            S = k.shape[1]
+            full = make_mask(
+                T,
+                S,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+            )
+            full = mask if full is None else full if mask is None else full & mask
+            k_pos = jnp.broadcast_to(jnp.arange(S), (B, S)) if caching else positions_BxT
+            out_BxTxNxH = self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
+        else:
+            out_BxTxNxH = dot_product_attention(
+                q,
+                k,
+                v,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+                mask=mask,
+                bias=bias,
+                impl=self.attention_impl,
+            )
         out_BxTxNxH = nn.with_logical_constraint(
             out_BxTxNxH, ("batch", "length", "heads", "head_dim")
         )

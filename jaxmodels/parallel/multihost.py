@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import jax
@@ -9,24 +10,21 @@ import jax
 _ENV = ("JAXMODELS_COORDINATOR", "JAXMODELS_NUM_PROCESSES", "JAXMODELS_PROCESS_ID")
 
 
-def _on_multihost_tpu() -> bool:
-    """True on a TPU VM slice with several workers (the TPU runtime sets these variables)."""
-    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-
-
 def initialize() -> None:
-    """Initialises ``jax.distributed`` once when several processes take part, else does nothing.
+    """Initialises ``jax.distributed`` once, before any other JAX call, when it applies.
 
-    Explicit set-up (CPU tests, clusters without auto-detection) uses the environment
-    variables ``JAXMODELS_COORDINATOR`` (host:port), ``JAXMODELS_NUM_PROCESSES`` and
-    ``JAXMODELS_PROCESS_ID``; multi-host TPU slices are auto-detected.
+    - ``JAXMODELS_DISTRIBUTED=0`` turns it off.
+    - Explicit set-up (CPU tests, clusters without auto-detection): the environment variables
+      ``JAXMODELS_COORDINATOR`` (host:port), ``JAXMODELS_NUM_PROCESSES``, ``JAXMODELS_PROCESS_ID``.
+    - On a TPU VM (libtpu installed) ``jax.distributed.initialize()`` finds the slice's workers
+      through the TPU metadata; on a single-host VM it is one process and harmless.
     """
-    if jax.distributed.is_initialized():
+    if jax.distributed.is_initialized() or os.environ.get("JAXMODELS_DISTRIBUTED") == "0":
         return
     coordinator, num, pid = (os.environ.get(k) for k in _ENV)
     if coordinator:
         if num is None or pid is None:
             raise ValueError(f"set all of {_ENV} for a multi-process run")
         jax.distributed.initialize(coordinator, int(num), int(pid))
-    elif _on_multihost_tpu():
+    elif importlib.util.find_spec("libtpu") is not None:
         jax.distributed.initialize()

@@ -43,7 +43,7 @@ class Run:
     schedule: Any
     abstract_state: Any
     state_sharding: Any
-    checkpointer: Checkpointer
+    checkpointer: Checkpointer | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,8 +51,11 @@ class Run:
 # ----------------------------------------------------------------------------------------------
 
 
-def build(config, workdir: str) -> Run:
-    """Builds mesh, task, optimizer and the sharded abstract state (nothing is allocated)."""
+def build(config, workdir: str | None) -> Run:
+    """Builds mesh, task, optimizer and the sharded abstract state (nothing is allocated).
+
+    Without a ``workdir`` there is no checkpointer (ahead-of-time compilation needs none).
+    """
     multihost.initialize()
     mesh = mesh_lib.make_mesh(config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
@@ -66,7 +69,7 @@ def build(config, workdir: str) -> Run:
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding
     )
-    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints) if workdir else None
     schedule = optim.learning_rate_schedule(config.train)
     return Run(config, workdir, mesh, rules, task, tx, schedule, abstract, sharding, ckpt)
 
@@ -199,16 +202,19 @@ def train(config, workdir: str) -> dict[str, float]:
     writer = metrics_lib.MetricsWriter(workdir)
     evaluator = Evaluator(run)
     try:
-        return _loop(run, state, start, data, writer, evaluator)
+        state, last = _loop(run, state, start, data, writer, evaluator)
     finally:
         run.checkpointer.wait()
         writer.close()
+    if t.sample_at_end and run.task.sample is not None and int(state.step) == t.steps:
+        _print_samples(run, state)
+    return last
 
 
-def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
-    t, last = run.config.train, {}
-    first = next(data)
-    bshard = mesh_lib.batch_shardings(first, run.mesh, run.rules, run.task.batch_axes)
+def build_train_step(run: Run, example_batch):
+    """Returns the run's jitted train step and the batch shardings it expects."""
+    t = run.config.train
+    bshard = mesh_lib.batch_shardings(example_batch, run.mesh, run.rules, run.task.batch_axes)
     train_step = step_lib.build_train_step(
         run.task,
         run.tx,
@@ -221,6 +227,13 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
         ema_decay=state_lib.ema_decay(t.ema_halflife_examples, t.batch_size),
         schedule=run.schedule,
     )
+    return train_step, bshard
+
+
+def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
+    t, last = run.config.train, {}
+    first = next(data)
+    train_step, bshard = build_train_step(run, first)
     bar, history, tick = metrics_lib.progress_bar(start, t.steps), [], time.perf_counter()
     batch = first
     with _Preemption() as preempt:
@@ -245,7 +258,7 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
             if step < t.steps:
                 batch = next(data)
     bar.close()
-    return last
+    return state, last
 
 
 def _log(history, step, tick, batch_size, writer, bar) -> dict[str, float]:
@@ -313,13 +326,18 @@ def evaluate(config, workdir: str) -> dict[str, float]:
     return out
 
 
+def _print_samples(run: Run, state) -> str:
+    rng = jax.random.fold_in(jax.random.key(run.config.seed), int(state.step))
+    with jax.set_mesh(run.mesh):
+        summary = run.task.sample(inference_params(state), rng, run.workdir)
+    if jax.process_index() == 0:
+        print(summary, flush=True)
+    return summary
+
+
 def sample(config, workdir: str) -> str:
     """Samples from the newest checkpoint with the family's ``sample`` function."""
-    run, state, step = _restore_for_inference(config, workdir)
+    run, state, _ = _restore_for_inference(config, workdir)
     if run.task.sample is None:
         raise ValueError(f"family {config.family!r} has no sampler")
-    rng = jax.random.fold_in(jax.random.key(config.seed), step)
-    with jax.set_mesh(run.mesh):
-        summary = run.task.sample(inference_params(state), rng, workdir)
-    print(summary)
-    return summary
+    return _print_samples(run, state)

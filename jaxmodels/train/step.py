@@ -20,13 +20,21 @@ from jaxmodels.train.state import TrainState
 from jaxmodels.train.task import LossFn, Task
 
 
-def in_mesh_context(fn: Callable, mesh, rules) -> Callable:
-    """Runs ``fn`` (and its tracing) with ``mesh`` set and the logical axis rules active."""
+def in_mesh_context(jitted, mesh, rules) -> Callable:
+    """Runs a jitted function (its tracing too) with ``mesh`` set and the logical rules active.
+
+    The result also has ``.lower(*abstract_args)`` for ahead-of-time compilation.
+    """
 
     def wrapped(*args):
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            return fn(*args)
+            return jitted(*args)
 
+    def lower(*args):
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            return jitted.lower(*args)
+
+    wrapped.lower = lower
     return wrapped
 
 

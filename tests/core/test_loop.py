@@ -1,0 +1,183 @@
+"""The shared loop: exact resume after SIGKILL, SIGTERM, NaN stop, corrupt checkpoints, meshes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.mlp.digits import get_config
+from jaxmodels.parallel import mesh as mesh_lib
+from jaxmodels.train import loop, optim
+from jaxmodels.train import state as state_lib
+from jaxmodels.train.checkpoint import Checkpointer
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "mlp", "digits.py")
+
+
+def _cli(workdir, *overrides, devices=1, env=None, wait=True):
+    cmd = [sys.executable, "-m", "jaxmodels", "train", f"--config={CONFIG}:smoke"]
+    cmd += [f"--workdir={workdir}", *overrides]
+    env = {**os.environ, **(env or {})}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _losses(workdir) -> dict[int, float]:
+    """The last logged training loss of every step (a resumed run re-logs some steps)."""
+    out = {}
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            if "loss" in row:
+                out[row["step"]] = row["loss"]
+    return out
+
+
+def _wait_for_step(workdir, step, proc, timeout=120):
+    path, start = os.path.join(workdir, "metrics.jsonl"), time.time()
+    while time.time() - start < timeout:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        if os.path.exists(path) and max(_losses(workdir) or [0]) >= step:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"step {step} not reached")
+
+
+LONG = ["--config.train.steps=300", "--config.train.log_every=1", "--config.train.eval_every=0"]
+
+
+def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
+    ref = _cli(tmp_path / "ref", *LONG, "--config.train.checkpoint_every=25")
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    proc = _cli(tmp_path / "run", *LONG, "--config.train.checkpoint_every=25", wait=False)
+    _wait_for_step(tmp_path / "run", 60, proc)
+    proc.kill()
+    proc.wait()
+    killed_at = max(_losses(tmp_path / "run"))
+    assert killed_at < 300
+    resumed = _cli(tmp_path / "run", *LONG, "--config.train.checkpoint_every=25")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from step" in resumed.stdout
+    want, got = _losses(tmp_path / "ref"), _losses(tmp_path / "run")
+    assert sorted(got) == sorted(want) == list(range(1, 301))
+    np.testing.assert_array_equal([got[s] for s in want], [want[s] for s in want])
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    proc = _cli(tmp_path, *LONG, "--config.train.steps=100000", wait=False)
+    _wait_for_step(tmp_path, 5, proc)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, out
+    assert "SIGTERM received: saved checkpoint" in out
+    steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+    assert steps and steps[-1] == max(_losses(tmp_path))
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+    config = get_config("smoke")
+    config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)
+    config.train.update(steps=50, log_every=1, checkpoint_every=1, eval_every=0)
+    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step (\d+)") as e:
+        loop.train(config, str(tmp_path))
+    bad = int(str(e.value).split("at step ")[1].split(";")[0])
+    saved = Checkpointer(str(tmp_path), keep=3).steps()
+    assert saved and max(saved) == bad - 1
+
+
+def _corrupt(step_dir):
+    for root, _, files in os.walk(step_dir / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, capsys):
+    config = get_config("smoke")  # 8 steps, checkpoints at 4 and 8
+    loop.train(config, str(tmp_path))
+    _corrupt(tmp_path / "checkpoints" / "8")
+    config.train.steps = 12
+    loop.train(config, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "checkpoints/8 could not be restored" in out and "resumed from step 4" in out
+    assert (tmp_path / "checkpoints_corrupt" / "8").exists()
+    assert Checkpointer(str(tmp_path), keep=3).steps()[-1] == 12
+
+
+def _abstract(config, devices):
+    mesh = mesh_lib.make_mesh(config.mesh, devices)
+    rules = mesh_lib.rules_from_config(config.mesh.rules)
+    from jaxmodels.models import mlp
+
+    task = mlp.build_task(config, mesh)
+    tx = optim.make_optimizer(config.train)
+    with jax.set_mesh(mesh):
+        abstract, sh = state_lib.state_shardings(
+            task.init, tx, jax.random.key(0), mesh, rules, use_ema=False
+        )
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sh
+    )
+
+
+@pytest.mark.parametrize("saved,restored", [(8, 1), (1, 8)])
+def test_restore_onto_another_device_count(tmp_path, saved, restored):
+    config = get_config("smoke")
+    config.mesh.update(data=1, fsdp=-1)
+    ckpt = Checkpointer(str(tmp_path), keep=2)
+    abstract = _abstract(config, jax.devices()[:saved])
+    state = jax.tree.map(
+        lambda a: jax.device_put(
+            np.random.default_rng(0).normal(size=a.shape).astype(a.dtype), a.sharding
+        ),
+        abstract,
+    )
+    ckpt.save(3, state)
+    ckpt.wait()
+    target = _abstract(config, jax.devices()[:restored])
+    got, step = Checkpointer(str(tmp_path), keep=2).restore(target)
+    assert step == 3
+    assert len(got.params["Dense_1"]["kernel"].sharding.device_set) == restored
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), jax.device_get(state))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_distributed_training(tmp_path):
+    env = {"JAXMODELS_COORDINATOR": f"localhost:{_free_port()}", "JAXMODELS_NUM_PROCESSES": "2"}
+    procs = [
+        _cli(
+            tmp_path,
+            "--config.train.steps=6",
+            devices=2,
+            wait=False,
+            env={**env, "JAXMODELS_PROCESS_ID": str(i)},
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=240)[0].decode() for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+    assert "devices=4 processes=2" in outs[0]
+    assert max(_losses(tmp_path)) == 6
+    assert "6" in os.listdir(tmp_path / "checkpoints")
+
+
+def test_cli_rejects_unknown_keys_and_bad_values(tmp_path):
+    bad_key = _cli(tmp_path, "--config.train.stepz=3")
+    assert bad_key.returncode != 0 and "stepz" in bad_key.stderr
+    bad_value = _cli(tmp_path, "--config.train.grad_accum=3")
+    assert bad_value.returncode == 1 and "config.train.batch_size=16" in bad_value.stderr
