@@ -221,7 +221,8 @@ def dot_product_attention(
     )
     if seg_mask is not None:
         mask = seg_mask if mask is None else mask & seg_mask
-    return jax.nn.dot_product_attention(
+    call = functools.partial(
+        jax.nn.dot_product_attention,
         q_BxTxNxH,
         k_BxSxKxH,
         v_BxSxKxH,
@@ -229,8 +230,13 @@ def dot_product_attention(
         mask=mask,
         is_causal=causal,
         scale=scale,
-        implementation=kernel,
     )
+    if kernel == "cudnn":
+        try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
+            return call(implementation="cudnn")
+        except (NotImplementedError, ValueError, RuntimeError) as e:
+            _warn_once(f"attention_impl={impl!r}: cuDNN refused ({e}); using xla")
+    return call(implementation="xla")
 
 
 # ---------------------------------------------------------------- module
