@@ -45,7 +45,7 @@ def get_config(arg=None):
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus (Python's own docs)
     d.tokenizer = "byte"  # byte | sentencepiece
     d.spm_model = ""  # SentencePiece .model file for tokenizer=sentencepiece
-    d.seq_len = 256  # tokens per packed row
+    d.seq_len = 128  # tokens per packed row
     d.validation_fraction = 0.05  # held-out share (documents, or the tail of data.path)
     d.tfds_name = ""  # a prepared TFDS text dataset (ArrayRecord), instead of path/embedded
     d.tfds_split = "train"  # TFDS training split
@@ -63,7 +63,7 @@ def get_config(arg=None):
     s.top_p = 0.95  # nucleus sampling mass; 1.0: off
 
     t = c.train
-    t.steps = 500  # optimizer steps (a few minutes on 2 idle CPU cores)
+    t.steps = 400  # optimizer steps (~1 step/s on 2 busy CPU cores, faster when idle)
     t.batch_size = 16  # rows of seq_len tokens per step
     t.learning_rate = 3e-3  # peak; small models take a large rate
     t.warmup_steps = 50  # linear warm-up
