@@ -9,6 +9,8 @@
     python -m jaxmodels train --config experiments/lm/rope_lm.py:smoke --workdir /tmp/lm_smoke
 """
 
+import ml_collections
+
 from jaxmodels.config import base_config
 
 
@@ -36,6 +38,8 @@ def get_config(arg=None):
     m.scan_layers = False  # nn.scan over layers (faster compiles for deep models)
     m.remat_policy = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable
     m.attention_impl = "auto"  # auto | xla | cudnn | splash (see jaxmodels/layers/attention.py)
+    m.position = ml_collections.ConfigDict()  # docs/positions.md; rope_base/rope_layout above
+    m.position.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus (Python's own docs)

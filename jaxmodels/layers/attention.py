@@ -26,7 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.layers.positions import apply_rope, rope_inv_freq
+from jaxmodels.layers.position_encoding import rotate_qk
+from jaxmodels.layers.relative import ShawRelativeEmbedding, shaw_attention
 
 Dtype = Any
 IMPLS = ("auto", "xla", "cudnn", "splash")
@@ -133,8 +134,8 @@ def resolve_impl(
 # ---------------------------------------------------------------- kernels
 
 
-def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale):
-    """Pallas TPU splash attention, vmapped over the batch (queries pre-scaled)."""
+def _splash_local(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg, *, causal, scale):
+    """Pallas TPU splash attention on local arrays, vmapped over the batch (queries pre-scaled)."""
     from jax.experimental.pallas.ops.tpu.splash_attention import (
         splash_attention_kernel as sk,
     )
@@ -142,22 +143,43 @@ def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale):
         splash_attention_mask as sm,
     )
 
-    B, T, N, H = q_BxTxNxH.shape
-    S = k_BxSxKxH.shape[1]
+    T, N, S = q_BxTxNxH.shape[1], q_BxTxNxH.shape[2], k_BxSxKxH.shape[1]
     head_mask = sm.CausalMask((T, S)) if causal else sm.FullMask((T, S))
     kernel = sk.make_splash_mha(sm.MultiHeadMask([head_mask] * N), head_shards=1, q_seq_shards=1)
     q = jnp.swapaxes(q_BxTxNxH * scale, 1, 2)
     k, v = jnp.swapaxes(k_BxSxKxH, 1, 2), jnp.swapaxes(v_BxSxKxH, 1, 2)
-    if q_seg is None:
-        out = jax.vmap(kernel)(q, k, v)
-    else:
-        kv_seg = q_seg if kv_seg is None else kv_seg
 
-        def one(q1, k1, v1, qs, ks):
-            return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
+    def one(q1, k1, v1, qs, ks):
+        return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
 
-        out = jax.vmap(one)(q, k, v, q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32))
-    return jnp.swapaxes(out, 1, 2)
+    return jnp.swapaxes(jax.vmap(one)(q, k, v, q_seg, kv_seg), 1, 2)
+
+
+def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale, local=None):
+    """Splash attention; under a multi-device mesh it runs per shard through ``shard_map``.
+
+    Batch and heads shard as the active logical rules say; ``local`` replaces the kernel (tests).
+    """
+    B, T = q_BxTxNxH.shape[:2]
+    ones = jnp.ones((B, T), jnp.int32)
+    q_seg = ones if q_seg is None else q_seg.astype(jnp.int32)
+    kv_seg = q_seg if kv_seg is None else kv_seg.astype(jnp.int32)
+    fn = functools.partial(local or _splash_local, causal=causal, scale=scale)
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return fn(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
+    spec = nn.logical_to_mesh_axes
+    q_spec = spec(("batch", "length", "heads", "head_dim"))
+    kv_spec = spec(("batch", "length", "kv_heads", "head_dim"))
+    seg_spec = spec(("batch", "length"))
+    sharded = jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(q_spec, kv_spec, kv_spec, seg_spec, seg_spec),
+        out_specs=q_spec,
+        check_vma=False,
+    )
+    return sharded(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
 
 
 def dot_product_attention(
@@ -275,6 +297,10 @@ class MultiHeadAttention(nn.Module):
     rope_base: float = 10000.0
     rotary_fraction: float = 1.0  # fraction of head_dim rotated (partial rotary)
     rope_layout: str = "half"  # "half" (GPT-NeoX/Llama) or "interleaved" (RoFormer)
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # {"type": ..., **options} items (rope_scaling)
+    xpos_scale_base: float = 0.0  # > 0: xPos (Sun et al. 2022) instead of plain RoPE
+    xpos_gamma: float = 0.4  # xPos gamma
+    shaw_max_distance: int = 0  # > 0: Shaw et al. 2018 relative key/value embeddings, clip k
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     decode: bool = False
     dtype: Dtype = jnp.float32
@@ -291,6 +317,19 @@ class MultiHeadAttention(nn.Module):
             kernel_init=self.kernel_init,
             name=name,
         )
+
+    def _shaw(self, q, k, v, q_pos_BxT, k_pos_BxS, mask, bias):
+        """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
+        rel, w_k, w_v = ShawRelativeEmbedding(
+            q.shape[-1],
+            self.shaw_max_distance,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="shaw",
+        )(q_pos_BxT, k_pos_BxS)
+        groups = q.shape[2] // k.shape[2]
+        k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
+        return shaw_attention(q, k, v, rel, w_k, w_v, bias=bias, mask=mask).astype(q.dtype)
 
     @nn.compact
     def __call__(
@@ -329,10 +368,17 @@ class MultiHeadAttention(nn.Module):
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
         if self.rope and not cross:
-            rot = int(H * self.rotary_fraction) // 2 * 2
-            inv_freq = rope_inv_freq(rot, self.rope_base)
-            q = apply_rope(q, positions_BxT, inv_freq, layout=self.rope_layout)
-            k = apply_rope(k, positions_BxT, inv_freq, layout=self.rope_layout)
+            q, k = rotate_qk(
+                q,
+                k,
+                positions_BxT,
+                rope_base=self.rope_base,
+                rotary_fraction=self.rotary_fraction,
+                rope_layout=self.rope_layout,
+                rope_scaling=self.rope_scaling,
+                xpos_scale_base=self.xpos_scale_base,
+                xpos_gamma=self.xpos_gamma,
+            )
 
         causal, mask = self.causal and not cross, None
         if caching:
@@ -347,17 +393,30 @@ class MultiHeadAttention(nn.Module):
             causal, kv_mask_BxS = False, None
         elif kv_mask_BxS is not None:
             mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
-        out_BxTxNxH = dot_product_attention(
-            q,
-            k,
-            v,
-            causal=causal,
-            q_segment_ids=None if caching else segment_ids_BxT,
-            kv_segment_ids=kv_segment_ids_BxS,
-            mask=mask,
-            bias=bias,
-            impl=self.attention_impl,
-        )
+        if self.shaw_max_distance and not cross:
+            S = k.shape[1]
+            full = make_mask(
+                T,
+                S,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+            )
+            full = mask if full is None else full if mask is None else full & mask
+            k_pos = jnp.broadcast_to(jnp.arange(S), (B, S)) if caching else positions_BxT
+            out_BxTxNxH = self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
+        else:
+            out_BxTxNxH = dot_product_attention(
+                q,
+                k,
+                v,
+                causal=causal,
+                q_segment_ids=None if caching else segment_ids_BxT,
+                kv_segment_ids=kv_segment_ids_BxS,
+                mask=mask,
+                bias=bias,
+                impl=self.attention_impl,
+            )
         out_BxTxNxH = nn.with_logical_constraint(
             out_BxTxNxH, ("batch", "length", "heads", "head_dim")
         )

@@ -55,6 +55,10 @@ class BlockConfig:
     rope_base: float = 10000.0
     rotary_fraction: float = 1.0
     rope_layout: str = "half"  # half | interleaved
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # RoPE scaling items (layers.rope_scaling)
+    xpos_scale_base: float = 0.0  # > 0: xPos instead of RoPE
+    xpos_gamma: float = 0.4  # xPos gamma
+    shaw_max_distance: int = 0  # > 0: Shaw relative key/value embeddings in every layer
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     dropout_rate: float = 0.0  # residual and MLP dropout
     cross_attention: bool = False  # add a cross-attention sub-layer over `encoded`
@@ -92,6 +96,10 @@ class TransformerBlock(nn.Module):
             rope_base=c.rope_base,
             rotary_fraction=c.rotary_fraction,
             rope_layout=c.rope_layout,
+            rope_scaling=c.rope_scaling,
+            xpos_scale_base=c.xpos_scale_base,
+            xpos_gamma=c.xpos_gamma,
+            shaw_max_distance=0 if cross else c.shaw_max_distance,
             attention_impl=c.attention_impl,
             decode=self.decode and not cross,
             dtype=self.dtype,

@@ -16,6 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels.layers.position_encoding import (
+    AbsolutePositions,
+    PositionOptions,
+    RelativePositionBias,
+)
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 from jaxmodels.samplers.decode import generate
 from jaxmodels.train.task import Task
@@ -35,8 +40,23 @@ class DecoderLM(nn.Module):
     remat_policy: str = "none"
     decode: bool = False
     deterministic: bool = True
+    position: PositionOptions = PositionOptions()  # the block's rope fields follow it
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+
+    def _positions(self, B: int, T: int) -> jax.Array:
+        """Default positions ``0..T-1``, offset by the tokens already decoded when caching."""
+        offset = 0
+        if self.decode:
+            if self.position.name in ("t5", "alibi"):
+                raise ValueError(
+                    f"position={self.position.name!r} does not support KV-cache decoding"
+                )
+            index = self.variable("cache", "position_index", lambda: jnp.array(0, jnp.int32))
+            offset = index.value
+            if self.has_variable("cache", "position_index") and not self.is_initializing():
+                index.value = offset + T
+        return jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
 
     @nn.compact
     def __call__(
@@ -54,6 +74,17 @@ class DecoderLM(nn.Module):
             self.param_dtype,
         )
         x = jnp.take(embedding_VxE, tokens_BxL, axis=0).astype(self.dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        bias = None
+        if self.position.name in ("learned", "sinusoidal", "t5", "alibi"):
+            if positions_BxL is None:
+                positions_BxL = self._positions(*tokens_BxL.shape)
+            pe = AbsolutePositions(self.position, self.block.d_model, name="positions", **kw)
+            pe_BxLxE = pe(positions_BxL)
+            x = x if pe_BxLxE is None else x + pe_BxLxE
+            bias = RelativePositionBias(
+                self.position, self.block.num_heads, causal=True, name="relative_bias", **kw
+            )(positions_BxL, positions_BxL)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         x = TransformerStack(
             self.block,
@@ -65,7 +96,7 @@ class DecoderLM(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="decoder",
-        )(x, positions_BxL, segment_ids_BxL)
+        )(x, positions_BxL, segment_ids_BxL, None, bias)
         if self.tie_embeddings:
             w_ExV = embedding_VxE.T
         else:
@@ -86,6 +117,7 @@ class DecoderLM(nn.Module):
 def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
     """Builds the module from ``config.model`` (see experiments/lm/rope_lm.py for the keys)."""
     m = config.model
+    position = lm_position(m)
     block = BlockConfig(
         d_model=m.d_model,
         num_heads=m.num_heads,
@@ -96,13 +128,12 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
         norm=m.norm,
         norm_eps=m.norm_eps,
         causal=True,
-        rope=True,
-        rope_base=m.rope_base,
-        rope_layout=m.rope_layout,
         attention_impl=m.attention_impl,
         dropout_rate=m.dropout_rate,
+        **position.attention_kwargs(),
     )
     kw = dict(
+        position=position,
         vocab_size=vocab_size,
         num_layers=m.num_layers,
         block=block,
@@ -114,6 +145,13 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
     )
     kw.update(overrides)
     return DecoderLM(**kw)
+
+
+def lm_position(m) -> PositionOptions:
+    """``config.model.position`` (optional) over the legacy ``rope_base``/``rope_layout`` keys."""
+    opts = {"rope_base": m.rope_base, "rope_layout": m.rope_layout, "max_len": 2048}
+    opts.update(dict(m.get("position", None) or {}))
+    return PositionOptions.from_config(opts)
 
 
 def padded_vocab(n: int, multiple: int) -> int:

@@ -1,0 +1,63 @@
+"""RoFormer (Su et al. 2021) pre-trained with BERT's MLM objective on the embedded corpus.
+
+    python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/roformer
+    # another position encoding (see jaxmodels/layers/position_encoding.py):
+    python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/roformer_t5 \\
+        --config.model.position.name=t5
+    # CI smoke run (a few steps):
+    python -m jaxmodels train --config experiments/roformer/mlm.py:smoke --workdir /tmp/rf_smoke
+"""
+
+import ml_collections
+
+from jaxmodels.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.family = "roformer"
+
+    m = c.model
+    m.variant = "small"  # tiny | small | base (jaxmodels/models/roformer.py VARIANTS)
+    m.vocab_multiple = 64  # tokenizer size + [MASK], rounded up to this multiple
+    m.dropout_rate = 0.1  # embedding/residual/MLP dropout (BERT's 0.1)
+    m.attention_impl = "auto"  # auto | xla | cudnn | splash
+    p = m.position = ml_collections.ConfigDict()
+    p.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
+    p.rope_layout = "interleaved"  # RoFormer pairs (x0, x1), (x2, x3), ...
+    p.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)
+    p.max_len = 512  # learned absolute table size (position=learned)
+
+    d = c.data
+    d.path = ""  # a local UTF-8 text file; empty: the embedded corpus
+    d.tokenizer = "byte"  # byte | sentencepiece
+    d.spm_model = ""  # SentencePiece model for tokenizer=sentencepiece
+    d.seq_len = 128  # tokens per packed row (documents kept apart by segment ids)
+    d.validation_fraction = 0.05  # held-out share
+    d.tfds_name = ""  # a prepared TFDS text dataset instead of path/embedded
+    d.tfds_split = "train"  # TFDS training split
+    d.tfds_eval_split = "validation"  # TFDS validation split
+    d.tfds_data_dir = ""  # TFDS data_dir
+    d.text_key = "text"  # TFDS text feature
+    d.max_documents = 200_000  # TFDS documents per split; 0: all
+
+    t = c.train
+    t.steps = 1000  # optimizer steps
+    t.batch_size = 32  # rows per step
+    t.learning_rate = 1e-3  # peak learning rate
+    t.warmup_steps = 100  # linear warm-up
+    t.weight_decay = 0.01  # BERT's decoupled weight decay
+    t.b2 = 0.999  # BERT's Adam beta2
+    t.log_every = 50  # steps between metric lines
+    t.eval_every = 250  # steps between validation passes
+    t.eval_batches = 10  # validation batches per pass
+    t.checkpoint_every = 500  # steps between checkpoints
+
+    if arg == "smoke":
+        m.variant = "tiny"
+        d.seq_len = 32
+        t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
+        t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 2, 1, 2
+    elif arg:
+        raise ValueError(f"unknown config arg {arg!r}; use 'smoke' or nothing")
+    return c

@@ -1,0 +1,96 @@
+"""Import HF transformers PyTorch checkpoints: ``model, params = from_hf(hf_model_or_dir)``.
+
+``hf_model_or_dir`` is an in-memory ``transformers`` PyTorch model or a local directory holding
+``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). The
+returned linen module's ``apply({"params": params}, input_ids, attention_mask)`` returns what
+the HF model returns: the last hidden state for ``*Model`` classes, logits for
+``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded. Supported: ``SUPPORTED``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxmodels.convert.hf_arch import BUILDERS
+
+SUPPORTED = tuple(BUILDERS)
+
+
+def from_hf(hf_model_or_dir: Any, *, dtype=None) -> tuple[Any, dict]:
+    """Returns ``(linen_module, params)`` equivalent to the HF model (see module docstring)."""
+    config, arch, state = _load(hf_model_or_dir)
+    if arch not in BUILDERS:
+        raise ValueError(
+            f"from_hf: architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED)}"
+        )
+    build, convert = BUILDERS[arch]
+    model = build(config, dtype)
+    params = _fill(model, convert(state, config), arch)
+    return model, params
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: in-memory torch model or local directory
+# ---------------------------------------------------------------------------------------------
+
+
+def _load(src: Any) -> tuple[Any, str, dict[str, np.ndarray]]:
+    """Returns (HF config, architecture name, state dict as float32 numpy arrays)."""
+    if isinstance(src, str | os.PathLike):
+        return _load_dir(os.fspath(src))
+    if not hasattr(src, "state_dict") or not hasattr(src, "config"):
+        raise TypeError(f"from_hf expects a transformers model or a directory, got {type(src)}")
+    state = {k: v.detach().float().cpu().numpy() for k, v in src.state_dict().items()}
+    return src.config, type(src).__name__, state
+
+
+def _load_dir(path: str) -> tuple[Any, str, dict[str, np.ndarray]]:
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig
+
+    cfg_file = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg_file):
+        raise FileNotFoundError(f"from_hf: no config.json in {path!r}")
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    archs = getattr(config, "architectures", None) or []
+    if len(archs) != 1:
+        raise ValueError(f"from_hf: {cfg_file} must name exactly one architecture, got {archs}")
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    elif os.path.isfile(os.path.join(path, "model.safetensors")):
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"from_hf: no model.safetensors (or index) in {path!r}")
+    state = {}
+    for name in files:
+        state.update(load_file(os.path.join(path, name)))
+    return config, archs[0], {k: np.asarray(v, np.float32) for k, v in state.items()}
+
+
+def _fill(model, flat: dict[tuple[str, ...], np.ndarray], arch: str) -> dict:
+    """Checks ``flat`` against the module's parameter shapes and returns the nested params."""
+    ids = jnp.zeros((1, 2), jnp.int32)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), ids))["params"]
+    expected = {
+        k: v.value.shape if hasattr(v, "value") else v.shape
+        for k, v in traverse_util.flatten_dict(shapes).items()
+    }
+    missing = sorted("/".join(k) for k in set(expected) - set(flat))
+    extra = sorted("/".join(k) for k in set(flat) - set(expected))
+    if missing or extra:
+        raise ValueError(f"from_hf({arch}): params missing {missing}, unexpected {extra}")
+    for k, shape in expected.items():
+        if flat[k].shape != tuple(shape):
+            raise ValueError(
+                f"from_hf({arch}): {'/'.join(k)} has shape {flat[k].shape}, expected {shape}"
+            )
+    return traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})

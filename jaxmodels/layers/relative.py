@@ -1,0 +1,169 @@
+"""Relative position encodings that act inside attention: Shaw, T5 buckets, ALiBi.
+
+Each gives an additive logit bias (``BxHxQxK`` or broadcastable) or, for Shaw, relative key and
+value embeddings. All depend on ``k_position - q_position`` only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def relative_positions(q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array:
+    """Returns ``k_pos - q_pos`` (memory minus query) as ``BxQxK`` int32."""
+    return (k_positions_BxK[:, None, :] - q_positions_BxQ[:, :, None]).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# T5 (Raffel et al. 2020, sec. 2.1): log-spaced buckets shared across layers, one scalar per head.
+# ---------------------------------------------------------------------------------------------
+
+
+def t5_relative_position_bucket(
+    relative_position: jax.Array,
+    *,
+    bidirectional: bool = True,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+) -> jax.Array:
+    """Maps ``k - q`` to a bucket: half exact, half log-spaced up to ``max_distance`` (Mesh TF)."""
+    buckets = jnp.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative_position > 0).astype(jnp.int32) * num_buckets
+        n = jnp.abs(relative_position)
+    else:
+        n = -jnp.minimum(relative_position, 0)
+    max_exact = num_buckets // 2
+    n_safe = jnp.maximum(n, 1).astype(jnp.float32)
+    large = max_exact + (
+        jnp.log(n_safe / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    ).astype(jnp.int32)
+    large = jnp.minimum(large, num_buckets - 1)
+    return buckets + jnp.where(n < max_exact, n, large)
+
+
+class T5RelativeBias(nn.Module):
+    """T5 relative attention bias: a learned scalar per (bucket, head), returned as ``BxHxQxK``."""
+
+    num_heads: int
+    bidirectional: bool = True
+    num_buckets: int = 32
+    max_distance: int = 128
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array:
+        table = self.param(
+            "embedding",
+            nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "heads")),
+            (self.num_buckets, self.num_heads),
+            self.param_dtype,
+        )
+        buckets_BxQxK = t5_relative_position_bucket(
+            relative_positions(q_positions_BxQ, k_positions_BxK),
+            bidirectional=self.bidirectional,
+            num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
+        )
+        return jnp.take(table, buckets_BxQxK, axis=0).transpose(0, 3, 1, 2).astype(self.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# ALiBi (Press et al. 2022): a fixed linear penalty m_h * |k - q| per head.
+# ---------------------------------------------------------------------------------------------
+
+
+def alibi_slopes(num_heads: int) -> jax.Array:
+    """Geometric slopes 2^(-8h/n), h = 1..n; for non-powers of two, the paper's interleaving.
+
+    With n' = 2^floor(log2 n), the first n' slopes are those of n', the rest every other slope
+    of 2n' (Press et al., appendix; as in fairseq and Bloom).
+    """
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    closest = 2 ** math.floor(math.log2(num_heads))
+    slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: num_heads - closest]
+    return jnp.asarray(slopes, jnp.float32)
+
+
+def alibi_bias(
+    slopes_H: jax.Array, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array
+) -> jax.Array:
+    """ALiBi bias ``-m_h * |k - q|`` as ``BxHxQxK`` (causal masking yields the paper's -m(i-j))."""
+    dist_BxQxK = jnp.abs(relative_positions(q_positions_BxQ, k_positions_BxK)).astype(jnp.float32)
+    return -slopes_H[None, :, None, None] * dist_BxQxK[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shaw et al. 2018: clipped relative key (and value) embeddings a_ij, shared across heads.
+# ---------------------------------------------------------------------------------------------
+
+
+class ShawRelativeEmbedding(nn.Module):
+    """Shaw et al. eqs. 5-6: tables w^K, w^V (``(2k+1) x D``), indices ``clip(j - i, -k, k) + k``.
+
+    Returns ``(rel_BxQxK, w_k, w_v)`` (``w_v`` None without values); ``shaw_attention`` uses them
+    without materialising ``a_ij`` for every (i, j).
+    """
+
+    head_dim: int
+    max_relative_position: int = 16  # k in the paper
+    values: bool = True  # also learn a_ij^V (eq. 3)
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array):
+        k = self.max_relative_position
+        rel_BxQxK = jnp.clip(relative_positions(q_positions_BxQ, k_positions_BxK), -k, k) + k
+        init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "head_dim"))
+        w_k = self.param("key", init, (2 * k + 1, self.head_dim), self.param_dtype)
+        if not self.values:
+            return rel_BxQxK, w_k.astype(self.dtype), None
+        w_v = self.param("value", init, (2 * k + 1, self.head_dim), self.param_dtype)
+        return rel_BxQxK, w_k.astype(self.dtype), w_v.astype(self.dtype)
+
+
+def shaw_attention(
+    q_BxQxHxD: jax.Array,
+    k_BxKxHxD: jax.Array,
+    v_BxKxHxD: jax.Array,
+    rel_BxQxK: jax.Array,
+    w_k_RxD: jax.Array,
+    w_v_RxD: jax.Array | None,
+    *,
+    bias: jax.Array | None = None,
+    mask: jax.Array | None = None,
+) -> jax.Array:
+    """Shaw eqs. 3-4: e_ij = q_i (k_j + a^K_ij) / sqrt(d); z_i = sum_j alpha_ij (v_j + a^V_ij).
+
+    ``q_i a^K_ij`` is read from ``q_i w^K_r`` (R = 2k+1 values per query) and ``sum_j alpha_ij
+    a^V_ij`` from the attention mass per relative bucket. ``mask`` (``BxHxQxK``-broadcastable,
+    True = attend) and ``bias`` (additive) are optional.
+    """
+    d = q_BxQxHxD.shape[-1]
+    R = w_k_RxD.shape[0]
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD)
+    qr_BxHxQxR = jnp.einsum("bqhd,rd->bhqr", q_BxQxHxD, w_k_RxD)
+    idx = jnp.broadcast_to(rel_BxQxK[:, None], logits.shape)
+    logits = logits + jnp.take_along_axis(qr_BxHxQxR, idx, axis=-1)
+    logits = logits.astype(jnp.float32) / math.sqrt(d)
+    if bias is not None:
+        logits = logits + bias
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxKxHxD.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxKxHxD)
+    if w_v_RxD is not None:
+        onehot_BxQxKxR = jax.nn.one_hot(rel_BxQxK, R, dtype=probs.dtype)
+        mass_BxHxQxR = jnp.einsum("bhqk,bqkr->bhqr", probs, onehot_BxQxKxR)
+        out = out + jnp.einsum("bhqr,rd->bqhd", mass_BxHxQxR, w_v_RxD)
+    return out

@@ -1,0 +1,243 @@
+"""RoFormer (Su et al. 2021): a BERT-style bidirectional encoder with rotary position embedding.
+
+Post-norm blocks (``LayerNorm(x + f(x))``), GELU MLP, biases everywhere, interleaved RoPE on
+queries and keys; the masked-language-model head is ``LayerNorm(gelu(W h))`` followed by the
+tied word embeddings plus a bias, as in BERT (Devlin et al. 2019) and the HF implementation.
+Any encoding of ``layers.position_encoding.POSITIONS`` can replace RoPE (``position``).
+
+The family (``build_task``) trains it with BERT's MLM objective (sec. 3.1, ``losses.mlm``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxmodels.layers.mlp import ACTIVATIONS
+from jaxmodels.layers.norms import LayerNorm
+from jaxmodels.layers.position_encoding import (
+    AbsolutePositions,
+    PositionOptions,
+    RelativePositionBias,
+)
+from jaxmodels.layers.transformer import BlockConfig, TransformerStack
+from jaxmodels.losses.mlm import bert_mask, mlm_loss
+from jaxmodels.train.task import Task
+
+Dtype = Any
+
+# Sizes (Su et al. 2021, sec. 4.1 pre-train the base model: 12 layers, 768 wide, 12 heads).
+VARIANTS = {
+    "tiny": dict(d_model=128, num_layers=2, num_heads=4, d_ff=512),
+    "small": dict(d_model=256, num_layers=4, num_heads=4, d_ff=1024),
+    "base": dict(d_model=768, num_layers=12, num_heads=12, d_ff=3072),
+}
+
+
+class RoFormer(nn.Module):
+    """Encoder (+ optional MLM head); ``__call__`` returns hidden states or MLM logits."""
+
+    vocab_size: int
+    d_model: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    d_ff: int = 3072
+    embedding_size: int | None = None  # None: d_model; else project embeddings to d_model
+    type_vocab_size: int = 2  # segment (token type) embeddings
+    activation: str = "gelu"  # exact erf GELU as in BERT/RoFormer
+    norm_eps: float = 1e-12
+    dropout_rate: float = 0.1
+    position: PositionOptions = PositionOptions(name="rope", rope_layout="interleaved")
+    mlm_head: bool = True  # False: return the last hidden state (RoFormerModel)
+    tie_embeddings: bool = True  # MLM decoder shares the word embeddings
+    attention_impl: str = "auto"
+    scan_layers: bool = False
+    remat_policy: str = "none"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def block_config(self) -> BlockConfig:
+        """The post-norm BERT block with this model's position encoding."""
+        return BlockConfig(
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff,
+            activation=self.activation,
+            norm="layernorm",
+            norm_eps=self.norm_eps,
+            norm_position="post",
+            use_bias=True,
+            causal=False,
+            attention_impl=self.attention_impl,
+            dropout_rate=self.dropout_rate,
+            **self.position.attention_kwargs(),
+        )
+
+    def _dense(self, features, names, name):
+        init = nn.with_logical_partitioning(nn.initializers.normal(0.02), names)
+        bias = nn.with_logical_partitioning(nn.initializers.zeros, names[1:])
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        return nn.Dense(features, kernel_init=init, bias_init=bias, name=name, **kw)
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids_BxL: jax.Array,
+        attention_mask_BxL: jax.Array | None = None,
+        token_type_ids_BxL: jax.Array | None = None,
+        positions_BxL: jax.Array | None = None,
+        segment_ids_BxL: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Returns MLM logits ``BxLxV`` (or hidden states ``BxLxD`` without the head).
+
+        ``attention_mask_BxL`` (1 = token) drops padded keys; ``segment_ids_BxL`` keeps packed
+        documents apart; ``positions_BxL`` default to ``0..L-1``.
+        """
+        B, L = input_ids_BxL.shape
+        E = self.embedding_size or self.d_model
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
+        if token_type_ids_BxL is None:
+            token_type_ids_BxL = jnp.zeros((B, L), jnp.int32)
+        init = nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed"))
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        embed = nn.Embed(self.vocab_size, E, embedding_init=init, name="word_embeddings", **kw)
+        x = embed(input_ids_BxL)
+        type_init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed"))
+        types = nn.Embed(self.type_vocab_size, E, embedding_init=type_init, name="type", **kw)
+        x = x + types(token_type_ids_BxL)
+        absolute = AbsolutePositions(self.position, E, name="absolute_positions", **kw)
+        pos_emb = absolute(positions_BxL)
+        x = x if pos_emb is None else x + pos_emb
+        x = LayerNorm(self.norm_eps, name="embedding_norm", **kw)(x)
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        if self.d_model != E:
+            x = self._dense(self.d_model, ("embed", "mlp"), "embedding_project")(x)
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        bias = RelativePositionBias(
+            self.position, self.num_heads, causal=False, name="relative_bias", **kw
+        )(positions_BxL, positions_BxL)
+        h = TransformerStack(
+            self.block_config(),
+            self.num_layers,
+            scan_layers=self.scan_layers,
+            remat_policy=self.remat_policy,
+            deterministic=deterministic,
+            name="encoder",
+            **kw,
+        )(x, positions_BxL, segment_ids_BxL, attention_mask_BxL, bias)
+        if not self.mlm_head:
+            return h
+        return self._mlm_head(h, embed)
+
+    def _mlm_head(self, h_BxLxD: jax.Array, embed: nn.Embed) -> jax.Array:
+        """BERT's MLM head: LayerNorm(act(W h)) @ E^T + b (tied) or a separate decoder."""
+        E = self.embedding_size or self.d_model
+        t = self._dense(E, ("mlp", "embed"), "mlm_transform")(h_BxLxD)
+        t = ACTIVATIONS[self.activation](t)
+        t = LayerNorm(self.norm_eps, name="mlm_norm", dtype=self.dtype)(t)
+        if self.tie_embeddings:
+            logits = embed.attend(t)
+        else:
+            dec = self._dense(self.vocab_size, ("embed", "vocab"), "mlm_decoder")
+            logits = dec(t)
+        b_init = nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",))
+        b = self.param("mlm_bias", b_init, (self.vocab_size,), self.param_dtype)
+        logits = logits + b.astype(logits.dtype)
+        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+
+def roformer_from_config(model_cfg: Any, vocab_size: int, **overrides) -> RoFormer:
+    """Builds a :class:`RoFormer` from ``config.model`` (``variant`` or explicit sizes)."""
+    m = dict(model_cfg)
+    variant = m.pop("variant", "")
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"config.model.variant={variant!r}; choose one of {sorted(VARIANTS)}")
+    sizes = dict(VARIANTS[variant]) if variant else {}
+    pos = {"name": "rope", "rope_layout": "interleaved", **dict(m.pop("position", {}))}
+    position = PositionOptions.from_config(pos)
+    fields = {f.name for f in dataclasses.fields(RoFormer)}
+    unknown = sorted(set(m) - fields)
+    if unknown:
+        raise ValueError(f"config.model has unknown key(s) {unknown}; known: {sorted(fields)}")
+    return RoFormer(vocab_size=vocab_size, position=position, **{**sizes, **m, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
+# The family: MLM pre-training on packed text rows
+# ---------------------------------------------------------------------------------------------
+
+
+def mlm_batch(batch, rng, *, mask_id: int, random_vocab_size: int, specials: tuple[int, ...]):
+    """BERT-corrupts ``batch["inputs"]``; returns (inputs, targets, chosen, token mask)."""
+    tokens, seg = batch["inputs"], batch["segment_ids"]
+    maskable = seg > 0
+    for sid in specials:
+        maskable = maskable & (tokens != sid)
+    inputs, chosen = bert_mask(
+        rng, tokens, mask_id=mask_id, random_vocab_size=random_vocab_size, maskable_BxL=maskable
+    )
+    return inputs, tokens, chosen, seg > 0
+
+
+def build_task(config, mesh=None) -> Task:
+    """RoFormer MLM on ``config.data`` (the LM family's text sources and packing)."""
+    del mesh
+    from jaxmodels.data.pipeline import ArraySource, make_iterator
+    from jaxmodels.data.text import build_text_data
+    from jaxmodels.models.lm import _at_least, padded_vocab
+
+    data = build_text_data(config.data)
+    tok = data.tokenizer
+    mask_id = tok.vocab_size  # [MASK] takes the first id after the tokenizer's
+    vocab = padded_vocab(mask_id + 1, config.model.get("vocab_multiple", 64))
+    m = {k: v for k, v in config.model.items() if k != "vocab_multiple"}
+    model = roformer_from_config(m, vocab, dtype=jnp.dtype(config.train.compute_dtype))
+    random_vocab = 256 if tok.is_bytes else tok.vocab_size
+    specials = (tok.pad_id, tok.bos_id, tok.eos_id)
+    B, L = config.train.batch_size, config.data.seq_len
+
+    def init(rng):
+        return model.init(rng, jnp.zeros((1, L), jnp.int32))["params"]
+
+    def metrics(params, batch, rng, train: bool):
+        k_mask, k_drop = jax.random.split(rng)
+        inputs, targets, chosen, keep = mlm_batch(
+            batch, k_mask, mask_id=mask_id, random_vocab_size=random_vocab, specials=specials
+        )
+        logits = model.apply(
+            {"params": params},
+            inputs,
+            keep,
+            None,
+            batch["positions"],
+            batch["segment_ids"],
+            deterministic=not train,
+            rngs={"dropout": k_drop},
+        )
+        loss, out = mlm_loss(logits, targets, chosen)
+        return loss, {"loss": loss, **out}
+
+    def data_fn(arrays, train: bool):
+        def make(process_index, process_count):
+            return make_iterator(ArraySource(arrays), global_batch_size=B, seed=config.seed,
+                                 process_index=process_index, process_count=process_count,
+                                 shuffle=train, repeat=train)  # fmt: skip
+
+        return make
+
+    axes = ("batch", "length")
+    return Task(
+        init=init,
+        loss_fn=lambda p, b, r: metrics(p, b, r, True),
+        eval_fn=lambda p, b, r: metrics(p, b, r, False)[1],
+        train_data=data_fn(data.train, True),
+        eval_data=data_fn(_at_least(data.eval, B), False),
+        batch_axes={k: axes for k in ("inputs", "targets", "segment_ids", "positions", "weights")},
+    )

@@ -1,0 +1,75 @@
+"""RoFormer encoder: every position encoding by name, the relative-offset property, MLM head."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
+from jaxmodels.models.roformer import RoFormer
+
+RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
+
+
+@pytest.mark.parametrize("name", POSITIONS)
+def test_every_encoding_and_shift_property(name):
+    opts = PositionOptions(name=name, max_len=64, shaw_max_distance=3, xpos_scale_base=16.0)
+    model = RoFormer(
+        vocab_size=40, d_model=16, num_layers=1, num_heads=2, d_ff=32, dropout_rate=0.0,
+        position=opts, mlm_head=False, attention_impl="xla",
+    )  # fmt: skip
+    ids = jax.random.randint(jax.random.key(0), (2, 6), 0, 40)
+    mask = jnp.array([[1] * 6, [1] * 4 + [0] * 2])
+    pos = jnp.broadcast_to(jnp.arange(6), (2, 6))
+    params = model.init(jax.random.key(1), ids, mask)["params"]
+    h0 = model.apply({"params": params}, ids, mask, None, pos)
+    h1 = model.apply({"params": params}, ids, mask, None, pos + 9)
+    assert h0.shape == (2, 6, 16) and np.isfinite(h0).all()
+    keep = np.asarray(mask, bool)
+    if name in RELATIVE:  # scores depend on offsets only: shifting all positions changes nothing
+        np.testing.assert_allclose(h0[keep], h1[keep], atol=2e-5)
+    else:
+        assert not np.allclose(h0[keep], h1[keep], atol=1e-3)
+    if name != "none":  # the encoding matters: permuting the tokens is not equivariant
+        perm = jnp.array([1, 0, 2, 3, 4, 5])  # not an isometry of the line (ALiBi is symmetric)
+        hp = model.apply({"params": params}, ids[:1, perm], None, None, pos[:1])
+        h = model.apply({"params": params}, ids[:1], None, None, pos[:1])
+        assert not np.allclose(hp[0], h[0, perm], atol=1e-4)
+
+
+def test_mlm_head_ties_embeddings_and_segments_isolate_documents():
+    model = RoFormer(vocab_size=40, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                     dropout_rate=0.0, embedding_size=8, attention_impl="xla")  # fmt: skip
+    ids = jax.random.randint(jax.random.key(0), (1, 8), 0, 40)
+    params = nn.unbox(model.init(jax.random.key(1), ids)["params"])
+    assert "mlm_decoder" not in params and params["word_embeddings"]["embedding"].shape == (40, 8)
+    seg = jnp.array([[1, 1, 1, 1, 2, 2, 2, 2]])
+    pos = jnp.array([[0, 1, 2, 3, 0, 1, 2, 3]])
+    logits = model.apply({"params": params}, ids, None, None, pos, seg)
+    assert logits.shape == (1, 8, 40)
+    other = ids.at[0, 5].set((ids[0, 5] + 1) % 40)  # change a token in document 2
+    logits2 = model.apply({"params": params}, other, None, None, pos, seg)
+    np.testing.assert_allclose(logits[0, :4], logits2[0, :4], atol=1e-6)
+    assert not np.allclose(logits[0, 4:], logits2[0, 4:])
+
+
+def test_smoke_config_trains_through_the_core(tmp_path):
+    import importlib.util
+    import json
+    import pathlib
+
+    from jaxmodels.config import validate
+    from jaxmodels.train import loop
+
+    path = pathlib.Path(__file__).parent.parent / "experiments" / "roformer" / "mlm.py"
+    spec = importlib.util.spec_from_file_location("mlm_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    config = mod.get_config("smoke")
+    validate(config)
+    loop.train(config, str(tmp_path))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [x for x in lines if "eval_mlm_loss" in x]
+    assert evals and all(np.isfinite(x["eval_mlm_loss"]) for x in evals)
+    assert 0.1 < evals[-1]["eval_masked_fraction"] < 0.2  # ~15% of the real tokens
