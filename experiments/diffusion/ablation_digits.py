@@ -79,7 +79,8 @@ def write(results, args, step, seconds):
     floor = next(iter(results.values()))[0]["fd_floor"]
     head = "| | " + " | ".join(f"NFE {n}" for n in NFES) + " |\n|---|" + "---|" * len(NFES)
     cell = lambda r: f"{r['fd']:.2f} / {100 * r['accuracy']:.0f}%"
-    lines = ["# Sampler ablation on the trained digits model", "", __doc__.split("\n\n")[0], ""]
+    lines = ["# Sampler ablation on the trained digits model", ""]
+    lines += ["```", __doc__.split("\n\n")[1].strip(), "```", ""]
     lines += [
         f"Checkpoint step {step}; {args.num} samples each; run time {seconds:.0f} s (CPU).",
         "",
@@ -91,6 +92,10 @@ def write(results, args, step, seconds):
         f.write("\n".join(lines) + "\n")
     with open(args.out + ".json", "w") as f:
         json.dump({"nfe": NFES, "results": results}, f, indent=1)
+    plot(results, floor, args.out + ".png")
+
+
+def plot(results, floor, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,12 +103,12 @@ def write(results, args, step, seconds):
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
     for k, v in results.items():
-        ax.semilogx(NFES, [r["fd"] for r in v], marker="o", ms=3, label=k)
+        ax.loglog(NFES, [r["fd"] for r in v], marker="o", ms=3, label=k)
     ax.axhline(floor, color="0.5", lw=0.8, label="train vs held-out data")
     ax.set(xlabel="NFE", ylabel="FD (classifier features)", title="Digits: FD vs NFE")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out + ".png")
+    fig.savefig(path)
 
 
 if __name__ == "__main__":
