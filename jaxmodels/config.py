@@ -56,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.eval_batches = 20  # eval batches per evaluation; 0 means the whole eval set
     t.checkpoint_every = 500  # steps between checkpoints (and at the end); 0 disables
     t.keep_checkpoints = 3  # checkpoints kept on disk
+    t.sample_at_end = True  # after training, run the family's sampler (if any) and print it
 
     m = c.mesh = ml_collections.ConfigDict()
     m.data = -1  # data-parallel axis size; -1 takes the devices left over

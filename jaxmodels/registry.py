@@ -7,6 +7,10 @@ import importlib
 FAMILIES = {
     "lm": "jaxmodels.models.lm",
     "mlp": "jaxmodels.models.mlp",
+    "online_action": "jaxmodels.models.online_action_task",
+    "diffusion": "jaxmodels.models.diffusion",
+    "clip": "jaxmodels.models.two_towers",
+    "siglip": "jaxmodels.models.two_towers",
     "roformer": "jaxmodels.models.roformer",
     "lm_extrapolation": "jaxmodels.models.extrapolation",
 }

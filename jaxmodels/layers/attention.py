@@ -134,8 +134,8 @@ def resolve_impl(
 # ---------------------------------------------------------------- kernels
 
 
-def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale):
-    """Pallas TPU splash attention, vmapped over the batch (queries pre-scaled)."""
+def _splash_local(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg, *, causal, scale):
+    """Pallas TPU splash attention on local arrays, vmapped over the batch (queries pre-scaled)."""
     from jax.experimental.pallas.ops.tpu.splash_attention import (
         splash_attention_kernel as sk,
     )
@@ -143,22 +143,43 @@ def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale):
         splash_attention_mask as sm,
     )
 
-    B, T, N, H = q_BxTxNxH.shape
-    S = k_BxSxKxH.shape[1]
+    T, N, S = q_BxTxNxH.shape[1], q_BxTxNxH.shape[2], k_BxSxKxH.shape[1]
     head_mask = sm.CausalMask((T, S)) if causal else sm.FullMask((T, S))
     kernel = sk.make_splash_mha(sm.MultiHeadMask([head_mask] * N), head_shards=1, q_seq_shards=1)
     q = jnp.swapaxes(q_BxTxNxH * scale, 1, 2)
     k, v = jnp.swapaxes(k_BxSxKxH, 1, 2), jnp.swapaxes(v_BxSxKxH, 1, 2)
-    if q_seg is None:
-        out = jax.vmap(kernel)(q, k, v)
-    else:
-        kv_seg = q_seg if kv_seg is None else kv_seg
 
-        def one(q1, k1, v1, qs, ks):
-            return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
+    def one(q1, k1, v1, qs, ks):
+        return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
 
-        out = jax.vmap(one)(q, k, v, q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32))
-    return jnp.swapaxes(out, 1, 2)
+    return jnp.swapaxes(jax.vmap(one)(q, k, v, q_seg, kv_seg), 1, 2)
+
+
+def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale, local=None):
+    """Splash attention; under a multi-device mesh it runs per shard through ``shard_map``.
+
+    Batch and heads shard as the active logical rules say; ``local`` replaces the kernel (tests).
+    """
+    B, T = q_BxTxNxH.shape[:2]
+    ones = jnp.ones((B, T), jnp.int32)
+    q_seg = ones if q_seg is None else q_seg.astype(jnp.int32)
+    kv_seg = q_seg if kv_seg is None else kv_seg.astype(jnp.int32)
+    fn = functools.partial(local or _splash_local, causal=causal, scale=scale)
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return fn(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
+    spec = nn.logical_to_mesh_axes
+    q_spec = spec(("batch", "length", "heads", "head_dim"))
+    kv_spec = spec(("batch", "length", "kv_heads", "head_dim"))
+    seg_spec = spec(("batch", "length"))
+    sharded = jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(q_spec, kv_spec, kv_spec, seg_spec, seg_spec),
+        out_specs=q_spec,
+        check_vma=False,
+    )
+    return sharded(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
 
 
 def dot_product_attention(

@@ -202,10 +202,13 @@ def train(config, workdir: str) -> dict[str, float]:
     writer = metrics_lib.MetricsWriter(workdir)
     evaluator = Evaluator(run)
     try:
-        return _loop(run, state, start, data, writer, evaluator)
+        state, last = _loop(run, state, start, data, writer, evaluator)
     finally:
         run.checkpointer.wait()
         writer.close()
+    if t.sample_at_end and run.task.sample is not None and int(state.step) == t.steps:
+        _print_samples(run, state)
+    return last
 
 
 def build_train_step(run: Run, example_batch):
@@ -255,7 +258,7 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
             if step < t.steps:
                 batch = next(data)
     bar.close()
-    return last
+    return state, last
 
 
 def _log(history, step, tick, batch_size, writer, bar) -> dict[str, float]:
@@ -323,13 +326,18 @@ def evaluate(config, workdir: str) -> dict[str, float]:
     return out
 
 
+def _print_samples(run: Run, state) -> str:
+    rng = jax.random.fold_in(jax.random.key(run.config.seed), int(state.step))
+    with jax.set_mesh(run.mesh):
+        summary = run.task.sample(inference_params(state), rng, run.workdir)
+    if jax.process_index() == 0:
+        print(summary, flush=True)
+    return summary
+
+
 def sample(config, workdir: str) -> str:
     """Samples from the newest checkpoint with the family's ``sample`` function."""
-    run, state, step = _restore_for_inference(config, workdir)
+    run, state, _ = _restore_for_inference(config, workdir)
     if run.task.sample is None:
         raise ValueError(f"family {config.family!r} has no sampler")
-    rng = jax.random.fold_in(jax.random.key(config.seed), step)
-    with jax.set_mesh(run.mesh):
-        summary = run.task.sample(inference_params(state), rng, workdir)
-    print(summary)
-    return summary
+    return _print_samples(run, state)

@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.mlp.digits import get_config
-from jaxmodels.models import mlp
+from experiments.lm import rope_lm
+from experiments.mlp import digits
+from jaxmodels import registry
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.train import optim
 from jaxmodels.train import state as state_lib
@@ -21,13 +22,21 @@ MESHES = {
 }
 
 
-def _train(sizes, devices, steps=3):
-    config = get_config("smoke")
+def _lm_config():
+    config = rope_lm.get_config("smoke")
+    config.model.update(d_model=64, num_heads=8, num_kv_heads=8, d_ff=128)
+    return config
+
+
+CONFIGS = {"mlp": lambda: digits.get_config("smoke"), "lm": _lm_config}
+
+
+def _train(family, sizes, devices, steps=3):
+    config = CONFIGS[family]()
     config.mesh.update(sizes)
-    config.model.dropout = 0.0
     mesh = mesh_lib.make_mesh(config.mesh, devices)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
-    task = mlp.build_task(config, mesh)
+    task = registry.family_module(config.family).build_task(config, mesh)
     tx = optim.make_optimizer(config.train)
     rng = jax.random.key(0)
     with jax.set_mesh(mesh):
@@ -50,15 +59,24 @@ def _train(sizes, devices, steps=3):
     return history, jax.device_get(grads), jax.device_get(state.params), state
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return _train(MESHES["data"] | {"data": 1}, jax.devices()[:1])
+_REFERENCE = {}
 
 
-@pytest.mark.parametrize("name", sorted(MESHES))
-def test_sharded_equals_single_device(name, reference):
-    history, grads, params, state = _train(MESHES[name], jax.devices())
-    ref_history, ref_grads, ref_params, _ = reference
+def _reference(family):
+    if family not in _REFERENCE:
+        _REFERENCE[family] = _train(family, {"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+    return _REFERENCE[family]
+
+
+CASES = [("mlp", m) for m in sorted(MESHES)] + [
+    ("lm", m) for m in ("data", "fsdp", "tensor", "fsdp+tensor")
+]
+
+
+@pytest.mark.parametrize("family,name", CASES)
+def test_sharded_equals_single_device(family, name):
+    history, grads, params, state = _train(family, MESHES[name], jax.devices())
+    ref_history, ref_grads, ref_params, _ = _reference(family)
     for got, want in zip(history, ref_history, strict=True):
         np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
         np.testing.assert_allclose(got["grad_norm"], want["grad_norm"], rtol=1e-5)
@@ -68,6 +86,8 @@ def test_sharded_equals_single_device(name, reference):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
     )
+    if family != "mlp":
+        return
     spec = state.params["Dense_1"]["kernel"].sharding.spec  # logical ("embed", "mlp")
     assert tuple(spec) == ("fsdp", "tensor")  # embed -> fsdp, mlp -> tensor
     shards = state.params["Dense_1"]["kernel"].addressable_shards

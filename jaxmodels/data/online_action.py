@@ -1,0 +1,325 @@
+"""Data for online action detection: feature streams with per-frame targets.
+
+A dataset is a list of videos, each a features array (L x D) and a per-frame target array
+(L x C, one-hot or multi-hot; class 0 is background). Three sources:
+
+* :func:`load_feature_dir`: the on-disk layout of the TRN / LSTR code bases, one
+  ``<feature_dir>/<session>.npy`` per feature stream (concatenated along D, e.g. RGB and flow)
+  and one ``<target_dir>/<session>.npy``, with split lists from ``data_info.json``
+  (``{dataset: {"train_session_set": [...], "test_session_set": [...]}}``) or a text file.
+* :func:`synthetic_streams`: embedded, generated class-conditioned feature segments with
+  background between, temporally sparse and confusable evidence, distractors and precursors.
+* :func:`sensor_streams`: real smart-watch recordings (BasicMotions, UEA archive; shipped inside
+  the ``sktime`` wheel) concatenated into streams, "Standing" serving as background.
+
+Training reads fixed-length windows (:class:`WindowSource`, through grain); evaluation streams
+whole videos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Videos:
+    """Per-video features (L x D) and targets (L x C), plus the class names."""
+
+    features: list[np.ndarray]
+    targets: list[np.ndarray]
+    class_names: list[str]
+
+    def __post_init__(self):
+        for i, (x, y) in enumerate(zip(self.features, self.targets, strict=True)):
+            if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+                raise ValueError(
+                    f"video {i}: features {x.shape} and targets {y.shape} must be LxD, LxC"
+                )
+
+
+# ------------------------------------------------------------------------------------------
+# TRN / LSTR on-disk layout
+# ------------------------------------------------------------------------------------------
+
+
+def read_sessions(split_file: str, split: str, dataset: str | None = None) -> list[str]:
+    """Session names of ``split`` from a TRN/LSTR ``data_info.json`` or a one-per-line text file."""
+    if not os.path.isfile(split_file):
+        raise FileNotFoundError(f"data.split_file={split_file!r} does not exist")
+    if not split_file.endswith(".json"):
+        with open(split_file) as f:
+            return [line.strip() for line in f if line.strip()]
+    with open(split_file) as f:
+        info = json.load(f)
+    if dataset is not None:
+        if dataset not in info:
+            raise KeyError(f"data.dataset={dataset!r} not in {split_file} (has {sorted(info)})")
+        info = info[dataset]
+    key = f"{split}_session_set"
+    if key not in info:
+        raise KeyError(f"{split_file} has no {key!r} (keys: {sorted(info)})")
+    return list(info[key])
+
+
+def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"missing file {path}")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def load_feature_dir(
+    data_root: str,
+    sessions: list[str],
+    feature_dirs: list[str],
+    target_dir: str = "target_perframe",
+    class_names: list[str] | None = None,
+) -> Videos:
+    """Loads ``<data_root>/<feature_dir>/<session>.npy`` streams and their per-frame targets."""
+    features, targets = [], []
+    for s in sessions:
+        streams = [_load_npy(os.path.join(data_root, d, f"{s}.npy"), True) for d in feature_dirs]
+        y = _load_npy(os.path.join(data_root, target_dir, f"{s}.npy"), False).astype(np.float32)
+        lengths = {len(a) for a in streams} | {len(y)}
+        if len(lengths) != 1:
+            raise ValueError(f"session {s}: feature and target lengths differ: {sorted(lengths)}")
+        x = streams[0] if len(streams) == 1 else np.concatenate(streams, axis=1)
+        features.append(np.asarray(x, np.float32))
+        targets.append(y)
+    if not features:
+        raise ValueError(f"no sessions to load from {data_root}")
+    names = class_names or [str(c) for c in range(targets[0].shape[1])]
+    return Videos(features, targets, names)
+
+
+# ------------------------------------------------------------------------------------------
+# Embedded synthetic streams
+# ------------------------------------------------------------------------------------------
+
+
+def _segments(rng, length, mean_action, mean_background, num_actions):
+    """Alternating background / action segments (log-normal lengths) covering ``length`` frames."""
+    out, t, action = [], 0, False
+    while t < length:
+        mean = mean_action if action else mean_background
+        n = int(np.clip(rng.lognormal(np.log(mean), 0.5), 4, 6 * mean))
+        label = int(rng.integers(1, num_actions + 1)) if action else 0
+        out.append((t, min(t + n, length), label))
+        t, action = t + n, not action
+    return out
+
+
+def synthetic_streams(
+    num_videos: int,
+    *,
+    num_actions: int = 10,
+    feature_dim: int = 64,
+    length: tuple[int, int] = (300, 600),
+    mean_action: float = 16.0,
+    mean_background: float = 24.0,
+    evidence: float = 0.4,
+    confusion: float = 0.2,
+    distractor: float = 0.08,
+    ambiguous: bool = True,
+    seed: int = 0,
+    prototype_seed: int = 1234,
+) -> Videos:
+    """Generated streams where a single frame is weak evidence and the past decides.
+
+    Action frames of class c show c's prototype with probability ``evidence``, the prototype of
+    a fixed confusable partner class with probability ``confusion``, else nothing; all action
+    frames carry a weak shared "actionness" direction. Background frames show a random action's
+    prototype with probability ``distractor``, and the few frames before an action show a
+    class-specific precursor half of the time (so the future is partly predictable). Noise is
+    AR(1) (rho 0.7). Classes: 0 background, 1..num_actions, then "ambiguous" (when enabled) on
+    the first frames of 10% of the actions. Prototypes depend only on ``prototype_seed``, so
+    train and eval streams (different ``seed``) share them.
+    """
+    proto_rng = np.random.default_rng(prototype_seed)
+    unit = proto_rng.normal(size=(3 * num_actions + 2, feature_dim))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    prototypes, precursors = 3.0 * unit[:num_actions], 2.0 * unit[num_actions : 2 * num_actions]
+    actionness = 1.0 * unit[-1]
+    partner = np.roll(np.arange(num_actions), 1)  # confusable class pairs
+    num_classes = num_actions + 1 + int(ambiguous)
+    rng = np.random.default_rng(seed)
+    features, targets = [], []
+    for _ in range(num_videos):
+        n = int(rng.integers(length[0], length[1] + 1))
+        x = _ar1_noise(rng, n, feature_dim)
+        y = np.zeros((n, num_classes), np.float32)
+        segments = _segments(rng, n, mean_action, mean_background, num_actions)
+        for i, (s, e, label) in enumerate(segments):
+            u = rng.random(e - s)
+            if label == 0:
+                y[s:e, 0] = 1
+                hit = u < distractor
+                x[s:e][hit] += prototypes[rng.integers(0, num_actions, hit.sum())]
+                nxt = segments[i + 1][2] if i + 1 < len(segments) else 0
+                if nxt and rng.random() < 0.5:
+                    k = min(e - s, int(rng.integers(2, 7)))
+                    x[e - k : e] += precursors[nxt - 1]
+                continue
+            c = label - 1
+            y[s:e, label] = 1
+            x[s:e] += actionness
+            x[s:e][u < evidence] += prototypes[c]
+            x[s:e][(u >= evidence) & (u < evidence + confusion)] += prototypes[partner[c]]
+            if ambiguous and rng.random() < 0.1:
+                y[s : s + 3] = 0
+                y[s : s + 3, -1] = 1
+        features.append(x.astype(np.float32))
+        targets.append(y)
+    names = ["background"] + [f"action_{c}" for c in range(1, num_actions + 1)]
+    return Videos(features, targets, names + ["ambiguous"] * int(ambiguous))
+
+
+def _ar1_noise(rng, n, d, rho=0.7):
+    eps = rng.normal(size=(n, d))
+    x = np.empty_like(eps)
+    x[0] = eps[0]
+    scale = np.sqrt(1 - rho**2)
+    for t in range(1, n):
+        x[t] = rho * x[t - 1] + scale * eps[t]
+    return x
+
+
+# ------------------------------------------------------------------------------------------
+# Real sensor streams: BasicMotions (shipped in the sktime wheel)
+# ------------------------------------------------------------------------------------------
+
+
+def parse_ts(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reads an equal-length multivariate UEA ``.ts`` file: (N x channels x T, labels, names)."""
+    names, rows, labels = None, [], []
+    with open(path) as f:
+        in_data = False
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                if line.lower().startswith("@classlabel"):
+                    names = line.split()[2:]
+                in_data = line.lower() == "@data"
+                continue
+            *channels, label = line.split(":")
+            rows.append([np.array(c.split(","), np.float32) for c in channels])
+            labels.append(label)
+    if names is None or not rows:
+        raise ValueError(f"{path} is not a labelled .ts file with data")
+    return np.array(rows, np.float32), np.array([names.index(s) for s in labels]), names
+
+
+def basic_motions_dir() -> str:
+    """The BasicMotions folder inside the installed sktime package (found without importing it)."""
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the BasicMotions sensor data ships inside the `sktime` wheel: `pip install sktime` "
+            "(it is read from the package folder; sktime itself is never imported), or set "
+            "data.sensor_dir to a folder holding BasicMotions_TRAIN.ts and BasicMotions_TEST.ts"
+        )
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", "BasicMotions")
+
+
+def sensor_streams(
+    split: str,
+    num_streams: int,
+    *,
+    recordings_per_stream: int = 8,
+    min_length: int = 30,
+    sensor_dir: str | None = None,
+    background: str = "Standing",
+    seed: int = 0,
+) -> Videos:
+    """Streams of BasicMotions recordings (6-axis watch IMU at 10 Hz, 4 activities).
+
+    Each stream concatenates ``recordings_per_stream`` randomly chosen recordings of the split
+    (``train`` -> TRAIN file, else TEST), each cropped to a random length in
+    [``min_length``, 100]; the ``background`` activity is class 0. Channels are standardised
+    with the TRAIN file's statistics.
+    """
+    folder = sensor_dir or basic_motions_dir()
+    file = "TRAIN" if split == "train" else "TEST"
+    train_x, _, _ = parse_ts(os.path.join(folder, "BasicMotions_TRAIN.ts"))
+    x, labels, names = parse_ts(os.path.join(folder, f"BasicMotions_{file}.ts"))
+    if background not in names:
+        raise ValueError(f"background={background!r} is not a BasicMotions class ({names})")
+    mean = train_x.mean(axis=(0, 2), keepdims=True)
+    std = train_x.std(axis=(0, 2), keepdims=True)
+    x = np.swapaxes((x - mean) / std, 1, 2)  # N x T x channels
+    order = [names.index(background)] + [i for i in range(len(names)) if names[i] != background]
+    remap = np.argsort(order)  # original class index -> stream class index
+    rng = np.random.default_rng(seed)
+    features, targets = [], []
+    for _ in range(num_streams):
+        pick = rng.choice(len(x), recordings_per_stream, replace=False)
+        parts_x, parts_y = [], []
+        for i in pick:
+            n = int(rng.integers(min_length, x.shape[1] + 1))
+            start = int(rng.integers(0, x.shape[1] - n + 1))
+            parts_x.append(x[i, start : start + n])
+            parts_y.append(
+                np.repeat(np.eye(len(names), dtype=np.float32)[remap[labels[i]]][None], n, 0)
+            )
+        features.append(np.concatenate(parts_x).astype(np.float32))
+        targets.append(np.concatenate(parts_y))
+    return Videos(features, targets, [names[i] for i in order])
+
+
+# ------------------------------------------------------------------------------------------
+# Windows for training, padded whole videos for evaluation
+# ------------------------------------------------------------------------------------------
+
+
+class WindowSource:
+    """Random-access fixed-length windows: ``features`` (enc_steps x D) and ``targets``.
+
+    Windows start every ``stride`` frames of every video (grain shuffles them each epoch).
+    ``targets`` has ``enc_steps + future_steps`` frames: the window's own and the following
+    ones the TRN decoder predicts, the video's last frame repeated past its end (as the TRN
+    evaluation does).
+    """
+
+    def __init__(self, videos: Videos, enc_steps: int, future_steps: int = 0, stride: int = 0):
+        self.videos, self.enc_steps, self.future_steps = videos, enc_steps, future_steps
+        stride = stride or enc_steps
+        self.index = [
+            (v, s)
+            for v, x in enumerate(videos.features)
+            for s in range(0, len(x) - enc_steps + 1, stride)
+        ]
+        if not self.index:
+            raise ValueError(f"no video has enc_steps={enc_steps} frames")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        v, s = self.index[i]
+        x, y = self.videos.features[v], self.videos.targets[v]
+        frames = np.minimum(np.arange(s, s + self.enc_steps + self.future_steps), len(y) - 1)
+        return {"features": np.asarray(x[s : s + self.enc_steps], np.float32), "targets": y[frames]}
+
+
+def padded_batches(videos: Videos, batch_videos: int, length: int | None = None):
+    """Yields (features B x length x D, lengths B, indices) of whole videos, zero-padded at the end.
+
+    ``length`` defaults to each batch's longest video; a fixed one avoids recompiling per batch.
+
+    Padding at the end never changes the outputs of a causal model at the real frames.
+    """
+    order = np.argsort([-len(x) for x in videos.features])  # similar lengths together
+    for start in range(0, len(order), batch_videos):
+        idx = order[start : start + batch_videos]
+        lengths = np.array([len(videos.features[i]) for i in idx])
+        dim = videos.features[idx[0]].shape[1]
+        x = np.zeros((len(idx), length or lengths.max(), dim), np.float32)
+        for row, i in enumerate(idx):
+            x[row, : lengths[row]] = videos.features[i]
+        yield x, lengths, idx

@@ -1,0 +1,36 @@
+"""Image <-> text retrieval recall@K (CLIP Sec. 3.1.5; the Flickr30k/COCO protocol).
+
+A query counts as retrieved at K when one of its matching items is among the K most similar.
+Matches are given by group ids: image i matches text j when ``img_ids[i] == txt_ids[j]`` (by
+default the i-th image matches only the i-th text; pass caption strings' ids when several
+images share a caption).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _recall(sims_QxM: np.ndarray, match_QxM: np.ndarray, ks) -> dict[int, float]:
+    """Fraction of queries with a match ranked in the top K (ties ranked pessimistically)."""
+    best_match_Q = np.where(match_QxM, sims_QxM, -np.inf).max(axis=1)
+    # rank of the best match = number of non-matching items scoring at least as high
+    rank_Q = np.sum(np.where(match_QxM, False, sims_QxM >= best_match_Q[:, None]), axis=1)
+    return {k: float(np.mean(rank_Q < k)) for k in ks}
+
+
+def recall_at_k(zimg_NxE, ztxt_MxE, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> dict:
+    """Returns ``{i2t_recall@K, t2i_recall@K}`` for L2-normalised image/text embeddings."""
+    zimg_NxE, ztxt_MxE = np.asarray(zimg_NxE, np.float32), np.asarray(ztxt_MxE, np.float32)
+    n, m = len(zimg_NxE), len(ztxt_MxE)
+    img_ids = np.arange(n) if img_ids is None else np.asarray(img_ids)
+    txt_ids = np.arange(m) if txt_ids is None else np.asarray(txt_ids)
+    if img_ids.shape != (n,) or txt_ids.shape != (m,):
+        raise ValueError(f"ids shapes {img_ids.shape}, {txt_ids.shape} != ({n},), ({m},)")
+    sims_NxM = zimg_NxE @ ztxt_MxE.T
+    match_NxM = img_ids[:, None] == txt_ids[None, :]
+    if not match_NxM.any(axis=1).all() or not match_NxM.any(axis=0).all():
+        raise ValueError("every image and every text needs at least one match")
+    out = {f"i2t_recall@{k}": v for k, v in _recall(sims_NxM, match_NxM, ks).items()}
+    out.update({f"t2i_recall@{k}": v for k, v in _recall(sims_NxM.T, match_NxM.T, ks).items()})
+    return out

@@ -1,0 +1,135 @@
+"""Recurrent blocks for ``lax.scan``: weights declared and cast once, cell math as pure functions.
+
+A recurrent model declares its weights with :class:`DenseWeights` (logical axis names, float32
+params), casts them to the compute dtype ONCE outside the scan, and runs a pure step function
+over time with ``lax.scan``. The input-to-hidden part of every gate is hoisted out of the scan as
+one large matmul over all frames; the gates of a cell come out of a single fused matmul.
+Gate layouts follow PyTorch (LSTM: i, f, g, o; GRU: r, z, n), so weights copy across directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch ``nn.Linear`` bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class DenseWeights(nn.Module):
+    """Declares a dense layer's ``kernel`` (in x out) and ``bias`` and returns them in ``dtype``.
+
+    Calling it casts the float32 params to the compute dtype; a model calls it once per forward
+    pass, outside any scan, so the cast is not repeated per time step.
+    """
+
+    features_in: int
+    features_out: int
+    names: tuple[str | None, str | None] = ("embed", "mlp")
+    use_bias: bool = True
+    kernel_init: Any = nn.initializers.lecun_normal()
+    bias_init: Any = None  # None: PyTorch's U(+-1/sqrt(fan_in))
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array | None]:
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(self.kernel_init, self.names),
+            (self.features_in, self.features_out),
+            self.param_dtype,
+        )
+        bias = None
+        if self.use_bias:
+            bias_init = self.bias_init or torch_bias_init(self.features_in)
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(bias_init, (self.names[1],)),
+                (self.features_out,),
+                self.param_dtype,
+            )
+            bias = bias.astype(self.dtype)
+        return kernel.astype(self.dtype), bias
+
+
+def dense(weights: tuple[jax.Array, jax.Array | None], x: jax.Array) -> jax.Array:
+    """y = x W + b with weights from :class:`DenseWeights` (already in the compute dtype)."""
+    kernel, bias = weights
+    y = jnp.dot(x.astype(kernel.dtype), kernel)
+    return y if bias is None else y + bias
+
+
+def concat_dense(weights, xs: Sequence[jax.Array]) -> jax.Array:
+    """One fused matmul of the concatenation [x_1; ...; x_n] (e.g. [input; h] for all gates)."""
+    kernel = weights[0]
+    return dense(weights, jnp.concatenate([x.astype(kernel.dtype) for x in xs], axis=-1))
+
+
+def lstm_update(gates_Bx4H: jax.Array, c_BxH: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """LSTM cell (Hochreiter & Schmidhuber 1997; PyTorch i, f, g, o order) from summed gates.
+
+    Returns (h, c): h in the gates' dtype, c in float32 (the cell state accumulates).
+    """
+    i, f, g, o = jnp.split(gates_Bx4H.astype(jnp.float32), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c_BxH.astype(jnp.float32) + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return h.astype(gates_Bx4H.dtype), c
+
+
+def gru_update(x_gates_Bx3H: jax.Array, h_gates_Bx3H: jax.Array, h_BxH: jax.Array) -> jax.Array:
+    """GRU cell (Cho et al. 2014; PyTorch r, z, n order): n uses r * (W_hn h + b_hn)."""
+    xr, xz, xn = jnp.split(x_gates_Bx3H.astype(jnp.float32), 3, axis=-1)
+    hr, hz, hn = jnp.split(h_gates_Bx3H.astype(jnp.float32), 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    h = (1.0 - z) * n + z * h_BxH.astype(jnp.float32)
+    return h.astype(h_BxH.dtype)
+
+
+def idu_update(
+    xt_gates_Bx2H: jax.Array, x0_gates_Bx2H: jax.Array, h_gates_Bx2H: jax.Array, h_BxH: jax.Array
+) -> jax.Array:
+    """Information Discrimination Unit (Eun et al., CVPR 2020, Eq. 1-4).
+
+    r = sigma(W_hr h + W_x0r x0~),  z = sigma(W_xtz xt~ + W_x0z x0~),
+    h~ = tanh(W_xth xt~ + r * (W_hh h)),  h' = (1 - z) h~ + z h.
+    ``xt_gates`` = [W_xtz xt~ ; W_xth xt~], ``x0_gates`` = [W_x0r x0~ ; W_x0z x0~],
+    ``h_gates`` = [W_hr h ; W_hh h] (biases included).
+    """
+    xz, xh = jnp.split(xt_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
+    x0r, x0z = jnp.split(x0_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
+    hr, hh = jnp.split(h_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
+    r = jax.nn.sigmoid(hr + x0r)
+    z = jax.nn.sigmoid(xz + x0z)
+    h_tilde = jnp.tanh(xh + r * hh)
+    h = (1.0 - z) * h_tilde + z * h_BxH.astype(jnp.float32)
+    return h.astype(h_BxH.dtype)
+
+
+def dropout_mask(key: jax.Array, shape, rate: float, dtype) -> jax.Array:
+    """Inverted-dropout multiplier: 0 with probability ``rate``, else 1 / (1 - rate)."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+
+
+def dropout(key: jax.Array | None, x: jax.Array, rate: float) -> jax.Array:
+    """Inverted dropout; identity when ``key`` is None (deterministic) or ``rate`` is 0."""
+    if key is None or rate == 0.0:
+        return x
+    return x * dropout_mask(key, x.shape, rate, x.dtype)

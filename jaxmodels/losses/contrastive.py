@@ -1,0 +1,221 @@
+"""Contrastive image-text losses: CLIP's softmax (InfoNCE) and SigLIP's pairwise sigmoid.
+
+Embeddings are L2-normalised rows ``zimg_NxD`` / ``ztxt_NxD`` where row i of each is a matching
+(image, caption) pair. ``t_prime`` is the log-temperature (t = exp(t_prime)) and ``b`` the
+SigLIP bias.
+
+Cross-device variants take *global* arrays whose batch dimension is sharded over ``axis_name``
+of ``mesh`` and compute under ``jax.shard_map``:
+
+- :func:`chunked_sigmoid_loss`: SigLIP's chunked implementation (Zhai et al., 2023, Sec. 3.3,
+  Fig. 1): images stay on their device while text blocks travel round the ring with
+  ``lax.ppermute``, one block per step. A ``custom_vjp`` recomputes each block's logits in the
+  backward pass and sends each text block's gradient round the ring with it, so per-device
+  memory is O(n^2 + n*D) for per-device batch n, independent of the device count.
+- :func:`allgather_sigmoid_loss` / :func:`allgather_softmax_loss`: gather the other tower
+  (memory O(n * N) for global batch N), as most open implementations do.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+T_MAX = 100.0  # CLIP clips the temperature exp(t_prime) at 100 (Radford et al., 2021, Sec. 2.5)
+
+
+def clip_temperature(t_prime: jax.Array) -> jax.Array:
+    """CLIP's temperature t = min(exp(t_prime), 100)."""
+    return jnp.minimum(jnp.exp(t_prime.astype(jnp.float32)), T_MAX)
+
+
+def _f32(*xs):
+    return tuple(x.astype(jnp.float32) for x in xs)
+
+
+def softmax_loss(zimg: jax.Array, ztxt: jax.Array, t_prime: jax.Array) -> jax.Array:
+    """CLIP's symmetric InfoNCE (Radford et al., 2021, Fig. 3): mean of i->t and t->i CE."""
+    zimg_NxD, ztxt_NxD = _f32(zimg, ztxt)
+    logits_NxN = clip_temperature(t_prime) * zimg_NxD @ ztxt_NxD.T
+    diag_N = jnp.diagonal(logits_NxN)
+    ce_i2t = jax.nn.logsumexp(logits_NxN, axis=1) - diag_N
+    ce_t2i = jax.nn.logsumexp(logits_NxN, axis=0) - diag_N
+    return 0.5 * (ce_i2t.mean() + ce_t2i.mean())
+
+
+def sigmoid_loss(zimg: jax.Array, ztxt: jax.Array, t_prime: jax.Array, b: jax.Array) -> jax.Array:
+    """SigLIP (Zhai et al., 2023, Alg. 1): -sum log sigmoid(z_ij (t x_i.y_j + b)) / N, z=2I-1."""
+    zimg_NxD, ztxt_NxD = _f32(zimg, ztxt)
+    n = zimg_NxD.shape[0]
+    logits_NxN = jnp.exp(t_prime.astype(jnp.float32)) * zimg_NxD @ ztxt_NxD.T + b
+    labels_NxN = 2.0 * jnp.eye(n) - 1.0
+    return -jnp.sum(jax.nn.log_sigmoid(labels_NxN * logits_NxN)) / n
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers shared by the shard_map kernels.
+# ----------------------------------------------------------------------------------------------
+
+
+def _axes(axis_name) -> tuple[str, ...]:
+    return (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+
+
+def _ring_size(mesh, axis_name) -> int:
+    size = 1
+    for a in _axes(axis_name):
+        if a not in mesh.shape:
+            raise ValueError(f"axis_name {a!r} is not an axis of the mesh {dict(mesh.shape)}")
+        size *= mesh.shape[a]
+    return size
+
+
+def _ring(d: int) -> list[tuple[int, int]]:
+    """Permutation sending each device's block to its right neighbour."""
+    return [(i, (i + 1) % d) for i in range(d)]
+
+
+def _block_logits(zimg_nxD, ztxt_nxD, t_prime, b):
+    return jnp.exp(t_prime) * zimg_nxD @ ztxt_nxD.T + b
+
+
+def _positives(n: int, own) -> jax.Array:
+    """Label z = +1 (True) on the diagonal of a device's own block, -1 (False) elsewhere."""
+    rows, cols = (
+        lax.broadcasted_iota(jnp.int32, (n, n), 0),
+        lax.broadcasted_iota(jnp.int32, (n, n), 1),
+    )
+    return own & (rows == cols)
+
+
+def _varying_zero(axis):
+    return lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
+
+
+# ----------------------------------------------------------------------------------------------
+# Chunked sigmoid loss: text blocks rotate round the ring, with a ring-rotating backward pass.
+# ----------------------------------------------------------------------------------------------
+
+
+def _chunked_fwd_kernel(zimg_nxD, ztxt_nxD, t_prime, b, *, axis, d, n_global):
+    """Per-device forward: at step k the block from k devices to the left (k = 0: its own)."""
+
+    def step(k, carry):
+        loss, blk_nxD = carry
+        logits_nxn = _block_logits(zimg_nxD, blk_nxD, t_prime, b)
+        pos_nxn = _positives(logits_nxn.shape[0], k == 0)
+        loss = loss - jnp.sum(jax.nn.log_sigmoid(jnp.where(pos_nxn, logits_nxn, -logits_nxn)))
+        return loss, lax.ppermute(blk_nxD, axis, _ring(d))
+
+    loss, _ = lax.fori_loop(0, d, step, (_varying_zero(axis), ztxt_nxD))
+    return lax.psum(loss, axis) / n_global
+
+
+def _chunked_bwd_kernel(zimg_nxD, ztxt_nxD, t_prime, b, g, *, axis, d, n_global):
+    """Per-device backward: recompute each block's logits; the block's gradient travels with it."""
+    t, scale = jnp.exp(t_prime), g / n_global
+
+    def step(k, carry):
+        dzimg, dt_prime, db, blk_nxD, dblk_nxD = carry
+        logits_nxn = _block_logits(zimg_nxD, blk_nxD, t_prime, b)
+        pos_nxn = _positives(logits_nxn.shape[0], k == 0)
+        # d/dx of -log sigmoid(z x) is -z sigmoid(-z x)
+        dlogits_nxn = scale * jnp.where(
+            pos_nxn, -jax.nn.sigmoid(-logits_nxn), jax.nn.sigmoid(logits_nxn)
+        )
+        dzimg = dzimg + t * dlogits_nxn @ blk_nxD
+        dblk_nxD = dblk_nxD + t * dlogits_nxn.T @ zimg_nxD
+        dt_prime = dt_prime + jnp.sum(dlogits_nxn * (logits_nxn - b))
+        db = db + jnp.sum(dlogits_nxn)
+        blk_nxD, dblk_nxD = lax.ppermute((blk_nxD, dblk_nxD), axis, _ring(d))
+        return dzimg, dt_prime, db, blk_nxD, dblk_nxD
+
+    zero = _varying_zero(axis)
+    init = (jnp.zeros_like(zimg_nxD), zero, zero, ztxt_nxD, jnp.zeros_like(ztxt_nxD))
+    # d steps, d rotations: every text block and its gradient end back on their home device
+    dzimg, dt_prime, db, _, dztxt = lax.fori_loop(0, d, step, init)
+    return dzimg, dztxt, lax.psum(dt_prime, axis), lax.psum(db, axis)
+
+
+def _sharded(kernel, mesh, axis_name, n_global, out_specs, extra_in=()):
+    axis = _axes(axis_name)
+    d = _ring_size(mesh, axis_name)
+    spec = P(axis)
+    fn = functools.partial(kernel, axis=axis, d=d, n_global=n_global)
+    in_specs = (spec, spec, P(), P(), *extra_in)
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+
+
+def chunked_sigmoid_loss(zimg, ztxt, t_prime, b, *, mesh, axis_name="data"):
+    """SigLIP's chunked sigmoid loss (Zhai et al., 2023, Sec. 3.3) on batch-sharded global arrays.
+
+    Equals :func:`sigmoid_loss` on the global batch in value and gradients.
+    """
+    zimg, ztxt = _f32(zimg, ztxt)
+    t_prime, b = _f32(jnp.asarray(t_prime), jnp.asarray(b))
+    n_global = zimg.shape[0]
+
+    @jax.custom_vjp
+    def loss(zimg, ztxt, t_prime, b):
+        return _sharded(_chunked_fwd_kernel, mesh, axis_name, n_global, P())(zimg, ztxt, t_prime, b)
+
+    def fwd(zimg, ztxt, t_prime, b):
+        return loss(zimg, ztxt, t_prime, b), (zimg, ztxt, t_prime, b)
+
+    def bwd(res, g):
+        spec = P(_axes(axis_name))
+        out_specs = (spec, spec, P(), P())
+        kernel = _sharded(_chunked_bwd_kernel, mesh, axis_name, n_global, out_specs, (P(),))
+        return kernel(*res, g)
+
+    loss.defvjp(fwd, bwd)
+    return loss(zimg, ztxt, t_prime, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# All-gather variants (memory grows with the global batch), for comparison.
+# ----------------------------------------------------------------------------------------------
+
+
+def _allgather_sigmoid_kernel(zimg_nxD, ztxt_nxD, t_prime, b, *, axis, d, n_global):
+    n = zimg_nxD.shape[0]
+    ztxt_NxD = lax.all_gather(ztxt_nxD, axis, tiled=True)
+    logits_nxN = _block_logits(zimg_nxD, ztxt_NxD, t_prime, b)
+    own = lax.axis_index(axis) * n
+    labels_nxN = 2.0 * (jnp.arange(n_global)[None, :] == own + jnp.arange(n)[:, None]) - 1.0
+    return lax.psum(-jnp.sum(jax.nn.log_sigmoid(labels_nxN * logits_nxN)), axis) / n_global
+
+
+def allgather_sigmoid_loss(zimg, ztxt, t_prime, b, *, mesh, axis_name="data"):
+    """Sigmoid loss with the text tower all-gathered: local images against all N texts."""
+    zimg, ztxt, t_prime, b = _f32(zimg, ztxt, jnp.asarray(t_prime), jnp.asarray(b))
+    kernel = _sharded(_allgather_sigmoid_kernel, mesh, axis_name, zimg.shape[0], P())
+    return kernel(zimg, ztxt, t_prime, b)
+
+
+def _allgather_softmax_kernel(zimg_nxD, ztxt_nxD, t_prime, *, axis, d, n_global):
+    n = zimg_nxD.shape[0]
+    t = clip_temperature(t_prime)
+    zimg_NxD = lax.all_gather(zimg_nxD, axis, tiled=True)
+    ztxt_NxD = lax.all_gather(ztxt_nxD, axis, tiled=True)
+    own_n = lax.axis_index(axis) * n + jnp.arange(n)
+    i2t_nxN = t * zimg_nxD @ ztxt_NxD.T  # local images against all texts
+    t2i_nxN = t * ztxt_nxD @ zimg_NxD.T  # local texts against all images
+    pos_n = t * jnp.sum(zimg_nxD * ztxt_NxD[own_n], axis=-1)  # the n matching pairs
+    ce = jax.nn.logsumexp(i2t_nxN, axis=1) + jax.nn.logsumexp(t2i_nxN, axis=1) - 2 * pos_n
+    return lax.psum(jnp.sum(ce), axis) / (2 * n_global)
+
+
+def allgather_softmax_loss(zimg, ztxt, t_prime, *, mesh, axis_name="data"):
+    """CLIP's softmax loss with both towers all-gathered; each device owns its rows' CE terms."""
+    zimg, ztxt, t_prime = _f32(zimg, ztxt, jnp.asarray(t_prime))
+    axis = _axes(axis_name)
+    d = _ring_size(mesh, axis_name)
+    fn = functools.partial(_allgather_softmax_kernel, axis=axis, d=d, n_global=zimg.shape[0])
+    spec = P(axis)
+    kernel = jax.shard_map(fn, mesh=mesh, in_specs=(spec, spec, P()), out_specs=P())
+    return kernel(zimg, ztxt, t_prime)

@@ -1,0 +1,52 @@
+"""Zero-shot and retrieval evaluators against scikit-learn and closed-form answers."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import top_k_accuracy_score
+
+from jaxmodels.evaluate.retrieval import recall_at_k
+from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_recall_matches_sklearn_top_k():
+    rng = np.random.default_rng(0)
+    zi, zt = _unit(rng.normal(size=(40, 8))), _unit(rng.normal(size=(40, 8)))
+    zt = _unit(zt + 1.5 * zi)  # partially aligned pairs
+    got = recall_at_k(zi, zt)
+    labels = np.arange(40)
+    for k in (1, 5, 10):
+        want_i2t = top_k_accuracy_score(labels, zi @ zt.T, k=k, labels=labels)
+        want_t2i = top_k_accuracy_score(labels, zt @ zi.T, k=k, labels=labels)
+        assert got[f"i2t_recall@{k}"] == pytest.approx(want_i2t)
+        assert got[f"t2i_recall@{k}"] == pytest.approx(want_t2i)
+    assert 0 < got["i2t_recall@1"] < got["i2t_recall@10"] <= 1
+
+
+def test_recall_with_shared_captions():
+    """Images 0 and 1 share caption A: both retrieve A at rank 1; A retrieves either image."""
+    zi = _unit(np.array([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]]))
+    zt = _unit(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    got = recall_at_k(zi, zt, img_ids=[0, 0, 1], txt_ids=[0, 1], ks=(1,))
+    assert got == {"i2t_recall@1": 1.0, "t2i_recall@1": 1.0}
+    with pytest.raises(ValueError, match="at least one match"):
+        recall_at_k(zi, zt, img_ids=[0, 0, 2], txt_ids=[0, 1])
+
+
+def test_zero_shot_prompt_ensemble_and_accuracy():
+    basis = np.eye(3)
+    table = {
+        f"{t} {c}": basis[i] + 0.1 * j for i, c in enumerate("abc") for j, t in enumerate("xy")
+    }
+    zcls = class_embeddings(lambda ps: np.stack([table[p] for p in ps]), "abc", ("x {}", "y {}"))
+    np.testing.assert_allclose(np.linalg.norm(zcls, axis=1), 1, rtol=1e-6)
+    assert np.argmax(zcls, axis=1).tolist() == [0, 1, 2]
+    rng = np.random.default_rng(1)
+    zimg, labels = _unit(rng.normal(size=(50, 3))), rng.integers(0, 3, 50)
+    got = zero_shot_accuracy(zimg, zcls, labels, ks=(1, 2))
+    scores = zimg @ zcls.T
+    assert got["top1"] == pytest.approx(np.mean(scores.argmax(1) == labels))
+    assert got["top2"] == pytest.approx(top_k_accuracy_score(labels, scores, k=2))

@@ -1,0 +1,218 @@
+"""TRN / IDN / GRU / MLP detectors: parity with PyTorch references, streaming == scan."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxmodels.models import online_action as oa
+
+B, L, D, C = 2, 9, 6, 5
+
+
+def _x(seed=0, length=L):
+    return jax.random.normal(jax.random.key(seed), (B, length, D))
+
+
+def _t(a):
+    return torch.tensor(np.asarray(a, np.float32))
+
+
+def _init(model, x):
+    return nn.unbox(jax.jit(model.init)(jax.random.key(1), x)["params"])
+
+
+def _apply(model, p, x, state=None, **kw):
+    return jax.jit(lambda p, x, s: model.apply({"params": p}, x, s, **kw))(p, x, state)
+
+
+class _TorchTRN(torch.nn.Module):
+    """TRN forward written from the TRN.pytorch GeneralizedTRN semantics (THUMOS inputs)."""
+
+    def __init__(self, F, H, C, dec_steps):
+        super().__init__()
+        lin = torch.nn.Linear
+        self.input_linear, self.classifier = lin(D, F), lin(H, C)
+        self.hx_trans, self.cx_trans = lin(H, H), lin(H, H)
+        self.fusion_linear, self.future_linear = lin(C, H), lin(H, F)
+        self.enc_cell, self.dec_cell = torch.nn.LSTMCell(2 * F, H), torch.nn.LSTMCell(H, H)
+        self.F, self.H, self.dec_steps = F, H, dec_steps
+
+    def forward(self, x):
+        relu = torch.relu
+        n = x.shape[0]
+        h, c, future = x.new_zeros(n, self.H), x.new_zeros(n, self.H), x.new_zeros(n, self.F)
+        enc_scores, dec_scores = [], []
+        for t in range(x.shape[1]):
+            fused = torch.cat([relu(self.input_linear(x[:, t])), future], 1)
+            h, c = self.enc_cell(fused, (h, c))
+            enc_scores.append(self.classifier(h))
+            dh, dc = relu(self.hx_trans(h)), relu(self.cx_trans(c))
+            fusion, future = x.new_zeros(n, self.H), x.new_zeros(n, self.F)
+            steps = []
+            for _ in range(self.dec_steps):
+                dh, dc = self.dec_cell(fusion, (dh, dc))
+                score = self.classifier(dh)
+                steps.append(score)
+                fusion = relu(self.fusion_linear(score))
+                future = future + relu(self.future_linear(dh))
+            future = future / self.dec_steps
+            dec_scores.append(torch.stack(steps, 1))
+        return torch.stack(enc_scores, 1), torch.stack(dec_scores, 1)
+
+
+def _copy_linear(lin, p):
+    lin.weight.data = _t(p["kernel"]).T.contiguous()
+    lin.bias.data = _t(p["bias"])
+
+
+def test_trn_matches_pytorch_reference():
+    F, H, K = 7, 12, 3
+    model = oa.TRN(D, C, hidden_size=H, fusion_size=F, dec_steps=K)
+    x = _x()
+    p = _init(model, x)
+    # Larger linear weights than the N(0, 0.001) init so the comparison is not trivially ~0.
+    p = jax.tree.map(lambda a: a * 100 if a.ndim == 2 and a.std() < 0.01 else a, p)
+    ref = _TorchTRN(F, H, C, K)
+    for name in ("input_linear", "classifier", "hx_trans", "cx_trans"):
+        _copy_linear(getattr(ref, name), p[name])
+    _copy_linear(ref.fusion_linear, p["fusion_linear"])
+    _copy_linear(ref.future_linear, p["future_linear"])
+    enc_fh = np.asarray(p["enc_fh"]["kernel"])
+    ref.enc_cell.weight_ih.data = _t(np.concatenate([p["enc_x"]["kernel"], enc_fh[:F]])).T
+    ref.enc_cell.weight_hh.data = _t(enc_fh[F:]).T.contiguous()
+    ref.enc_cell.bias_ih.data, ref.enc_cell.bias_hh.data = (
+        _t(p["enc_x"]["bias"]),
+        torch.zeros(4 * H),
+    )
+    dec = np.asarray(p["dec"]["kernel"])
+    ref.dec_cell.weight_ih.data = _t(dec[:H]).T.contiguous()
+    ref.dec_cell.weight_hh.data = _t(dec[H:]).T.contiguous()
+    ref.dec_cell.bias_ih.data, ref.dec_cell.bias_hh.data = _t(p["dec"]["bias"]), torch.zeros(4 * H)
+    out, _ = _apply(model, p, x)
+    with torch.no_grad():
+        enc_ref, dec_ref = ref(_t(x))
+    np.testing.assert_allclose(out["scores"], enc_ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["future_scores"], dec_ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_gru_matches_pytorch_reference():
+    E, H = 8, 10
+    model = oa.GRUDetector(D, C, hidden_size=H, embed_size=E)
+    x = _x(1)
+    p = _init(model, x)
+    embed, norm, cell = torch.nn.Linear(D, E), torch.nn.LayerNorm(E), torch.nn.GRUCell(E, H)
+    _copy_linear(embed, p["embed"])
+    norm.weight.data, norm.bias.data = _t(p["norm"]["scale"]), _t(p["norm"]["bias"])
+    cell.weight_ih.data, cell.bias_ih.data = _t(p["gru_x"]["kernel"]).T, _t(p["gru_x"]["bias"])
+    cell.weight_hh.data, cell.bias_hh.data = _t(p["gru_h"]["kernel"]).T, _t(p["gru_h"]["bias"])
+    head = torch.nn.Linear(H, C)
+    _copy_linear(head, p["classifier"])
+    with torch.no_grad():
+        e = torch.relu(norm(embed(_t(x))))
+        h, scores = torch.zeros(B, H), []
+        for t in range(L):
+            h = cell(e[:, t], h)
+            scores.append(head(h))
+    out, _ = _apply(model, p, x)
+    np.testing.assert_allclose(out["scores"], torch.stack(scores, 1).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_idn_matches_direct_window_loop():
+    """Output frame t: IDU over frames max(0, t-T)..t with x0 = frame t (Eun et al. Eq. 1-4)."""
+    H, window = 8, 4
+    model = oa.IDN(D, C, hidden_size=H, window=window)
+    x = _x(2)
+    p = jax.tree.map(np.asarray, _init(model, x))
+
+    def lin(name, v):
+        return v @ p[name]["kernel"] + p[name]["bias"]
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    e = np.maximum(lin("early_embed", np.asarray(x)), 0)
+    expected = np.zeros((B, L, C))
+    for t in range(L):
+        x0r, x0z = np.split(lin("x0_gates", e[:, t]), 2, -1)
+        h = np.zeros((B, H))
+        for s in range(max(0, t - window + 1), t + 1):
+            xz, xh = np.split(lin("xt_gates", e[:, s]), 2, -1)
+            hr, hh = np.split(lin("h_gates", h), 2, -1)
+            r, z = sig(hr + x0r), sig(xz + x0z)
+            h = (1 - z) * np.tanh(xh + r * hh) + z * h
+        expected[:, t] = lin("classifier", np.maximum(lin("out_hidden", h), 0))
+    out, _ = _apply(model, p, x)
+    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["embeddings"], e, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["embed_scores"], lin("early_classifier", e), rtol=1e-4, atol=1e-5
+    )
+
+
+MODELS = {
+    "trn": lambda: oa.TRN(D, C, hidden_size=16, dec_steps=3),
+    "idn": lambda: oa.IDN(D, C, hidden_size=8, window=4),
+    "gru": lambda: oa.GRUDetector(D, C, hidden_size=8, embed_size=8),
+    "mlp": lambda: oa.MLPDetector(D, C, hidden_size=8),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def built(request):
+    """(model, params, jitted apply, full-sequence outputs) for each detector, built once."""
+    model = MODELS[request.param]()
+    x = _x(3)
+    p = _init(model, x)
+    apply = jax.jit(
+        lambda p, x, s, rngs=None, det=True: model.apply(
+            {"params": p}, x, s, deterministic=det, rngs=rngs
+        ),
+        static_argnames="det",
+    )
+    out, _ = apply(p, x, None)
+    return model, p, apply, x, out
+
+
+def test_streaming_step_equals_scan_and_chunks(built):
+    model, p, apply, x, out = built
+    init_state, step = oa.streaming(model)
+    state, probs = init_state(B), []
+    for t in range(L):
+        prob, state = step(p, state, x[:, t])
+        probs.append(prob)
+    np.testing.assert_allclose(
+        jnp.stack(probs, 1), jax.nn.softmax(out["scores"], -1), rtol=1e-5, atol=1e-6
+    )
+    first, state = apply(p, x[:, :4], None)
+    rest, _ = apply(p, x[:, 4:], state)
+    chunked = jnp.concatenate([first["scores"], rest["scores"]], 1)
+    np.testing.assert_allclose(chunked, out["scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_causal_and_dropout(built):
+    model, p, apply, x, out = built
+    out2, _ = apply(p, x.at[:, 5:].set(7.0), None)
+    np.testing.assert_allclose(out2["scores"][:, :5], out["scores"][:, :5], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out2["scores"][:, 5:], out["scores"][:, 5:])
+    dropped, _ = apply(p, x, None, rngs={"dropout": jax.random.key(0)}, det=False)
+    chex.assert_tree_all_finite(dropped)
+    chex.assert_trees_all_equal_shapes(dropped, out)
+
+
+def test_bfloat16_compute_with_params_cast_once(built):
+    model, p, _, x, out = built
+    bf16 = model.clone(dtype=jnp.bfloat16)
+    p16 = oa.cast_params(p, jnp.bfloat16)
+    assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(p16))
+    out_bf16, _ = jax.jit(lambda p, x: bf16.apply({"params": p}, x))(p16, x)
+    chex.assert_tree_all_finite(out_bf16)
+    assert out_bf16["scores"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+        jax.nn.softmax(out_bf16["scores"].astype(jnp.float32)),
+        jax.nn.softmax(out["scores"]),
+        atol=0.05,
+    )
