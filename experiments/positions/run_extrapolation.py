@@ -90,9 +90,10 @@ def write_plot(path: str, table, factors, L: int) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lengths = [k * L for k in factors]
-    for name, vals in table:
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, vals) in enumerate(table):
         style = "--" if name.startswith("rope +") else "-"
-        ax.plot(lengths, vals, style, marker="o", label=name)
+        ax.plot(lengths, vals, style, marker="o", label=name, color=colors[(2 * i) % 20 + i // 10])
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel(f"evaluation length (bytes); trained at L = {L}")
