@@ -87,6 +87,10 @@ class Checkpointer:
                 dst = f"{dst}.{int(time.time())}"
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.move(src, dst)
+        if jax.process_count() > 1:  # every process must see the move before rescanning
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"set_aside_checkpoint_{step}")
         self._manager.reload()
 
     def wait(self) -> None:
