@@ -1,9 +1,15 @@
 """The keys every experiment config shares; families add theirs under ``model``/``data``.
 
-Experiment files (``experiments/<family>/*.py``) start from :func:`base_config` and override.
+Experiment files (``experiments/<family>/*.py``) start from :func:`base_config`, check their
+``arg`` with :func:`config_args` and override. :func:`load_config` loads one by file name, as the
+CLI's ``--config FILE[:ARG]`` does.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import pathlib
+from collections.abc import Iterable
 
 import ml_collections
 
@@ -28,7 +34,7 @@ DEFAULT_RULES = (
 def base_config() -> ml_collections.ConfigDict:
     """Returns the shared trainer/mesh keys with their defaults."""
     c = ml_collections.ConfigDict()
-    c.family = ""  # family name in jaxmodels.registry.FAMILIES
+    c.family = ""  # family name: the folder jaxmodels/models/<family>/ (see jaxmodels.registry)
     c.seed = 0  # seeds parameters, data order and per-step rngs
 
     c.model = ml_collections.ConfigDict()  # family-specific
@@ -106,3 +112,42 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
+
+
+def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:
+    """Parses a config file's ``arg`` (``"smoke"``, ``"sensor,smoke"``, ...) into its parts.
+
+    Every part must be one of ``allowed``; a typo such as ``:smok`` fails here, naming the
+    allowed ones, instead of silently running the full config.
+    """
+    allowed = tuple(allowed)
+    parts = frozenset(p.strip() for p in (arg or "").split(",") if p.strip())
+    unknown = sorted(parts - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown config arg {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)} "
+            "(comma-separated, or none)"
+        )
+    return parts
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent  # a source checkout's root
+
+
+def load_config(spec: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """Loads ``FILE[:ARG]`` the way ``--config`` does: ``get_config(ARG)`` of the file.
+
+    A relative ``FILE`` that is not found from the working directory is looked up from the
+    repository root (so ``load_config("experiments/mlp/digits.py:smoke")`` works anywhere in a
+    checkout).
+    """
+    path, _, arg = str(spec).partition(":")
+    file = pathlib.Path(path)
+    if not file.is_file() and not file.is_absolute() and (REPO_ROOT / file).is_file():
+        file = REPO_ROOT / file
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"jaxmodels_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)

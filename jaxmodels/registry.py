@@ -1,29 +1,32 @@
-"""Names that configs use for families, resolved lazily so importing one family imports no other."""
+"""Family names resolved by convention: ``config.family = "x"`` is ``jaxmodels.models.x``.
+
+A family is the folder ``jaxmodels/models/<name>/`` whose ``task.py`` defines
+``build_task(config, mesh) -> Task``; adding one touches no file outside that folder,
+``experiments/``, ``tests/`` and ``docs/``. Families are imported lazily, so importing one
+imports no other.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-FAMILIES = {
-    "lm": "jaxmodels.models.lm",
-    "mlp": "jaxmodels.models.mlp",
-    "online_action": "jaxmodels.models.online_action_task",
-    "diffusion": "jaxmodels.models.diffusion",
-    "clip": "jaxmodels.models.two_towers",
-    "siglip": "jaxmodels.models.two_towers",
-    "roformer": "jaxmodels.models.roformer",
-    "lm_extrapolation": "jaxmodels.models.extrapolation",
-}
+import jaxmodels.models
+
+
+def families() -> list[str]:
+    """The names of the families that ship inside the package."""
+    return sorted(m.name for m in pkgutil.iter_modules(jaxmodels.models.__path__) if m.ispkg)
 
 
 def family_module(name: str):
     """Returns the module implementing family ``name`` (it exposes ``build_task``).
 
-    ``name`` is a key of :data:`FAMILIES`, or the dotted path of any importable module with a
-    ``build_task(config, mesh)`` function (a family living outside the package).
+    ``name`` is a folder of ``jaxmodels/models/`` or the dotted path of any importable module
+    with a ``build_task(config, mesh)`` function (a family living outside the package).
     """
-    if name in FAMILIES:
-        return importlib.import_module(FAMILIES[name])
+    if name and "." not in name and name in families():
+        return importlib.import_module(f"jaxmodels.models.{name}.task")
     if "." in name:
         try:
             module = importlib.import_module(name)
@@ -31,8 +34,7 @@ def family_module(name: str):
             raise ValueError(f"config.family={name!r}: cannot import it ({e})") from e
         if hasattr(module, "build_task"):
             return module
-    known = ", ".join(sorted(FAMILIES))
     raise ValueError(
-        f"config.family={name!r} is not a known family; choose one of: {known} "
+        f"config.family={name!r} is not a known family; choose one of: {', '.join(families())} "
         "(or the dotted path of a module with build_task)"
     )

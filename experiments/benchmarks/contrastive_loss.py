@@ -162,7 +162,7 @@ def time_siglip_step(model, loss, tx, n: int, iters: int, px: int) -> tuple[floa
     import numpy as np
     import optax
 
-    from jaxmodels.models.two_towers import TwoTowers
+    from jaxmodels.models.contrastive.model import TwoTowers
 
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 255, size=(n, px, px, 3), dtype=np.uint8))
@@ -205,7 +205,7 @@ def run_gpu(args) -> None:
     import optax
     from jax.sharding import AxisType
 
-    from jaxmodels.models import two_towers
+    from jaxmodels.models.contrastive import model as two_towers
 
     print(f"jax {jax.__version__}, device: {jax.devices()[0].device_kind}")
     config = siglip_config(args.attention, args.variant)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from jaxmodels.losses import online_action as losses
-from jaxmodels.models import online_action as oa
+from jaxmodels.models.online_action import model as oa
 
 PRESETS = {
     # name: (models, input dim, classes, hidden, dec_steps, IDN window)

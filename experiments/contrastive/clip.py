@@ -8,23 +8,15 @@ Towers, data and schedule are SigLIP's config (siglip.py) so the two losses comp
 only the loss, its temperature initialisation and the pooling follow CLIP.
 """
 
-import importlib.util
 import math
 import os
 
-
-def _siglip_config_module():
-    """The sibling siglip.py (configs are loaded by file path, so import it by path too)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "siglip.py")
-    spec = importlib.util.spec_from_file_location("jaxmodels_experiments_siglip", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from jaxmodels.config import load_config
 
 
 def get_config(arg: str | None = None):
-    c = _siglip_config_module().get_config(arg)
-    c.family = "clip"
+    siglip = os.path.join(os.path.dirname(os.path.abspath(__file__)), "siglip.py")
+    c = load_config(f"{siglip}:{arg}" if arg else siglip)  # checks arg
     c.model.loss = "softmax"  # CLIP's symmetric cross-entropy (Radford et al., 2021, Fig. 3)
     c.model.loss_impl = "dense"  # dense (GSPMD over the global batch) | allgather (shard_map)
     c.model.t_prime_init = math.log(1 / 0.07)  # CLIP Sec. 2.5: t = 1/0.07, clipped at 100

@@ -9,12 +9,13 @@ The same file trains CLIP with --config.model.loss=softmax (see clip.py for CLIP
 
 import math
 
-from jaxmodels.config import base_config
+from jaxmodels.config import base_config, config_args
 
 
 def get_config(arg: str | None = None):
+    args = config_args(arg, ("smoke",))
     c = base_config()
-    c.family = "siglip"
+    c.family = "contrastive"
 
     m = c.model
     m.loss = "sigmoid"  # sigmoid (SigLIP) | softmax (CLIP)
@@ -43,7 +44,7 @@ def get_config(arg: str | None = None):
     c.train.eval_batches = 4  # held-out batches for eval_loss
     c.train.checkpoint_every = 150
 
-    if arg == "smoke":
+    if "smoke" in args:
         shrink_for_smoke(c)
     return c
 

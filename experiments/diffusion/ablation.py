@@ -25,7 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.models import processes as P
+from jaxmodels.models.diffusion import processes as P
 from jaxmodels.samplers import analytic, ode, schedules, sde
 
 GM = analytic.ring_mixture(8, radius=2.0, std=0.1)

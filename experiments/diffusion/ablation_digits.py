@@ -20,7 +20,7 @@ import time
 import jax
 
 from jaxmodels.evaluate.generative import digits_quality
-from jaxmodels.models import diffusion
+from jaxmodels.models.diffusion import task as diffusion
 from jaxmodels.train import loop
 
 NFES = (7, 15, 31, 63)  # Heun: n steps = 2n - 1 NFE; Euler/DPM++: n steps = n NFE

@@ -8,10 +8,11 @@ Other processes: --config.model.process=vp|ve|iddpm|flow (EDM Table 1); other sa
 --config.sample.sampler=euler|dpmpp_2m|edm_stochastic|euler_ancestral|ddim|ddpm|rk45|...
 """
 
-from jaxmodels.config import base_config
+from jaxmodels.config import base_config, config_args
 
 
 def get_config(arg: str | None = None):
+    args = config_args(arg, ("smoke",))
     c = base_config()
     c.family = "diffusion"
 
@@ -65,7 +66,7 @@ def get_config(arg: str | None = None):
     t.eval_batches = 0  # the whole held-out split
     t.checkpoint_every = 1000
 
-    if arg == "smoke":
+    if "smoke" in args:
         m.channels = 16
         m.channel_mult = (1,)  # one resolution: the smallest graph to compile
         m.attn_resolutions = (8,)

@@ -7,19 +7,15 @@ jaxmodels train --config experiments/diffusion/toy2d.py:smoke --workdir /tmp/toy
 The toy density is analytic, so `evaluate` reports the data log-density of the samples.
 """
 
-import importlib.util
 import os
 
-# Start from the digits config (same sampler/trainer keys); loaded by path like any config file.
-_spec = importlib.util.spec_from_file_location(
-    "diffusion_digits_config", os.path.join(os.path.dirname(__file__), "digits.py")
-)
-digits = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(digits)
+from jaxmodels.config import config_args, load_config
 
 
 def get_config(arg: str | None = None):
-    c = digits.get_config(None)
+    args = config_args(arg, ("smoke",))
+    # Start from the digits config (same sampler/trainer keys).
+    c = load_config(os.path.join(os.path.dirname(__file__), "digits.py"))
     m, d, s, t = c.model, c.data, c.sample, c.train
     m.arch = "mlp"  # residual MLP on points
     m.width = 128  # hidden width
@@ -42,7 +38,7 @@ def get_config(arg: str | None = None):
     t.eval_batches = 4
     t.checkpoint_every = 1000
 
-    if arg == "smoke":
+    if "smoke" in args:
         m.width = 16
         d.num_points = 256
         s.steps = 4

@@ -11,10 +11,11 @@
 
 import ml_collections
 
-from jaxmodels.config import base_config
+from jaxmodels.config import base_config, config_args
 
 
 def get_config(arg=None):
+    args = config_args(arg, ("smoke",))
     c = base_config()
     c.family = "lm"
 
@@ -74,12 +75,10 @@ def get_config(arg=None):
     t.eval_batches = 10  # validation batches per pass
     t.checkpoint_every = 200  # steps between checkpoints
 
-    if arg == "smoke":
+    if "smoke" in args:
         m.d_model, m.num_layers, m.num_heads, m.d_ff = 32, 2, 2, 64
         d.seq_len = 32
         s.num_samples, s.max_new_tokens = 1, 8
         t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 2, 1, 2
-    elif arg:
-        raise ValueError(f"unknown config arg {arg!r}; use 'smoke' or nothing")
     return c

@@ -4,10 +4,11 @@ jaxmodels train --config experiments/mlp/digits.py --workdir runs/digits
 jaxmodels train --config experiments/mlp/digits.py:smoke --workdir /tmp/digits-smoke
 """
 
-from jaxmodels.config import base_config
+from jaxmodels.config import base_config, config_args
 
 
 def get_config(arg: str | None = None):
+    args = config_args(arg, ("smoke",))
     c = base_config()
     c.family = "mlp"
 
@@ -27,7 +28,7 @@ def get_config(arg: str | None = None):
     c.train.eval_batches = 0  # the whole held-out set
     c.train.checkpoint_every = 200
 
-    if arg == "smoke":
+    if "smoke" in args:
         c.model.hidden = 32
         c.train.steps = 8
         c.train.batch_size = 16

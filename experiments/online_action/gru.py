@@ -9,9 +9,9 @@ jaxmodels train --config experiments/online_action/gru.py:smoke --workdir /tmp/o
 jaxmodels eval --config experiments/online_action/gru.py --workdir runs/oad-gru
 """
 
-from jaxmodels.models.online_action_task import experiment_config
+from jaxmodels.models.online_action.task import experiment_config
 
 
 def get_config(arg: str | None = None):
-    # Every key, commented, is in jaxmodels.models.online_action_task.experiment_config.
+    # Every key, commented, is in jaxmodels.models.online_action.task.experiment_config.
     return experiment_config("gru", arg)

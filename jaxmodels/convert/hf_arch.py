@@ -62,7 +62,7 @@ def _prefixed(prefix: tuple[str, ...], d: Mapping[tuple[str, ...], np.ndarray]) 
 
 
 def _build_roformer(config, dtype, *, mlm: bool):
-    from jaxmodels.models.roformer import RoFormer
+    from jaxmodels.models.roformer.model import RoFormer
 
     if getattr(config, "rotary_value", False):
         raise ValueError("from_hf: RoFormer with rotary_value=True is not supported")

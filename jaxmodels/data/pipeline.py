@@ -88,6 +88,28 @@ def make_iterator(
     return iter(ds.to_iter_dataset())
 
 
+def iterator_fn(source, config, *, train: bool, transform=None):
+    """Returns the ``(process_index, process_count) -> iterator`` a :class:`Task` takes.
+
+    Training streams shuffle (seeded by ``config.seed``) and repeat; eval passes do neither.
+    The global batch is ``config.train.batch_size``.
+    """
+
+    def make(process_index: int, process_count: int):
+        return make_iterator(
+            source,
+            global_batch_size=config.train.batch_size,
+            seed=config.seed,
+            process_index=process_index,
+            process_count=process_count,
+            shuffle=train,
+            repeat=train,
+            transform=transform,
+        )
+
+    return make
+
+
 def tfds_source(name: str, split: str, data_dir: str | None = None):
     """Returns ``tfds.data_source(name, split)``: random access over ArrayRecord files.
 

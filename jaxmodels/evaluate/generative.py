@@ -66,7 +66,7 @@ class DigitsClassifier:
 @functools.lru_cache(maxsize=4)
 def digits_fd_floor(size: int = 8) -> float:
     """FD between the training and held-out digits: what a perfect generator would score."""
-    from jaxmodels.models.diffusion import digits_arrays
+    from jaxmodels.models.diffusion.task import digits_arrays
 
     clf, held = digits_classifier(size)
     train = digits_arrays("train", size=size)["image"]
@@ -80,7 +80,7 @@ def digits_classifier(size: int = 8, seed: int = 0) -> tuple[DigitsClassifier, n
     Trained once per process (a second on a CPU) and memoised; ``size`` is the image side after
     the family's upsampling.
     """
-    from jaxmodels.models.diffusion import digits_arrays
+    from jaxmodels.models.diffusion.task import digits_arrays
 
     train, held = digits_arrays("train", size=size), digits_arrays("eval", size=size)
     return DigitsClassifier(train["image"], train["label"], seed=seed), held

@@ -126,7 +126,7 @@ def sample_heun_process(process, denoise_fn, x, ts, *, second_order=True):
     ``x`` is the scaled-out noise x / s at t = ``ts[0]`` (std sigma(ts[0])); ``ts`` decreases to
     0. Returns the scaled-out result x_N / s(t_N). Used to compare processes (EDM Fig. 2).
     """
-    from jaxmodels.models.processes import ode_derivative
+    from jaxmodels.models.diffusion.processes import ode_derivative
 
     def step(x, inp):
         t, t_next = inp

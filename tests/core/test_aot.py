@@ -1,9 +1,9 @@
-from experiments.mlp.digits import get_config
+from jaxmodels.config import load_config
 from jaxmodels.train import aot
 
 
 def test_compile_report_without_running():
-    config = get_config("smoke")
+    config = load_config("experiments/mlp/digits.py:smoke")
     config.mesh.update(data=2, fsdp=2, tensor=2)
     report = aot.compile_report(config)
     assert report["argument_bytes"] > 0 and report["flops_per_step"] > 0

@@ -12,13 +12,13 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.mlp.digits import get_config
+from jaxmodels.config import REPO_ROOT, load_config
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.train import loop, optim
 from jaxmodels.train import state as state_lib
 from jaxmodels.train.checkpoint import Checkpointer
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "mlp", "digits.py")
+CONFIG = REPO_ROOT / "experiments" / "mlp" / "digits.py"
 
 
 def _cli(workdir, *overrides, devices=1, env=None, wait=True):
@@ -84,7 +84,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
-    config = get_config("smoke")
+    config = load_config(f"{CONFIG}:smoke")
     config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)
     config.train.update(steps=50, log_every=1, checkpoint_every=1, eval_every=0)
     with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step (\d+)") as e:
@@ -102,7 +102,7 @@ def _corrupt(step_dir):
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, capsys):
-    config = get_config("smoke")  # 8 steps, checkpoints at 4 and 8
+    config = load_config(f"{CONFIG}:smoke")  # 8 steps, checkpoints at 4 and 8
     loop.train(config, str(tmp_path))
     _corrupt(tmp_path / "checkpoints" / "8")
     config.train.steps = 12
@@ -116,7 +116,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, capsys):
 def _abstract(config, devices):
     mesh = mesh_lib.make_mesh(config.mesh, devices)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
-    from jaxmodels.models import mlp
+    from jaxmodels.models.mlp import task as mlp
 
     task = mlp.build_task(config, mesh)
     tx = optim.make_optimizer(config.train)
@@ -131,7 +131,7 @@ def _abstract(config, devices):
 
 @pytest.mark.parametrize("saved,restored", [(8, 1), (1, 8)])
 def test_restore_onto_another_device_count(tmp_path, saved, restored):
-    config = get_config("smoke")
+    config = load_config(f"{CONFIG}:smoke")
     config.mesh.update(data=1, fsdp=-1)
     ckpt = Checkpointer(str(tmp_path), keep=2)
     abstract = _abstract(config, jax.devices()[:saved])

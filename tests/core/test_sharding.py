@@ -4,9 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.lm import rope_lm
-from experiments.mlp import digits
 from jaxmodels import registry
+from jaxmodels.config import load_config
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.train import optim
 from jaxmodels.train import state as state_lib
@@ -23,12 +22,12 @@ MESHES = {
 
 
 def _lm_config():
-    config = rope_lm.get_config("smoke")
+    config = load_config("experiments/lm/rope_lm.py:smoke")
     config.model.update(d_model=64, num_heads=8, num_kv_heads=8, d_ff=128)
     return config
 
 
-CONFIGS = {"mlp": lambda: digits.get_config("smoke"), "lm": _lm_config}
+CONFIGS = {"mlp": lambda: load_config("experiments/mlp/digits.py:smoke"), "lm": _lm_config}
 
 
 def _train(family, sizes, devices, steps=3):

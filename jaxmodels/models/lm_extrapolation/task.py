@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.models import lm
+from jaxmodels.models.lm import model as lm
 from jaxmodels.train.task import Task
 
 # RoPE scalings tried at inference on k*L tokens (trained at L): name -> options for factor k.
@@ -45,7 +45,8 @@ def stream_rows(token_docs: list[np.ndarray], seq_len: int, pad_id: int, max_tok
 
 def _stream_data(config):
     """Tokenised (train stream docs, validation stream docs, tokenizer) from ``config.data``."""
-    from jaxmodels.data.text import load_documents, make_tokenizer
+    from jaxmodels.data.text import load_documents
+    from jaxmodels.data.tokenizers import make_tokenizer
 
     tok = make_tokenizer(config.data)
     train, val = load_documents(config.data)

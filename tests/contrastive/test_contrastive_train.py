@@ -1,26 +1,19 @@
 """CLIP and SigLIP smoke configs train through the shared trainer; evaluators report metrics."""
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import numpy as np
 import pytest
 from jax.sharding import AxisType
 
-from jaxmodels.models import two_towers
+from jaxmodels.config import load_config
+from jaxmodels.models.contrastive import model as two_towers
 from jaxmodels.train import loop
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config(name, arg="smoke"):
-    path = ROOT / "experiments" / "contrastive" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(f"experiments/contrastive/{name}.py:{arg}")
 
 
 @pytest.mark.parametrize("name", ["siglip", "clip"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxmodels.losses.diffusion import denoising_loss
-from jaxmodels.models import processes as P
+from jaxmodels.models.diffusion import processes as P
 from jaxmodels.samplers import analytic, ode, schedules
 
 

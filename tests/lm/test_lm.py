@@ -1,8 +1,6 @@
 """RoPE LM family: HF Llama parity, KV-cache decoding, sampling filters, text data and packing."""
 
-import importlib.util
 import math
-import pathlib
 
 import flax.linen as nn
 import jax
@@ -10,19 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.data import text
+from jaxmodels.config import load_config
+from jaxmodels.data import text, tokenizers
 from jaxmodels.layers.transformer import BlockConfig
-from jaxmodels.models.lm import DecoderLM, build_task, lm_metrics
+from jaxmodels.models.lm.model import DecoderLM, build_task, lm_metrics
 from jaxmodels.samplers.decode import filter_logits, generate
 
-CONFIG = pathlib.Path(__file__).parent.parent / "experiments" / "lm" / "rope_lm.py"
+CONFIG = "experiments/lm/rope_lm.py"
 
 
 def _config(arg="smoke"):
-    spec = importlib.util.spec_from_file_location("rope_lm", CONFIG)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return load_config(f"{CONFIG}:{arg}")
 
 
 def _tiny(tie=True, **kw):
@@ -152,7 +148,7 @@ def test_text_sources_and_errors(tmp_path):
     bad.write_bytes(b"ok\xff\xfe")
     with pytest.raises(ValueError, match="not UTF-8"):
         text.read_text_file(str(bad))
-    tok = text.ByteTokenizer()
+    tok = tokenizers.ByteTokenizer()
     assert tok.decode(np.concatenate([[tok.bos_id], tok.encode("héllo"), [tok.eos_id]])) == "héllo"
     train, val = text.split_text("line one\nline two\nline three\n", 0.3)
     assert train + val == "line one\nline two\nline three\n" and val

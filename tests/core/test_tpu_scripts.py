@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tpu_scripts"
 NAMES = ["create", "setup", "launch", "logs", "stop", "status", "delete"]
 BASE = {"JM_PROJECT": "proj", "JM_ZONE": "us-west4-a", "JM_TPU_NAME": "lm"}

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.models.online_action import build_model
+from jaxmodels.models.online_action.model import build_model
 
 
 def _load_videos(d, split: str, seed: int):

@@ -1,27 +1,20 @@
 """The diffusion family: UNet, offline metrics, and smoke training/sampling through the trainer."""
 
-import importlib.util
 import json
-import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels.config import load_config
 from jaxmodels.evaluate import generative
 from jaxmodels.layers.unet import UNet
-from jaxmodels.models import diffusion
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from jaxmodels.models.diffusion import task as diffusion
 
 
 def _config(name, arg="smoke"):
-    path = os.path.join(ROOT, "experiments", "diffusion", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(f"experiments/diffusion/{name}.py:{arg}")
 
 
 def test_frechet_distance_closed_form():

@@ -11,8 +11,8 @@ from jax.sharding import NamedSharding
 
 from jaxmodels import registry
 from jaxmodels.config import DEFAULT_RULES
-from jaxmodels.models import online_action as oa
-from jaxmodels.models.online_action_task import experiment_config
+from jaxmodels.models.online_action import model as oa
+from jaxmodels.models.online_action.task import experiment_config
 
 
 def test_smoke_training_through_the_trainer(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxmodels.layers.unet import NoiseEmbedding, UNet
 from jaxmodels.losses.diffusion import denoising_loss
-from jaxmodels.models import processes
+from jaxmodels.models.diffusion import processes
 from jaxmodels.samplers import analytic, get_sampler, guidance, schedules
 from jaxmodels.train.task import Task
 

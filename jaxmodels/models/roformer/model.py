@@ -191,7 +191,7 @@ def build_task(config, mesh=None) -> Task:
     del mesh
     from jaxmodels.data.pipeline import ArraySource, make_iterator
     from jaxmodels.data.text import build_text_data
-    from jaxmodels.models.lm import _at_least, padded_vocab
+    from jaxmodels.models.lm.model import _at_least, padded_vocab
 
     data = build_text_data(config.data)
     tok = data.tokenizer

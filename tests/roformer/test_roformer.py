@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
-from jaxmodels.models.roformer import RoFormer
+from jaxmodels.models.roformer.model import RoFormer
 
 RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
 
@@ -55,18 +55,12 @@ def test_mlm_head_ties_embeddings_and_segments_isolate_documents():
 
 
 def test_smoke_config_trains_through_the_core(tmp_path):
-    import importlib.util
     import json
-    import pathlib
 
-    from jaxmodels.config import validate
+    from jaxmodels.config import load_config, validate
     from jaxmodels.train import loop
 
-    path = pathlib.Path(__file__).parent.parent / "experiments" / "roformer" / "mlm.py"
-    spec = importlib.util.spec_from_file_location("mlm_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config("smoke")
+    config = load_config("experiments/roformer/mlm.py:smoke")
     validate(config)
     loop.train(config, str(tmp_path))
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxmodels.models import online_action as oa
+from jaxmodels.models.online_action import model as oa
 
 B, L, D, C = 2, 9, 6, 5
 

@@ -8,7 +8,7 @@ import pytest
 
 from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
 from jaxmodels.layers.transformer import BlockConfig
-from jaxmodels.models.lm import DecoderLM
+from jaxmodels.models.lm.model import DecoderLM
 
 RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
 

@@ -1,0 +1,49 @@
+"""scikit-learn's 8x8 digits: the one embedded image source every family shares.
+
+The 1797 images ship inside scikit-learn (nothing is downloaded). Pixels are integers 0..16
+(17 grey levels). Every family splits them the same way: a fixed random permutation from
+``seed``, the first ``holdout`` fraction held out, so "held-out digits" means the same images
+in every table of the docs. Families choose their own scaling of the raw levels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+LEVELS = 16  # the largest grey level; pixels are integers in 0..LEVELS
+SPLITS = ("train", "eval")
+
+
+@functools.lru_cache(maxsize=1)
+def _all() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.uint8), d.target.astype(np.int32)
+
+
+def digits(split: str, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ``(images_Nx8x8, labels_N)`` of ``split``: uint8 grey levels 0..16, int32 labels.
+
+    Args:
+      split: ``"train"`` or ``"eval"`` (the held-out rows).
+      holdout: fraction of the 1797 images held out for evaluation.
+      seed: seeds the permutation that decides which rows are held out.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"digits split {split!r}: choose one of {SPLITS}")
+    if not 0 < holdout < 1:
+        raise ValueError(f"digits holdout={holdout!r} must be in (0, 1)")
+    images, labels = _all()
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_eval = int(len(images) * holdout)
+    rows = order[n_eval:] if split == "train" else order[:n_eval]
+    return images[rows], labels[rows]
+
+
+def upsample_nearest(images_NxHxW: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of square images to ``size`` x ``size`` (any dtype)."""
+    idx = (np.arange(size) * images_NxHxW.shape[1]) // size
+    return images_NxHxW[:, idx][:, :, idx]

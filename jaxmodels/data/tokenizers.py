@@ -1,0 +1,69 @@
+"""Tokenizers shared by every text-using family: UTF-8 bytes (one id scheme) and SentencePiece."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+class ByteTokenizer:
+    """UTF-8 bytes are ids 0..255; then PAD=256, BOS=257, EOS=258."""
+
+    pad_id, bos_id, eos_id = 256, 257, 258
+    vocab_size = 259
+    is_bytes = True
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
+
+    def encode_batch(self, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes ``texts`` into ``(ids_BxL, lengths_B)``: truncated to ``max_len``, PAD after."""
+        ids = np.full((len(texts), max_len), self.pad_id, np.int32)
+        lengths = np.zeros(len(texts), np.int32)
+        for i, text in enumerate(texts):
+            row = self.encode(text)[:max_len]
+            ids[i, : len(row)], lengths[i] = row, len(row)
+        return ids, lengths
+
+    def decode(self, ids) -> str:
+        data = bytes(int(i) for i in np.asarray(ids).reshape(-1) if 0 <= int(i) < 256)
+        return data.decode("utf-8", errors="replace")
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model (Kudo & Richardson 2018); missing PAD/BOS/EOS get ids after it."""
+
+    is_bytes = False
+
+    def __init__(self, model_path: str):
+        import sentencepiece as spm
+
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"config.data.spm_model={model_path!r} does not exist")
+        self._sp = spm.SentencePieceProcessor(model_file=model_path)
+        n = self._sp.get_piece_size()
+        extra = iter(range(n, n + 3))
+        self.pad_id = self._sp.pad_id() if self._sp.pad_id() >= 0 else next(extra)
+        self.bos_id = self._sp.bos_id() if self._sp.bos_id() >= 0 else next(extra)
+        self.eos_id = self._sp.eos_id() if self._sp.eos_id() >= 0 else next(extra)
+        self.vocab_size = max(n, self.pad_id + 1, self.bos_id + 1, self.eos_id + 1)
+        self._n = n
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self._sp.encode(text), np.int32)
+
+    def decode(self, ids) -> str:
+        specials = {self.pad_id, self.bos_id, self.eos_id}
+        keep = [int(i) for i in np.asarray(ids).reshape(-1) if i < self._n and i not in specials]
+        return self._sp.decode(keep)
+
+
+def make_tokenizer(data_config):
+    """Returns the tokenizer named by ``config.data.tokenizer`` (byte | sentencepiece)."""
+    kind = data_config.get("tokenizer", "byte")
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(data_config.spm_model)
+    raise ValueError(f"config.data.tokenizer must be 'byte' or 'sentencepiece', got {kind!r}")

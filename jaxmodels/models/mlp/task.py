@@ -1,0 +1,59 @@
+"""The smallest family: an MLP classifier on scikit-learn's 8x8 digits.
+
+It exists as the template for new families (a folder with the module in ``model.py`` and
+``build_task`` in ``task.py``; configs in ``experiments/mlp/``, tests in ``tests/mlp/``) and as
+the trainer's own test bed: its parameters use the ``embed`` and ``mlp`` logical axes, so
+data, FSDP and tensor parallelism all apply to it.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmodels.data import digits
+from jaxmodels.models.mlp.model import MLP
+from jaxmodels.train.task import Task
+
+
+def digits_arrays(split: str, holdout: float = 0.2) -> dict[str, np.ndarray]:
+    """The shared digits split, pixels scaled to [0, 1] and flattened to 64 features."""
+    images, labels = digits.digits(split, holdout)
+    flat = images.reshape(len(images), -1).astype(np.float32) / digits.LEVELS
+    return {"image": flat, "label": labels}
+
+
+def build_task(config, mesh) -> Task:
+    """Builds the digits-classifier task from ``config.model`` and ``config.data``."""
+    del mesh  # this family needs no explicit collectives
+    from jaxmodels.data import pipeline
+
+    m = config.model
+    model = MLP(m.hidden, m.num_layers, m.dropout, jnp.dtype(config.train.compute_dtype))
+
+    def init(rng):
+        return model.init(rng, jnp.zeros((1, 64)), train=False)["params"]
+
+    def metrics(params, batch, rng, train: bool):
+        rngs = {"dropout": rng} if train else {}
+        logits = model.apply({"params": params}, batch["image"], train=train, rngs=rngs)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, {"loss": loss, "accuracy": (logits.argmax(-1) == batch["label"]).mean()}
+
+    def loss_fn(params, batch, rng):
+        loss, out = metrics(params, batch, rng, train=True)
+        return loss, {"accuracy": out["accuracy"]}
+
+    def data(split: str, train: bool):
+        source = pipeline.ArraySource(digits_arrays(split, config.data.holdout))
+        return pipeline.iterator_fn(source, config, train=train)
+
+    return Task(
+        init=init,
+        loss_fn=loss_fn,
+        train_data=data("train", True),
+        eval_data=data("eval", False),
+        eval_fn=lambda params, batch, rng: metrics(params, batch, rng, train=False)[1],
+        batch_axes={"image": ("batch", None), "label": ("batch",)},
+    )
