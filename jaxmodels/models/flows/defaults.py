@@ -27,7 +27,7 @@ def flows_config(args):
     c.sample.num = 100  # samples per grid
     c.sample.temperatures = (1.0, 0.8, 0.6)  # one PNG grid samples_T<T>.png per temperature
 
-    c.train.steps = 4000
+    c.train.steps = 3000
     c.train.batch_size = 64
     c.train.optimizer = "adam"
     c.train.learning_rate = 1e-3

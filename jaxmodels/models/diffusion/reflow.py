@@ -1,5 +1,5 @@
 """Rectified flow beyond round 1 (Liu et al. 2022, "Flow Straight and Fast"): couplings from a
-trained flow's ODE, the straightness measure, and one-step generation.
+trained flow's ODE, reflow and one-step distillation losses, the straightness measure.
 
 Convention of the diffusion family's ``flow`` process: x_t = (1 - t) x_0 + t n with data x_0
 at t = 0 and noise n at t = 1, and a velocity v(x, t) that regresses n - x_0. Generation
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -55,3 +56,36 @@ def interpolate(noise, data, t_B):
 def one_step(velocity, noise):
     """The one-step generator x_0 = n - v(n, 1): what distillation trains (Liu et al. §2.3)."""
     return noise - velocity(noise, jnp.ones(noise.shape[:1], noise.dtype))
+
+
+def velocity_fn(net, process, params):
+    """v(x_t, t) of the ``flow`` process: its preconditioning feeds the network c_in x_hat = x_t
+    and c_noise = (M - 1) t, and the raw network F is trained to predict n - x_0."""
+    return lambda x, t_B: net.apply({"params": params}, x, (process.M - 1) * t_B)
+
+
+def make_reflow_loss_fn(net, process, distill: bool):
+    """``loss_fn`` on couplings {"noise": n, "image": x_0}: |F(x_t, t) - (n - x_0)|^2 with
+    t ~ U(0, t_max) (reflow, Liu et al. Alg. 1), or at t = 1 only (one-step distillation
+    with the L2 loss, §2.3): then n - F(n, 1) is the one-step generator."""
+
+    def loss_fn(params, batch, rng):
+        noise, data = batch["noise"], batch["image"]
+        shape = (noise.shape[0],)
+        t_B = jnp.ones(shape) if distill else jax.random.uniform(rng, shape, maxval=process.t_max)
+        x_t, target = interpolate(noise, data, t_B)
+        v = velocity_fn(net, process, params)(x_t, t_B)
+        loss = jnp.mean((v - target) ** 2)
+        return loss, {"velocity_mse": loss}
+
+    return loss_fn
+
+
+def teacher_couplings(velocity, seed: int, num: int, shape: tuple, steps: int, chunk: int = 1024):
+    """``num`` couplings from the teacher's ODE, generated in jitted chunks from ``seed``."""
+    make = jax.jit(lambda key: make_couplings(velocity, key, chunk, shape, steps))
+    keys = jax.random.split(jax.random.key(seed), -(-num // chunk))
+    pairs = [jax.device_get(make(k)) for k in keys]
+    noise = np.concatenate([p[0] for p in pairs])[:num]
+    data = np.concatenate([p[1] for p in pairs])[:num]
+    return {"noise": noise.astype(np.float32), "image": data.astype(np.float32)}

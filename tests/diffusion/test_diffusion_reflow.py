@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.samplers import reflow
+from jaxmodels.models.diffusion import reflow
 
 MEAN = jnp.array([1.5, -0.5])
 
