@@ -1,15 +1,15 @@
-"""Sampler ablation on the trained digits model: offline FD / accuracy versus NFE.
+r"""Sampler ablation on the trained digits model: offline FD / accuracy versus NFE.
 
 PYTHONPATH=. python experiments/diffusion/ablation_digits.py --workdir runs/diffusion-digits \
     --out docs/diffusion_ablation_digits
-
-Smallest run (a smoke-trained checkpoint): ``--config experiments/diffusion/digits.py:smoke
---num 20 --nfes 7``.
 
 Loads the newest checkpoint (EMA parameters) trained with ``experiments/diffusion/digits.py``,
 draws ``--num`` class-conditional samples per (sampler, time steps, NFE) from the same seed and
 writes a markdown table (``OUT.md``) and a plot (``OUT.png``) of the Frechet distance on the
 digits classifier's features (lower is better; train-vs-held-out data scores ``fd_floor``).
+
+Smallest run (a smoke-trained checkpoint): ``--config experiments/diffusion/digits.py:smoke
+--num 20 --nfes 7``.
 """
 
 from __future__ import annotations
