@@ -1,4 +1,4 @@
-"""Sampler ablation on the trained digits model: offline FD / accuracy versus NFE.
+r"""Sampler ablation on the trained digits model: offline FD / accuracy versus NFE.
 
 PYTHONPATH=. python experiments/diffusion/ablation_digits.py --workdir runs/diffusion-digits \
     --out docs/diffusion_ablation_digits
@@ -7,20 +7,24 @@ Loads the newest checkpoint (EMA parameters) trained with ``experiments/diffusio
 draws ``--num`` class-conditional samples per (sampler, time steps, NFE) from the same seed and
 writes a markdown table (``OUT.md``) and a plot (``OUT.png``) of the Frechet distance on the
 digits classifier's features (lower is better; train-vs-held-out data scores ``fd_floor``).
+
+Smallest run (a smoke-trained checkpoint): ``--config experiments/diffusion/digits.py:smoke
+--num 20 --nfes 7``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import time
 
 import jax
 
+from jaxmodels.config import load_config
 from jaxmodels.evaluate.generative import digits_quality
-from jaxmodels.models.diffusion import task as diffusion
+from jaxmodels.models.diffusion.data import NUM_DIGIT_CLASSES, example_shape
+from jaxmodels.models.diffusion.model import build_network, build_process
+from jaxmodels.models.diffusion.sample import class_labels, make_generate
 from jaxmodels.train import loop
 
 NFES = (7, 15, 31, 63)  # Heun: n steps = 2n - 1 NFE; Euler/DPM++: n steps = n NFE
@@ -37,37 +41,32 @@ SAMPLERS = {  # label -> (sampler, schedule, steps for an NFE, extra sample opti
 }  # fmt: skip
 
 
-def load_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
-    spec = importlib.util.spec_from_file_location("digits_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="workdir of a trained digits run")
     parser.add_argument("--out", default="docs/diffusion_ablation_digits")
     parser.add_argument("--num", type=int, default=500, help="samples per configuration")
+    parser.add_argument("--config", default="experiments/diffusion/digits.py", help="FILE[:ARG]")
+    parser.add_argument("--nfes", default=",".join(map(str, NFES)), help="comma-separated NFEs")
     args = parser.parse_args()
-    config = load_config()
+    args.nfes = tuple(int(n) for n in args.nfes.split(","))
+    config = load_config(args.config)
     run = loop.build(config, args.workdir)
     state, step = loop.restore_or_init(run)
     if step == 0:
         raise FileNotFoundError(f"no checkpoint under {args.workdir}; train first")
     params = loop.inference_params(state)
-    net = diffusion.build_network(config.model, jax.numpy.float32, diffusion.NUM_DIGIT_CLASSES)
-    process = diffusion.build_process(config.model)
-    labels = jax.numpy.arange(args.num) % diffusion.NUM_DIGIT_CLASSES
-    shape = (config.data.size, config.data.size, 1)
+    net = build_network(config.model, jax.numpy.float32, NUM_DIGIT_CLASSES)
+    process = build_process(config.model)
+    labels = class_labels(args.num, NUM_DIGIT_CLASSES)
+    shape = example_shape(config.data)
     results, start = {}, time.time()
     for label, (sampler, schedule, steps, extra) in SAMPLERS.items():
         rows = []
-        for nfe in NFES:
+        for nfe in args.nfes:
             s = config.sample.copy_and_resolve_references()
             s.update(dict(sampler=sampler, schedule=schedule, steps=steps(nfe), **extra))
-            gen = diffusion.make_generate(net, process, s, shape, diffusion.NUM_DIGIT_CLASSES)
+            gen = make_generate(net, process, s, shape, NUM_DIGIT_CLASSES)
             images = jax.device_get(gen(params, jax.random.key(1), labels))
             rows.append(digits_quality(images, labels, config.data.size))
             print(label, nfe, rows[-1], flush=True)
@@ -77,7 +76,8 @@ def main():
 
 def write(results, args, step, seconds):
     floor = next(iter(results.values()))[0]["fd_floor"]
-    head = "| | " + " | ".join(f"NFE {n}" for n in NFES) + " |\n|---|" + "---|" * len(NFES)
+    nfes = args.nfes
+    head = "| | " + " | ".join(f"NFE {n}" for n in nfes) + " |\n|---|" + "---|" * len(nfes)
     cell = lambda r: f"{r['fd']:.2f} / {100 * r['accuracy']:.0f}%"
     lines = ["# Sampler ablation on the trained digits model", ""]
     lines += ["```", __doc__.split("\n\n")[1].strip(), "```", ""]
@@ -91,11 +91,11 @@ def write(results, args, step, seconds):
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(args.out + ".json", "w") as f:
-        json.dump({"nfe": NFES, "results": results}, f, indent=1)
-    plot(results, floor, args.out + ".png")
+        json.dump({"nfe": nfes, "results": results}, f, indent=1)
+    plot(results, floor, nfes, args.out + ".png")
 
 
-def plot(results, floor, path):
+def plot(results, floor, nfes, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,12 +103,13 @@ def plot(results, floor, path):
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
     for k, v in results.items():
-        ax.loglog(NFES, [r["fd"] for r in v], marker="o", ms=3, label=k)
+        ax.loglog(nfes, [r["fd"] for r in v], marker="o", ms=3, label=k)
     ax.axhline(floor, color="0.5", lw=0.8, label="train vs held-out data")
     ax.set(xlabel="NFE", ylabel="FD (classifier features)", title="Digits: FD vs NFE")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

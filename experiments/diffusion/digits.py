@@ -17,7 +17,7 @@ def get_config(arg: str | None = None):
     c.family = "diffusion"
 
     m = c.model
-    m.process = "edm"  # edm | vp | ve | iddpm | flow (jaxmodels.models.processes)
+    m.process = "edm"  # edm | vp | ve | iddpm | flow (jaxmodels.models.diffusion.processes)
     m.sigma_data = 0.5  # EDM's data std (Table 1); digits in [-1, 1] have std ~0.8
     m.arch = "unet"  # unet (images) | mlp (2-D points)
     m.channels = 32  # UNet base width (sized for a 2-core CPU run)
@@ -32,7 +32,7 @@ def get_config(arg: str | None = None):
 
     d = c.data
     d.name = "digits"  # digits | toy2d
-    d.size = 8  # image side; >8 upsamples the 8x8 digits bilinearly
+    d.size = 8  # image side; >8 upsamples the 8x8 digits (nearest neighbour)
     d.holdout = 0.2  # fraction of the 1797 digits held out (eval loss, FD reference)
 
     s = c.sample

@@ -42,3 +42,12 @@ def upsample_nearest(images_NxHxW: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize of square images to ``size`` x ``size`` (any dtype)."""
     idx = (np.arange(size) * images_NxHxW.shape[1]) // size
     return images_NxHxW[:, idx][:, :, idx]
+
+
+def minus_one_to_one(images_NxHxW: np.ndarray, size: int = 8) -> np.ndarray:
+    """Grey levels 0..16 as float32 ``(N, size, size, 1)`` images in [-1, 1] (x / 8 - 1),
+    nearest-upsampled when ``size`` > 8: the diffusion family's data and the input convention of
+    :func:`jaxmodels.evaluate.generative.digits_quality`."""
+    if size != images_NxHxW.shape[1]:
+        images_NxHxW = upsample_nearest(images_NxHxW, size)
+    return images_NxHxW[..., None].astype(np.float32) / np.float32(LEVELS / 2) - np.float32(1)

@@ -1,8 +1,13 @@
-"""Offline sample-quality metrics: Frechet distance on a small classifier's features, plus that
-classifier's accuracy and entropies on generated samples (an offline FID / Inception Score).
+"""Offline sample-quality metrics for any generative family, on arrays only.
 
-The feature extractor is a scikit-learn MLP trained on the same embedded data (8x8 digits), so
-nothing is downloaded: FD is Heusel et al. (2017)'s formula on its hidden-layer activations.
+- :func:`digits_quality`: Frechet distance on a small classifier's features, plus that
+  classifier's accuracy and entropies on generated samples (an offline FID / Inception Score).
+  Samples are digits as (N, size, size, 1) in [-1, 1] (:func:`jaxmodels.data.digits.
+  minus_one_to_one` maps the data there); the feature extractor is a scikit-learn MLP trained
+  on the shared digits (:mod:`jaxmodels.data.digits`), so nothing is downloaded: FD is Heusel
+  et al. (2017)'s formula on its hidden-layer activations.
+- :func:`mixture_quality`: FD, log-density and mode coverage of points against a known
+  Gaussian mixture (the 2-D toys).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from jaxmodels.data import digits
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -63,27 +70,28 @@ class DigitsClassifier:
         return self.clf.predict_proba(self._flat(images))
 
 
-@functools.lru_cache(maxsize=4)
-def digits_fd_floor(size: int = 8) -> float:
-    """FD between the training and held-out digits: what a perfect generator would score."""
-    from jaxmodels.models.diffusion.task import digits_arrays
-
-    clf, held = digits_classifier(size)
-    train = digits_arrays("train", size=size)["image"]
-    return frechet_distance_of(clf.features(train), clf.features(held["image"]))
+def digits_images(split: str, size: int = 8):
+    """The shared digits ``split`` in the evaluator's convention: (N, size, size, 1) float32 in
+    [-1, 1], and int32 labels."""
+    images, labels = digits.digits(split)
+    return digits.minus_one_to_one(images, size), labels
 
 
 @functools.lru_cache(maxsize=4)
 def digits_classifier(size: int = 8, seed: int = 0) -> tuple[DigitsClassifier, np.ndarray]:
     """The classifier trained on the training split, and the held-out images for reference FD.
 
-    Trained once per process (a second on a CPU) and memoised; ``size`` is the image side after
-    the family's upsampling.
+    Trained once per process (a second on a CPU) and memoised; ``size`` is the image side.
     """
-    from jaxmodels.models.diffusion.task import digits_arrays
+    clf = DigitsClassifier(*digits_images("train", size), seed=seed)
+    return clf, digits_images("eval", size)[0]
 
-    train, held = digits_arrays("train", size=size), digits_arrays("eval", size=size)
-    return DigitsClassifier(train["image"], train["label"], seed=seed), held
+
+@functools.lru_cache(maxsize=4)
+def digits_fd_floor(size: int = 8) -> float:
+    """FD between the training and held-out digits: what a perfect generator would score."""
+    clf, held = digits_classifier(size)
+    return frechet_distance_of(clf.features(digits_images("train", size)[0]), clf.features(held))
 
 
 def entropy(p, axis=-1):
@@ -100,7 +108,7 @@ def digits_quality(samples, labels=None, size: int = 8) -> dict[str, float]:
     feats = clf.features(samples)
     probs = clf.predict_proba(samples)
     out = {
-        "fd": frechet_distance_of(feats, clf.features(held["image"])),
+        "fd": frechet_distance_of(feats, clf.features(held)),
         "fd_floor": digits_fd_floor(size),
         "sample_entropy": float(entropy(probs).mean()),
         "class_entropy": float(entropy(probs.mean(0))),
@@ -109,3 +117,22 @@ def digits_quality(samples, labels=None, size: int = 8) -> dict[str, float]:
     if labels is not None:
         out["accuracy"] = float((probs.argmax(-1) == np.asarray(labels)).mean())
     return out
+
+
+def mixture_quality(samples, mixture, reference) -> dict[str, float]:
+    """Quality of points against a known Gaussian mixture (``jaxmodels.samplers.analytic``).
+
+    FD on raw coordinates against ``reference`` points; the mean data log-density of the samples
+    and of the reference (higher is sharper; equal means matched); the largest deviation of
+    mode occupancy (nearest component by posterior) from the mixture weights.
+    """
+    samples = np.asarray(samples, np.float32)
+    weights = np.asarray(mixture.weights, np.float64)
+    component = np.asarray(mixture.component_log_prob(samples).argmax(-1))
+    occupancy = np.bincount(component, minlength=len(weights)) / len(samples)
+    return {
+        "fd": frechet_distance_of(samples, reference),
+        "sample_logp": float(np.mean(mixture.log_prob(samples))),
+        "data_logp": float(np.mean(mixture.log_prob(np.asarray(reference, np.float32)))),
+        "mode_error": float(np.max(np.abs(occupancy - weights / weights.sum()))),
+    }

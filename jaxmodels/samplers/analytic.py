@@ -32,7 +32,7 @@ class GaussianMixture:
     def dim(self) -> int:
         return len(self.means[0])
 
-    def _component_logp(self, x, sigma):
+    def component_log_prob(self, x, sigma=0.0):
         """log pi_k + log N(x; mu_k, (s_k^2 + sigma^2) I), shape (..., K)."""
         w, mu, s = self._params(x.dtype)
         var_K = s**2 + jnp.asarray(sigma, x.dtype)[..., None] ** 2
@@ -42,13 +42,13 @@ class GaussianMixture:
 
     def log_prob(self, x, sigma=0.0):
         """log p_sigma(x) for x of shape (..., d); sigma scalar or (...)."""
-        return jax.nn.logsumexp(self._component_logp(x, sigma), axis=-1)
+        return jax.nn.logsumexp(self.component_log_prob(x, sigma), axis=-1)
 
     def score(self, x, sigma):
         """grad_x log p_sigma(x)."""
         _, mu, s = self._params(x.dtype)
         sigma = jnp.asarray(sigma, x.dtype)
-        r_K = jax.nn.softmax(self._component_logp(x, sigma), axis=-1)
+        r_K = jax.nn.softmax(self.component_log_prob(x, sigma), axis=-1)
         var_K = s**2 + sigma[..., None] ** 2
         return jnp.sum(r_K[..., None] * (mu - x[..., None, :]) / var_K[..., None], axis=-2)
 

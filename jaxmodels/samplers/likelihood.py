@@ -14,7 +14,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.samplers.ode import odeint_rk45, to_d
+from jaxmodels.samplers.integrate import odeint_rk45
+from jaxmodels.samplers.ode import to_d
 
 
 def _per_example_sum(x):

@@ -3,30 +3,43 @@
 Every sampler is ``sample_x(denoise_fn, x, sigmas, *, key=None, ...)``: ``denoise_fn(x, sigma)``
 returns the denoised D(x; sigma), ``x`` starts as noise of std ``sigmas[0]`` and ``sigmas`` is
 a decreasing array ending in 0 (see :mod:`jaxmodels.samplers.schedules`). Steps run in
-``lax.scan`` (``lax.while_loop`` for RK45), so a sampler traced inside ``jax.jit`` compiles to
-one program with no Python loop per step. Scalar options (``S_churn`` ...) are Python floats.
+:func:`~jaxmodels.samplers.integrate.scan_steps` (``lax.while_loop`` for RK45), so a sampler
+traced inside ``jax.jit`` compiles to one program with no Python loop per step. Scalar options
+(``S_churn`` ...) are Python floats.
+
+:func:`sample_heun_process` integrates the same ODE in a process's own (x, t) coordinates
+(EDM Algorithm 1 in general form): the process is any object with the noise schedule
+``sigma(t)``, the scale ``s(t)`` and their derivatives (:class:`ProcessSchedule`), such as
+the diffusion family's VP, VE, EDM and Flow.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.flatten_util import ravel_pytree
+
+from jaxmodels.samplers.integrate import odeint_rk45, scan_steps
+
+
+class ProcessSchedule(Protocol):
+    """A process x_t = s(t) (x_0 + sigma(t) n) as the general-form PF ODE sees it (EDM eq. 4)."""
+
+    def sigma(self, t): ...
+
+    def sigma_deriv(self, t): ...
+
+    def s(self, t): ...
+
+    def s_deriv(self, t): ...
 
 
 def to_d(x, sigma, denoised):
     """EDM eq. 3 with sigma(t) = t: dx/dsigma = (x - D(x; sigma)) / sigma."""
     return (x - denoised) / sigma
-
-
-def step_keys(key, n: int):
-    """One key per step; a dummy array when the sampler needs no randomness."""
-    if key is None:
-        return jnp.zeros((n,), jnp.uint32)
-    return jax.random.split(key, n)
 
 
 def churn(x, sigma, key, n, *, S_churn, S_tmin, S_tmax, S_noise):
@@ -42,10 +55,12 @@ def churn(x, sigma, key, n, *, S_churn, S_tmin, S_tmax, S_noise):
     return x + eps * sigma * jnp.sqrt(gamma * (2 + gamma)), sigma_hat
 
 
-def _scan_steps(step, x, sigmas, key):
-    n = sigmas.shape[0] - 1
-    x, _ = lax.scan(step, x, (sigmas[:-1], sigmas[1:], step_keys(key, n)))
-    return x
+def heun_step(f, x, d, t, t_next, euler_only):
+    """Heun's step from t to t_next given d = f(x, t): the Euler predictor, then the trapezoidal
+    corrector unless ``euler_only`` (traced bool; EDM Algorithm 1, lines 5-8)."""
+    x_euler = x + d * (t_next - t)
+    correct = lambda: x + 0.5 * (d + f(x_euler, t_next)) * (t_next - t)
+    return lax.cond(euler_only, lambda: x_euler, correct)
 
 
 def sample_euler(
@@ -55,13 +70,12 @@ def sample_euler(
     n = sigmas.shape[0] - 1
     kw = dict(S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
 
-    def step(x, inp):
-        sigma, sigma_next, k = inp
-        x, sigma_hat = churn(x, sigma, None if key is None else k, n, **kw)
+    def step(x, sigma, sigma_next, k):
+        x, sigma_hat = churn(x, sigma, k, n, **kw)
         d = to_d(x, sigma_hat, denoise_fn(x, sigma_hat))
-        return x + d * (sigma_next - sigma_hat), None
+        return x + d * (sigma_next - sigma_hat)
 
-    return _scan_steps(step, x, sigmas, key)
+    return scan_steps(step, x, sigmas, key)
 
 
 def sample_heun(
@@ -71,21 +85,13 @@ def sample_heun(
     the last step, to sigma = 0, is a plain Euler step."""
     n = sigmas.shape[0] - 1
     kw = dict(S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
+    f = lambda x, sigma: to_d(x, sigma, denoise_fn(x, sigma))
 
-    def step(x, inp):
-        sigma, sigma_next, k = inp
-        x, sigma_hat = churn(x, sigma, None if key is None else k, n, **kw)
-        d = to_d(x, sigma_hat, denoise_fn(x, sigma_hat))
-        dt = sigma_next - sigma_hat
-        x_euler = x + d * dt
+    def step(x, sigma, sigma_next, k):
+        x, sigma_hat = churn(x, sigma, k, n, **kw)
+        return heun_step(f, x, f(x, sigma_hat), sigma_hat, sigma_next, sigma_next == 0)
 
-        def correct():
-            d_prime = to_d(x_euler, sigma_next, denoise_fn(x_euler, sigma_next))
-            return x + 0.5 * (d + d_prime) * dt
-
-        return lax.cond(sigma_next == 0, lambda: x_euler, correct), None
-
-    return _scan_steps(step, x, sigmas, key)
+    return scan_steps(step, x, sigmas, key)
 
 
 def sample_edm_stochastic(
@@ -101,9 +107,8 @@ def sample_dpmpp_2m(denoise_fn, x, sigmas, *, key=None):
     steps are first order."""
     del key
 
-    def step(carry, inp):
-        x, old_denoised, h_last, first = carry
-        sigma, sigma_next, _ = inp
+    def step(state, sigma, sigma_next, _):
+        x, old_denoised, h_last, first = state
         denoised = denoise_fn(x, sigma)
         last = sigma_next == 0
         safe_next = jnp.where(last, sigma, sigma_next)
@@ -112,105 +117,40 @@ def sample_dpmpp_2m(denoise_fn, x, sigmas, *, key=None):
         d_prime = denoised + jnp.where(first, 0.0, 1 / (2 * r)) * (denoised - old_denoised)
         x_next = (safe_next / sigma) * x - jnp.expm1(-h) * d_prime
         x_next = jnp.where(last, denoised, x_next)
-        return (x_next, denoised, h, jnp.zeros_like(first)), None
+        return x_next, denoised, h, jnp.zeros_like(first)
 
-    carry = (x, jnp.zeros_like(x), jnp.zeros((), sigmas.dtype), jnp.ones((), bool))
-    n = sigmas.shape[0] - 1
-    (x, *_), _ = lax.scan(step, carry, (sigmas[:-1], sigmas[1:], step_keys(None, n)))
-    return x
+    state = (x, jnp.zeros_like(x), jnp.zeros((), sigmas.dtype), jnp.ones((), bool))
+    return scan_steps(step, state, sigmas)[0]
 
 
-def sample_heun_process(process, denoise_fn, x, ts, *, second_order=True):
-    """EDM Algorithm 1 in general form: integrates the PF ODE in a process's own (x, t) coords.
+def ode_derivative(process: ProcessSchedule, denoise_fn, x, t):
+    """EDM Algorithm 1, line 4 (eq. 4): dx/dt = (sigma'/sigma + s'/s) x - sigma' s/sigma D(x/s).
 
-    ``x`` is the scaled-out noise x / s at t = ``ts[0]`` (std sigma(ts[0])); ``ts`` decreases to
-    0. Returns the scaled-out result x_N / s(t_N). Used to compare processes (EDM Fig. 2).
+    ``x`` is in the process's own coordinates (x_t, not scaled out); ``denoise_fn(x, sigma)`` is
+    the usual D on scaled-out inputs. For the Flow process this is the velocity n - x_0.
     """
-    from jaxmodels.models.diffusion.processes import ode_derivative
+    sigma, sigma_d = process.sigma(t), process.sigma_deriv(t)
+    s, s_d = process.s(t), process.s_deriv(t)
+    return (sigma_d / sigma + s_d / s) * x - sigma_d * s / sigma * denoise_fn(x / s, sigma)
 
-    def step(x, inp):
-        t, t_next = inp
-        d = ode_derivative(process, denoise_fn, x, t)
-        x_euler = x + (t_next - t) * d
 
-        def correct():
-            d_prime = ode_derivative(process, denoise_fn, x_euler, t_next)
-            return x + (t_next - t) * 0.5 * (d + d_prime)
+def sample_heun_process(process: ProcessSchedule, denoise_fn, x, ts, *, second_order: bool = True):
+    """EDM Algorithm 1 in general form: Heun (or Euler, ``second_order=False``) on the PF ODE in
+    a process's own (x, t) coordinates, over the decreasing times ``ts`` (ending in 0).
 
+    ``x`` is the scaled-out noise x / s at t = ``ts[0]`` (std sigma(ts[0])), as for every other
+    sampler, and so is the result x_N / s(t_N). A step whose end has sigma = 0 is Euler. With the
+    Flow process and ``second_order=False`` this is rectified flow's Euler sampler in t
+    (Liu et al. 2023). Used to compare processes (EDM Fig. 2).
+    """
+    f = lambda x, t: ode_derivative(process, denoise_fn, x, t)
+
+    def step(x, t, t_next, _):
         if not second_order:
-            return x_euler, None
-        return lax.cond(process.sigma(t_next) == 0, lambda: x_euler, correct), None
+            return x + f(x, t) * (t_next - t)
+        return heun_step(f, x, f(x, t), t, t_next, process.sigma(t_next) == 0)
 
-    x, _ = lax.scan(step, x * process.s(ts[0]), (ts[:-1], ts[1:]))
-    return x / process.s(ts[-1])
-
-
-# Dormand & Prince (1980) RK5(4)7FM tableau (Hairer, Norsett & Wanner, Table II.5.2).
-_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_DP_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_DP_B_HAT = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-
-
-def _dopri5_step(f, t, y, k1, dt):
-    """One Dormand-Prince step: returns (y5, k7 = f(t + dt, y5), error estimate y5 - y4)."""
-    ks = [k1]
-    for i in range(1, 7):
-        yi = y + dt * sum(a * k for a, k in zip(_DP_A[i], ks, strict=False) if a)
-        ks.append(f(t + _DP_C[i] * dt, yi))
-    y5 = y + dt * sum(b * k for b, k in zip(_DP_B, ks, strict=True) if b)
-    err = dt * sum((b - bh) * k for b, bh, k in zip(_DP_B, _DP_B_HAT, ks, strict=True))
-    return y5, ks[6], err
-
-
-def odeint_rk45(f, y0, t0, t1, *, rtol=1e-5, atol=1e-5, first_step=None, max_steps=10_000):
-    """Adaptive Dormand-Prince RK45 (FSAL, PI-free step control) for dy/dt = f(t, y), y a pytree.
-
-    Returns ``(y(t1), stats)`` with ``nfe``, ``steps``, ``accepted`` and ``t`` (= t1 unless
-    ``max_steps`` ran out).
-    """
-    flat0, unravel = ravel_pytree(y0)
-    fn = lambda t, y: ravel_pytree(f(t, unravel(y)))[0]
-    t0, t1 = jnp.asarray(t0, flat0.dtype), jnp.asarray(t1, flat0.dtype)
-    span = jnp.abs(t1 - t0)
-    direction = jnp.sign(t1 - t0)
-    h0 = span * 0.01 if first_step is None else jnp.asarray(first_step, flat0.dtype)
-    init = (t0, flat0, fn(t0, flat0), h0, 0, 0)
-
-    def cond(state):
-        t, _, _, _, steps, _ = state
-        return (direction * (t1 - t) > 0) & (steps < max_steps)
-
-    def body(state):
-        t, y, k1, h, steps, accepted = state
-        remaining = jnp.abs(t1 - t)
-        h = jnp.minimum(h, remaining)
-        y5, k7, err = _dopri5_step(fn, t, y, k1, direction * h)
-        scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y5))
-        err_norm = jnp.sqrt(jnp.mean((err / scale) ** 2))
-        ok = err_norm <= 1
-        factor = jnp.clip(0.9 * jnp.where(err_norm > 0, err_norm, 1e-10) ** -0.2, 0.2, 10.0)
-        t_new = jnp.where(h >= remaining, t1, t + direction * h)
-        return (
-            jnp.where(ok, t_new, t),
-            jnp.where(ok, y5, y),
-            jnp.where(ok, k7, k1),
-            h * factor,
-            steps + 1,
-            accepted + ok.astype(int),
-        )
-
-    t, y, _, _, steps, accepted = lax.while_loop(cond, body, init)
-    stats = {"nfe": 1 + 6 * steps, "steps": steps, "accepted": accepted, "t": t}
-    return unravel(y), stats
+    return scan_steps(step, x * process.s(ts[0]), ts) / process.s(ts[-1])
 
 
 def sample_rk45(

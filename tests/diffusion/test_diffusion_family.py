@@ -10,7 +10,8 @@ import numpy as np
 from jaxmodels.config import load_config
 from jaxmodels.evaluate import generative
 from jaxmodels.layers.unet import UNet
-from jaxmodels.models.diffusion import task as diffusion
+from jaxmodels.models.diffusion import data, sample, task
+from jaxmodels.samplers import analytic
 
 
 def _config(name, arg="smoke"):
@@ -29,12 +30,26 @@ def test_frechet_distance_closed_form():
 
 
 def test_digits_quality_separates_real_from_noise():
-    held = diffusion.digits_arrays("eval")
+    held = data.digits_arrays("eval")
     real = generative.digits_quality(held["image"][:300], held["label"][:300])
     noise = generative.digits_quality(np.random.default_rng(0).uniform(-1, 1, (300, 8, 8, 1)))
     assert real["fd"] < 0.2 * noise["fd"] and real["accuracy"] > 0.9
     assert real["class_entropy"] > 2.2  # all ten classes present (log 10 = 2.303)
     assert real["sample_entropy"] < noise["sample_entropy"]
+
+
+def test_digits_arrays_are_the_evaluators_convention():
+    """The family trains on what the evaluator compares against: shared digits, x / 8 - 1."""
+    held = data.digits_arrays("eval")
+    images, labels = generative.digits_images("eval")
+    np.testing.assert_array_equal(held["image"], images)
+    np.testing.assert_array_equal(held["label"], labels)
+    assert images.shape[1:] == (8, 8, 1) and images.dtype == np.float32
+    assert images.min() == -1 and images.max() == 1
+    levels = np.unique((images + 1) * 8)
+    np.testing.assert_array_equal(levels, np.round(levels))  # the 17 grey levels, exactly
+    big = data.digits_arrays("eval", size=16)["image"]
+    np.testing.assert_array_equal(big[:, ::2, ::2], images)  # nearest-neighbour upsampling
 
 
 def test_unet_shapes_and_logical_axes():
@@ -72,14 +87,18 @@ def test_digits_smoke_trains(tmp_path):
 
 
 def test_toy2d_quality():
-    gm = diffusion.toy2d_mixture("ring")
+    gm = data.toy2d_mixture("ring")
     real = np.asarray(gm.sample(jax.random.key(0), 2000))
-    good = diffusion.toy2d_quality(np.asarray(gm.sample(jax.random.key(1), 2000)), "ring", real)
-    blurred = diffusion.toy2d_quality(
-        real + np.random.default_rng(0).normal(0, 0.3, real.shape), "ring", real
+    good = generative.mixture_quality(np.asarray(gm.sample(jax.random.key(1), 2000)), gm, real)
+    blurred = generative.mixture_quality(
+        real + np.random.default_rng(0).normal(0, 0.3, real.shape), gm, real
     )
     # FD on coordinates sees only moments; the data log-density sees the blur.
     assert good["fd"] < blurred["fd"] and good["mode_error"] < 0.02
+    # Mode occupancy is measured against the weights, not 1/K.
+    skewed = analytic.GaussianMixture((0.2, 0.8), ((-3.0, 0.0), (3.0, 0.0)), (0.5, 0.5))
+    draws = np.asarray(skewed.sample(jax.random.key(2), 4000))
+    assert generative.mixture_quality(draws, skewed, draws)["mode_error"] < 0.02
     assert (
         abs(good["sample_logp"] - good["data_logp"])
         < 0.1
@@ -91,7 +110,7 @@ def test_save_grid(tmp_path):
     import matplotlib.image
 
     images = np.linspace(-1, 1, 12 * 64).reshape(12, 8, 8, 1)
-    diffusion.save_grid(images, str(tmp_path / "g.png"), nrow=5, scale=2)
+    sample.save_grid(images, str(tmp_path / "g.png"), nrow=5, scale=2)
     png = matplotlib.image.imread(tmp_path / "g.png")
     assert png.shape[:2] == (2 * (3 * 9 + 1), 2 * (5 * 9 + 1))
 
@@ -104,14 +123,14 @@ def test_every_process_gives_a_finite_loss_and_gradient():
     for name in ["vp", "ve", "iddpm", "edm", "flow"]:
         config = _config("toy2d")
         config.model.process = name
-        tasks[name] = diffusion.build_task(config, None)
+        tasks[name] = task.build_task(config, None)
 
     @jax.jit  # one compilation for all five
     def losses(key):
         out = {}
-        for name, task in tasks.items():
-            params = nn.unbox(task.init(key))
-            loss_fn = lambda p, t=task: t.loss_fn(p, batch, key)[0]
+        for name, t in tasks.items():
+            params = nn.unbox(t.init(key))
+            loss_fn = lambda p, t=t: t.loss_fn(p, batch, key)[0]
             loss, grads = jax.value_and_grad(loss_fn)(params)
             out[name] = (loss, sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
         return out

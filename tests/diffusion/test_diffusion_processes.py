@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.losses.diffusion import denoising_loss
 from jaxmodels.models.diffusion import processes as P
+from jaxmodels.models.diffusion.loss import denoising_loss
 from jaxmodels.samplers import analytic, ode, schedules
 
 
@@ -100,9 +100,9 @@ def test_ode_derivative_matches_score_sde_vp_and_flow():
         beta = vp.beta_min + vp.beta_d * t
         score = jax.jit(jax.vmap(jax.grad(lambda x: _vp_coords_logp(x, t, vp))))(xs)
         expect = -0.5 * beta * xs - 0.5 * beta * score
-        got = P.ode_derivative(vp, GM.denoise, xs, jnp.asarray(t))
+        got = ode.ode_derivative(vp, GM.denoise, xs, jnp.asarray(t))
         np.testing.assert_allclose(got, expect, rtol=1e-9)
-        got = P.ode_derivative(flow, GM.denoise, xs, jnp.asarray(t))
+        got = ode.ode_derivative(flow, GM.denoise, xs, jnp.asarray(t))
         v = jax.jit(jax.vmap(lambda x: _flow_velocity(x, t)))(xs)
         np.testing.assert_allclose(got, v, rtol=1e-9)
 

@@ -1,13 +1,16 @@
 """Samplers on analytic data: convergence order, exact equivalences, marginal moments."""
 
 import functools
+import inspect
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.samplers import analytic, guidance, ode, schedules, sde
+from jaxmodels.samplers import analytic, guidance, ode, scan_steps, schedules, sde
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +145,60 @@ def test_float32_and_churn_needs_key():
         assert out.dtype == jnp.float32 and bool(jnp.isfinite(out).all())
     with pytest.raises(ValueError, match="PRNG key"):
         ode.sample_heun(GM.denoise, jnp.zeros((2, 2)), schedules.get_sigmas_karras(4), S_churn=1.0)
+
+
+def test_every_sampler_and_schedule_in_the_namespace():
+    """k-diffusion style: each ``sample_*`` and ``get_sigmas*`` of the submodules is importable
+    from ``jaxmodels.samplers`` itself (and ``SAMPLERS`` names only those)."""
+    import jaxmodels.samplers as S
+    from jaxmodels.samplers import (  # noqa: F401  (the import is the test)
+        get_sigmas,
+        get_sigmas_exponential,
+        get_sigmas_flow,
+        get_sigmas_iddpm,
+        get_sigmas_karras,
+        get_sigmas_ve,
+        get_sigmas_vp,
+        sample_ddim,
+        sample_ddpm,
+        sample_dpmpp_2m,
+        sample_edm_stochastic,
+        sample_euler,
+        sample_euler_ancestral,
+        sample_euler_maruyama,
+        sample_heun,
+        sample_heun_process,
+        sample_rk45,
+    )
+
+    for module, prefix in [(ode, "sample_"), (sde, "sample_"), (schedules, "get_sigmas")]:
+        names = [
+            n for n, f in inspect.getmembers(module, inspect.isfunction) if n.startswith(prefix)
+        ]
+        assert names and all(getattr(S, n) is getattr(module, n) for n in names), module
+        assert set(names) <= set(S.__all__)
+    assert all(getattr(S, fn.__name__) is fn for fn in S.SAMPLERS.values())
+
+
+def test_samplers_import_is_cheap():
+    """Importing the namespace pulls in no data/checkpoint stack and no family."""
+    heavy = "('grain', 'orbax', 'tensorflow_datasets')"
+    code = (
+        "import sys, jaxmodels.samplers; "
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {heavy}"
+        " or m.startswith('jaxmodels.models')]; print(bad); assert not bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_scan_steps_keys_and_order():
+    """``scan_steps`` visits consecutive grid pairs in order, with split keys or ``None``."""
+    ts = jnp.array([4.0, 3.0, 1.0, 0.5])
+    seen = []
+    step = lambda state, t, t_next, k: seen.append(k) or state * 10 + t - t_next
+    np.testing.assert_allclose(scan_steps(step, jnp.zeros(()), ts), 1 * 100 + 2 * 10 + 0.5)
+    assert seen == [None]  # traced once
+    key = jax.random.key(0)
+    draws = scan_steps(lambda s, t, t_next, k: s * 10 + jax.random.uniform(k), 0.0, ts, key)
+    u = [float(jax.random.uniform(k)) for k in jax.random.split(key, 3)]
+    np.testing.assert_allclose(draws, u[0] * 100 + u[1] * 10 + u[2], rtol=1e-12)

@@ -6,8 +6,12 @@ network is wrapped by the preconditioning of eq. 7,
 ``D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma))``, and trained
 with the loss of eq. 8, ``E lambda(sigma) |D(y + sigma n; sigma) - y|^2`` with sigma drawn from
 the process's training distribution. Samplers (:mod:`jaxmodels.samplers`) work on the scaled-out
-``x / s(t)`` and only need ``D(x; sigma)``; :func:`ode_derivative` gives the probability-flow
-ODE in a process's own (x, t) coordinates (Algorithm 1, general form).
+``x / s(t)`` and only need ``D(x; sigma)``; ``jaxmodels.samplers.sample_heun_process`` integrates
+the probability-flow ODE in a process's own (x, t) coordinates (Algorithm 1, general form) from
+``sigma``, ``s`` and their derivatives alone (``jaxmodels.samplers.ProcessSchedule``).
+
+The processes are this family's own (shared code never imports them): the samplers see only
+their schedule, and the loss (:mod:`.loss`) only ``sample_sigma`` and ``loss_weight``.
 
 Processes are frozen dataclasses (hashable, so they can be static arguments of ``jax.jit``).
 """
@@ -199,6 +203,12 @@ class Flow(Process):
     the velocity v = n - x_0 from x_t and t, which gives c_skip = c_in = 1/(1 + sigma),
     c_out = -sigma/(1 + sigma); lambda = ((1 + sigma)/sigma)^2 makes eq. 8 the flow-matching
     loss |F - v|^2, with t ~ U(0, t_max) (Liu et al.'s uniform time).
+
+    Rectified flow's own sampler, Euler in t, is
+    ``jaxmodels.samplers.sample_heun_process(Flow(), D, x, ts, second_order=False)`` with
+    ``ts = Flow().sigma_inv(get_sigmas_flow(n, sigma_max))`` (uniform in t) and ``x`` the
+    scaled-out noise x_t / s(t) = sigma_max n; ``ode_derivative(Flow(), D, x_t, t)`` is the
+    velocity E[n - x_0 | x_t].
     """
 
     t_max: float = 1 - 1e-4  # keeps sigma finite in training
@@ -266,10 +276,3 @@ def precondition(process: Process, net_fn):
         return c_skip * x + c_out * F.astype(x.dtype)
 
     return denoise_fn
-
-
-def ode_derivative(process: Process, denoise_fn, x, t):
-    """EDM Algorithm 1, line 4 (eq. 4): dx/dt = (sigma'/sigma + s'/s) x - sigma' s/sigma D(x/s)."""
-    sigma, sigma_d = process.sigma(t), process.sigma_deriv(t)
-    s, s_d = process.s(t), process.s_deriv(t)
-    return (sigma_d / sigma + s_d / s) * x - sigma_d * s / sigma * denoise_fn(x / s, sigma)

@@ -4,12 +4,15 @@
 process's training distribution and ``lambda`` its loss weighting; with the matching
 preconditioning this is DDPM's eps loss (VP, iDDPM), denoising score matching (VE), EDM's loss,
 or the flow-matching velocity loss (Flow). The squared error is averaged over data dimensions.
+:func:`make_loss_fn` and :func:`make_eval_fn` close it over the family's network and process.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from jaxmodels.models.diffusion.model import make_denoiser
 
 
 def denoising_loss(denoise_fn, process, x0, key, *cond):
@@ -30,3 +33,31 @@ def denoising_loss(denoise_fn, process, x0, key, *cond):
         "denoise_mse_sigma_ge_1": jnp.sum(mse_B * ~low) / jnp.maximum(jnp.sum(~low), 1),
     }
     return loss, metrics
+
+
+def make_loss_fn(net, process, label_dropout: float, num_classes: int):
+    """The training ``loss_fn(params, batch, rng)``: eq. 8 with dropout in the network, and class
+    labels replaced by the null label ``num_classes`` with prob. ``label_dropout`` (Ho &
+    Salimans 2022, classifier-free guidance training)."""
+
+    def loss_fn(params, batch, rng):
+        k_drop, k_label, k_loss = jax.random.split(rng, 3)
+        denoise = make_denoiser(net, process, params, train=True, rng=k_drop)
+        cond = ()
+        if num_classes:
+            drop = jax.random.bernoulli(k_label, label_dropout, batch["label"].shape)
+            cond = (jnp.where(drop, num_classes, batch["label"]),)
+        return denoising_loss(denoise, process, batch["image"], k_loss, *cond)
+
+    return loss_fn
+
+
+def make_eval_fn(net, process, num_classes: int):
+    """The held-out ``eval_fn(params, batch, rng) -> metrics``: eq. 8 without dropout."""
+
+    def eval_fn(params, batch, rng):
+        denoise = make_denoiser(net, process, params)
+        cond = (batch["label"],) if num_classes else ()
+        return denoising_loss(denoise, process, batch["image"], rng, *cond)[1]
+
+    return eval_fn

@@ -1,0 +1,68 @@
+"""The diffusion family's networks: the raw F (the UNet of :mod:`jaxmodels.layers.unet` for
+images, :class:`DenoiserMLP` for points) and the denoiser D = F wrapped in a process's
+preconditioning (EDM eq. 7)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxmodels.layers.unet import NoiseEmbedding, UNet
+from jaxmodels.models.diffusion import processes
+
+
+class DenoiserMLP(nn.Module):
+    """F(c_in x; c_noise) for points (B, D): a residual SiLU MLP conditioned additively."""
+
+    width: int = 128
+    depth: int = 3
+    embedding: str = "positional"
+    num_classes: int = 0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BxD, c_noise_B, label_B=None, *, train: bool = False):
+        del train
+        dense = lambda f, axes: nn.Dense(
+            f,
+            dtype=self.dtype,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
+        )
+        emb = NoiseEmbedding(self.width, self.embedding, self.num_classes, self.dtype)(
+            c_noise_B, label_B
+        )
+        h = dense(self.width, (None, "mlp"))(x_BxD.astype(self.dtype))
+        for _ in range(self.depth):
+            u = nn.silu(
+                nn.LayerNorm(dtype=self.dtype)(h) + dense(self.width, ("embed", "mlp"))(emb)
+            )
+            h = h + dense(self.width, ("mlp", "embed"))(u)
+        return dense(x_BxD.shape[-1], ("embed", None))(nn.silu(h)).astype(jnp.float32)
+
+
+def build_network(m, dtype, num_classes: int):
+    """The raw network F from ``config.model`` (``num_classes`` > 0 adds a null label)."""
+    if m.arch == "unet":
+        return UNet(
+            m.channels, tuple(m.channel_mult), m.num_blocks, tuple(m.attn_resolutions),
+            m.num_heads, m.dropout, m.embedding, num_classes, dtype,
+        )  # fmt: skip
+    if m.arch == "mlp":
+        return DenoiserMLP(m.width, m.depth, m.embedding, num_classes, dtype)
+    raise ValueError(f"model.arch={m.arch!r}: choose unet or mlp")
+
+
+def build_process(m) -> processes.Process:
+    """The diffusion process from ``config.model.process`` (EDM gets ``model.sigma_data``)."""
+    kwargs = {"sigma_data": m.sigma_data} if m.process == "edm" else {}
+    return processes.get_process(m.process, **kwargs)
+
+
+def make_denoiser(net, process, params, *, train=False, rng=None):
+    """D(x; sigma, label) = the preconditioned network (EDM eq. 7)."""
+
+    def raw(x_in, c_noise, label=None):
+        rngs = {"dropout": rng} if train else None
+        return net.apply({"params": params}, x_in, c_noise, label, train=train, rngs=rngs)
+
+    return processes.precondition(process, raw)
