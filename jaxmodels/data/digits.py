@@ -12,6 +12,10 @@ import functools
 
 import numpy as np
 
+from jaxmodels.data.images import SPLITS, split_rows
+
+__all__ = ["LEVELS", "SPLITS", "digits", "minus_one_to_one", "upsample_nearest"]
+
 LEVELS = 16  # the largest grey level; pixels are integers in 0..LEVELS
 
 
@@ -31,8 +35,6 @@ def digits(split: str, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray,
       holdout: fraction of the 1797 images held out for evaluation.
       seed: seeds the permutation that decides which rows are held out.
     """
-    from jaxmodels.data.images import split_rows
-
     images, labels = _all()
     rows = split_rows(len(images), split, holdout, seed)
     return images[rows], labels[rows]

@@ -4,7 +4,8 @@
 returns uint8 (N, H, W, C). Anything else fails with an error naming the offending file: a
 dtype other than uint8, images of different sizes, a file that cannot be decoded. Arrays are
 read with ``allow_pickle=False``. ``split_rows`` gives the same seeded held-out split as the
-embedded digits; ``save_grid`` writes a batch of images as one PNG.
+embedded digits; ``save_grid`` writes a batch of images as one PNG and ``save_scatter`` 2-D
+points as a scatter plot.
 """
 
 from __future__ import annotations
@@ -111,3 +112,20 @@ def save_grid(images_NxHxWxC, path: str, nrow: int = 10, scale: int = 4) -> None
     grid = np.kron(grid, np.ones((scale, scale, 1), np.float32))
     pixels = np.round(grid * 255).astype(np.uint8)
     Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
+
+
+def save_scatter(points_Nx2, path: str, reference=None) -> None:
+    """Writes 2-D samples (over ``reference`` data points in grey, if given) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if reference is not None:
+        ax.scatter(*np.asarray(reference).T, s=2, c="0.7", label="data")
+    ax.scatter(*np.asarray(points_Nx2).T, s=2, c="C0", label="samples")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=4)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)

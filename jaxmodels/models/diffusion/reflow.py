@@ -89,3 +89,42 @@ def teacher_couplings(velocity, seed: int, num: int, shape: tuple, steps: int, c
     noise = np.concatenate([p[0] for p in pairs])[:num]
     data = np.concatenate([p[1] for p in pairs])[:num]
     return {"noise": noise.astype(np.float32), "image": data.astype(np.float32)}
+
+
+def restore_teacher(config):
+    """The inference parameters of the round before (``config.reflow.teacher``: its workdir),
+    restored with this config's network and trainer settings."""
+    from jaxmodels.train import loop
+
+    teacher = config.copy_and_resolve_references()
+    with teacher.unlocked():
+        teacher.reflow.teacher = ""
+    run = loop.build(teacher, config.reflow.teacher)
+    state, _ = run.checkpointer.restore(run.abstract_state)
+    if state is None:
+        raise FileNotFoundError(f"reflow.teacher={config.reflow.teacher!r} has no checkpoint")
+    return jax.device_get(loop.inference_params(state))
+
+
+def straightness_and_few_step(velocity, noise, r):
+    """Straightness along ``r.straightness_steps`` Euler steps, and the samples of Euler with
+    each of ``r.eval_steps`` steps (the few-step generators whose quality reflow improves)."""
+    _, s = euler_path(velocity, noise, r.straightness_steps)
+    few = {k: euler_path(velocity, noise, k)[0] for k in r.eval_steps}
+    return jnp.mean(s), few
+
+
+def reflow_config():
+    """The ``config.reflow`` keys (every key commented)."""
+    import ml_collections
+
+    r = ml_collections.ConfigDict()
+    r.teacher = ""  # workdir of the previous round; empty: round 1 (plain flow matching)
+    r.distill = False  # train the one-step generator n - F(n, 1) on the teacher's couplings
+    r.init_from_teacher = True  # start from the teacher's parameters (Liu et al. fine-tune)
+    r.num_pairs = 16384  # couplings generated from the teacher's ODE
+    r.teacher_steps = 100  # Euler steps of the teacher's ODE per coupling
+    r.coupling_seed = 1  # seeds the couplings' noise (reproducible)
+    r.straightness_steps = 100  # Euler steps along which straightness is measured
+    r.eval_steps = (1, 2)  # few-step Euler generators whose sample quality is logged
+    return r

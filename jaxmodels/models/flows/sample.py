@@ -46,25 +46,9 @@ def make_heldout_bpd(flow, prior: str, levels: int, x_eval, chunk: int, seed: in
     return heldout_bpd
 
 
-def save_scatter(points, path: str, reference) -> None:
-    """2-D samples over the reference data, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.scatter(*np.asarray(reference).T, s=2, c="0.7", label="data")
-    ax.scatter(*np.asarray(points).T, s=2, c="C0", label="samples")
-    ax.set(aspect="equal", xlim=(-4, 4), ylim=(-4, 4))
-    ax.legend(loc="upper right", markerscale=4)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-
-
 def write_samples(u, path: str, levels: int, reference) -> None:
     """A PNG grid of images u in [0, 1) (shown as the level each falls in), or a scatter."""
-    from jaxmodels.data.images import save_grid
+    from jaxmodels.data.images import save_grid, save_scatter
 
     u = np.nan_to_num(np.asarray(u), nan=0.0)
     if not levels:
