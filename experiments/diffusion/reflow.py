@@ -27,9 +27,17 @@ def get_config(arg: str | None = None):
     c.sample.sampler = "heun"
     c.reflow = reflow_config()
     c.train.ema_halflife_examples = 0.0  # rounds restore plain parameters
+    c.train.steps = 1500  # per round
+    c.train.eval_every = 1500  # one evaluation, at the end of the round
+    c.sample.eval_num = 1000  # points per evaluation (FD, straightness)
+    c.reflow.num_pairs = 8192  # couplings per round (the toy's training set is 8192 points)
     if "digits" in args:
         c.reflow.num_pairs = 4096
+        c.sample.eval_num = 500
     if "smoke" in args:
+        c.train.steps = 4
+        c.train.eval_every = 4
+        c.sample.eval_num = 50
         c.reflow.num_pairs = 64
         c.reflow.teacher_steps = 4
         c.reflow.straightness_steps = 4

@@ -17,7 +17,7 @@ def get_config(arg: str | None = None):
     c.model.preprocess = "center"  # Glow's code: x / levels - 0.5
     c.model.num_levels = 2  # L (Glow: 3 on CIFAR-10); 8x8 digits -> 4x4x4 -> 2x2x8
     c.model.steps_per_level = 8  # K (Glow: 32 on CIFAR-10)
-    c.model.hidden = 32  # conditioner channels (Glow: 512; 64 overfits the 1438 digits)
+    c.model.hidden = 64  # conditioner channels (Glow: 512)
     c.model.depth = 1  # residual blocks per conditioner (Glow's NN(): one hidden 1x1 layer)
     if "toy2d" in args:
         c.model.num_levels = 1

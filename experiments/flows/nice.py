@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
     c.model.mask = "odd_even"  # partition of the flattened image (halves | odd_even)
     c.model.hidden = 256  # units per hidden layer of m() (NICE: 1000 for 784-d MNIST)
     c.model.depth = 4  # hidden layers of m() (NICE: 5)
+    c.train.steps = 4000  # cheap steps: a few more than RealNVP and Glow
     if "toy2d" in args:
         c.model.mask = "halves"
         c.model.hidden = 64
