@@ -84,9 +84,9 @@ def build_task(config, mesh) -> Task:
             velocity = reflow.velocity_fn(net, process, params)
             straight, few = jax.device_get(reflow.straightness_and_few_step(velocity, noise, r))
             out["straightness"] = float(straight)
-            for k, x in few.items():
+            for k, x in few.items():  # the quality metrics of k-step Euler: euler<k>_fd, ...
                 q = quality(config, x, labels, reference)
-                out[f"fd_euler{k}"] = q.get("fd", q.get("fd_pixels"))
+                out.update({f"euler{k}_{name}": v for name, v in q.items() if name != "fd_floor"})
         return out
 
     def write_samples(params, rng, workdir):
