@@ -19,7 +19,7 @@ def euler_path(velocity, noise, steps: int):
     """Integrates dx/dt = v(x, t) from t = 1 (``noise``) to t = 0 with ``steps`` Euler steps.
 
     Returns ``(x_0, straightness)``: the generated data and, per example, the straightness
-    S = int_0^1 ||(z_1 - z_0) - v(z_t, t)||^2 dt along the path (Liu et al. 2022, eq. 5), with
+    S = int_0^1 ||(z_1 - z_0) - v(z_t, t)||^2 dt along the path (Liu et al. 2022), with
     the integral taken by the same steps; 0 exactly when every path is a straight line
     travelled at constant speed. ``velocity(x, t)`` takes t of shape (B,).
     """
@@ -48,13 +48,13 @@ def make_couplings(velocity, key, num: int, shape: tuple, steps: int):
 
 
 def interpolate(noise, data, t_B):
-    """x_t = (1 - t) x_0 + t n and the regression target n - x_0 (rectified flow, eq. 1)."""
+    """x_t = (1 - t) x_0 + t n and the regression target n - x_0 (rectified flow)."""
     t = t_B.reshape((-1,) + (1,) * (data.ndim - 1))
     return (1 - t) * data + t * noise, noise - data
 
 
 def one_step(velocity, noise):
-    """The one-step generator x_0 = n - v(n, 1): what distillation trains (Liu et al. §2.3)."""
+    """The one-step generator x_0 = n - v(n, 1): what distillation trains (Liu et al. 2022)."""
     return noise - velocity(noise, jnp.ones(noise.shape[:1], noise.dtype))
 
 
@@ -67,7 +67,7 @@ def velocity_fn(net, process, params):
 def make_reflow_loss_fn(net, process, distill: bool):
     """``loss_fn`` on couplings {"noise": n, "image": x_0}: |F(x_t, t) - (n - x_0)|^2 with
     t ~ U(0, t_max) (reflow, Liu et al. Alg. 1), or at t = 1 only (one-step distillation
-    with the L2 loss, §2.3): then n - F(n, 1) is the one-step generator."""
+    with the L2 loss): then n - F(n, 1) is the one-step generator."""
 
     def loss_fn(params, batch, rng):
         noise, data = batch["noise"], batch["image"]
