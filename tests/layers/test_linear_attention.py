@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmodels.layers.linear_attention import linear_attention, linear_attention_quadratic
-from jaxmodels.layers.positions import rope_inv_freq
+from jaxmodels.layers.positions.rope_scaling import rope_inv_freq
+from jaxmodels.layers.positions.rotary import apply_rope
 
 
 def _qkv(B=2, L=9, H=2, D=8, E=6):
@@ -50,8 +51,6 @@ def test_rope_numerator_only_unrotated_denominator():
     np.testing.assert_allclose(linear_attention(q, k, ones, causal=True), 1.0, atol=1e-5)
     out = linear_attention(q, k, ones, causal=False, inv_freq=rope_inv_freq(8))
     phi = lambda x: jax.nn.elu(x) + 1
-    from jaxmodels.layers.positions import apply_rope
-
     pos = jnp.broadcast_to(jnp.arange(9), (2, 9))
     rq, rk = (apply_rope(phi(x), pos, rope_inv_freq(8)) for x in (q, k))
     num = jnp.einsum("bqhd,bkhd->bqh", rq, rk)

@@ -11,7 +11,9 @@ import pytest
 from jaxmodels.config import load_config
 from jaxmodels.data import text, tokenizers
 from jaxmodels.layers.transformer import BlockConfig
-from jaxmodels.models.lm.model import DecoderLM, build_task, lm_metrics
+from jaxmodels.models.lm.loss import lm_metrics
+from jaxmodels.models.lm.model import DecoderLM
+from jaxmodels.models.lm.task import build_task
 from jaxmodels.samplers.decode import filter_logits, generate
 
 CONFIG = "experiments/lm/rope_lm.py"

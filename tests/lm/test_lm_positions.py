@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
+from jaxmodels.layers.positions import POSITIONS, PositionOptions
 from jaxmodels.layers.transformer import BlockConfig
 from jaxmodels.models.lm.model import DecoderLM
 
@@ -15,9 +15,8 @@ RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
 
 def _model(name, **kw):
     opts = PositionOptions(name=name, max_len=32, shaw_max_distance=3, xpos_scale_base=16.0)
-    block = BlockConfig(d_model=16, num_heads=2, d_ff=32, attention_impl="xla",
-                        **opts.attention_kwargs())  # fmt: skip
-    return DecoderLM(vocab_size=40, num_layers=1, block=block, position=opts, **kw)
+    block = BlockConfig(d_model=16, num_heads=2, d_ff=32, attention_impl="xla", position=opts)
+    return DecoderLM(vocab_size=40, num_layers=1, block=block, **kw)
 
 
 @pytest.mark.parametrize("name", POSITIONS)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
+from jaxmodels.layers.positions import POSITIONS, PositionOptions
 from jaxmodels.models.roformer.model import RoFormer
 
 RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
