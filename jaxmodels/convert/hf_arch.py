@@ -133,7 +133,9 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
         out[("mlm_transform", "bias")] = get(c + "transform.dense.bias")
         out[("mlm_norm", "scale")] = get(c + "transform.LayerNorm.weight")
         out[("mlm_norm", "bias")] = get(c + "transform.LayerNorm.bias")
-        out[("mlm_bias",)] = get(c + "decoder.bias")
+        # the decoder bias is tied to ``cls.predictions.bias``; saved files keep only one of them
+        bias = c + "decoder.bias" if c + "decoder.bias" in s else c + "bias"
+        out[("mlm_bias",)] = get(bias)
         if not getattr(config, "tie_word_embeddings", True):
             out[("mlm_decoder", "kernel")] = get(c + "decoder.weight").T
             out[("mlm_decoder", "bias")] = np.zeros(config.vocab_size, np.float32)
