@@ -54,6 +54,20 @@ def test_mlm_head_ties_embeddings_and_segments_isolate_documents():
     assert not np.allclose(logits[0, 4:], logits2[0, 4:])
 
 
+def test_linear_attention_encoder_is_relative_and_keeps_documents_apart():
+    model = RoFormer(vocab_size=40, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                     dropout_rate=0.0, attention="linear", mlm_head=False)  # fmt: skip
+    ids = jax.random.randint(jax.random.key(0), (1, 8), 0, 40)
+    seg = jnp.array([[1, 1, 1, 1, 2, 2, 2, 2]])
+    pos = jnp.array([[0, 1, 2, 3, 0, 1, 2, 3]])
+    params = model.init(jax.random.key(1), ids)["params"]
+    h = model.apply({"params": params}, ids, None, None, pos, seg)
+    np.testing.assert_allclose(h, model.apply({"params": params}, ids, None, None, pos + 5, seg),
+                               atol=2e-5)  # fmt: skip
+    alone = model.apply({"params": params}, ids[:, 4:], None, None, pos[:, 4:])
+    np.testing.assert_allclose(h[:, 4:], alone, atol=1e-5)  # document 2 never sees document 1
+
+
 def test_smoke_config_trains_through_the_core(tmp_path):
     import json
 
