@@ -70,7 +70,8 @@ def jax_step(s: dict, args):
     """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
     import jax
 
-    from jaxmodels.models.lm.model import lm_metrics, make_model
+    from jaxmodels.models.lm.loss import lm_metrics
+    from jaxmodels.models.lm.model import make_model
     from jaxmodels.parallel import mesh as mesh_lib
     from jaxmodels.train import optim, state, step
     from jaxmodels.train.task import Task
