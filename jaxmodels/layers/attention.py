@@ -16,6 +16,7 @@ The kernel is chosen by ``attention_impl``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -37,6 +38,29 @@ _SPLASH_BLOCK = 128
 @functools.cache
 def _warn_once(msg: str) -> None:
     logging.getLogger(__name__).warning(msg)
+
+
+_KERNEL_LOGS: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def record_kernels():
+    """Yields a list that collects the kernel each attention call traced inside actually uses.
+
+    Benchmarks wrap a step's first (tracing) call in it to report ``cudnn``/``splash``/``xla``.
+    """
+    log: list[str] = []
+    _KERNEL_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _KERNEL_LOGS.remove(log)
+
+
+def _ran(kernel: str) -> str:
+    for log in _KERNEL_LOGS:
+        log.append(kernel)
+    return kernel
 
 
 def make_mask(
@@ -207,6 +231,7 @@ def dot_product_attention(
     has_extra = mask is not None or bias is not None
     kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
+        _ran("splash")
         return _splash(
             q_BxTxNxH,
             k_BxSxKxH,
@@ -233,9 +258,12 @@ def dot_product_attention(
     )
     if kernel == "cudnn":
         try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
-            return call(implementation="cudnn")
+            out = call(implementation="cudnn")
+            _ran("cudnn")
+            return out
         except (NotImplementedError, ValueError, RuntimeError) as e:
             _warn_once(f"attention_impl={impl!r}: cuDNN refused ({e}); using xla")
+    _ran("xla")
     return call(implementation="xla")
 
 

@@ -60,6 +60,7 @@ def build(config, workdir: str | None) -> Run:
     mesh = mesh_lib.make_mesh(config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
     task = registry.family_module(config.family).build_task(config, mesh)
+    task = dataclasses.replace(task, init=state_lib.with_param_dtype(task.init, config.train))
     tx = optim.make_optimizer(config.train)
     use_ema = config.train.ema_halflife_examples > 0
     with jax.set_mesh(mesh):
