@@ -44,11 +44,12 @@ SIZES = {
 
 def model_flops(s: dict) -> tuple[int, float]:
     """Returns (matmul parameter count N, model FLOPs per training step)."""
+    from jaxmodels.train.flops import transformer_train_flops
+
     d, f, layers = s["d_model"], s["d_ff"], s["layers"]
     n = layers * (4 * d * d + 3 * d * f) + s["vocab"] * d
-    tokens = s["batch"] * s["seq"]
-    attention = 6 * layers * s["batch"] * s["seq"] ** 2 * d
-    return n, 6 * n * tokens + attention
+    per_row = transformer_train_flops(n, num_layers=layers, seq_len=s["seq"], attn_dim=d)
+    return n, s["batch"] * per_row
 
 
 # ------------------------------------------------------------------ jaxmodels

@@ -328,6 +328,7 @@ def build_task(config, mesh) -> Task:
         return f"wrote {path} ({s.sampler}, {s.steps} steps); {summary}"
 
     return Task(
+        units="images",
         init=init,
         loss_fn=_loss_fn(net, process, m, num_classes),
         train_data=_data_fn(config, "train", True),

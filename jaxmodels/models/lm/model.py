@@ -23,6 +23,7 @@ from jaxmodels.layers.position_encoding import (
 )
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 from jaxmodels.samplers.decode import generate
+from jaxmodels.train.flops import transformer_train_flops
 from jaxmodels.train.task import Task
 
 Dtype = Any
@@ -259,6 +260,9 @@ def build_task(config, mesh=None) -> Task:
     axes = ("batch", "length")
     names = ("inputs", "targets", "segment_ids", "positions", "weights")
     return Task(
+        units="tokens",
+        units_per_example=L,
+        flops_per_example=lm_train_flops(config, init, vocab),
         init=init,
         loss_fn=loss_fn,
         train_data=train_data,
@@ -266,6 +270,18 @@ def build_task(config, mesh=None) -> Task:
         eval_data=eval_data,
         eval_fn=eval_fn,
         sample=_sampler(config, tok, vocab),
+    )
+
+
+def lm_train_flops(config, init, vocab_size: int) -> float:
+    """Model FLOPs of one training row (:func:`jaxmodels.train.flops.transformer_train_flops`);
+    N is every parameter except an untied input embedding (a lookup, not a matmul)."""
+    m = config.model
+    n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
+    n -= 0 if m.tie_embeddings else vocab_size * m.d_model
+    attn_dim = m.num_heads * (m.head_dim or m.d_model // m.num_heads)
+    return transformer_train_flops(
+        n, num_layers=m.num_layers, seq_len=config.data.seq_len, attn_dim=attn_dim
     )
 
 

@@ -139,6 +139,9 @@ def build_task(config, mesh=None) -> Task:
 
     axes = ("batch", "length")
     return Task(
+        units="tokens",
+        units_per_example=L,
+        flops_per_example=lm.lm_train_flops(config, init, vocab),
         init=init,
         loss_fn=loss_fn,
         train_data=data(train_rows, True),

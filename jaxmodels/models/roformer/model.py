@@ -234,6 +234,8 @@ def build_task(config, mesh=None) -> Task:
 
     axes = ("batch", "length")
     return Task(
+        units="tokens",
+        units_per_example=L,
         init=init,
         loss_fn=lambda p, b, r: metrics(p, b, r, True),
         eval_fn=lambda p, b, r: metrics(p, b, r, False)[1],
