@@ -199,7 +199,12 @@ def _worker(kind: str, s: dict, args, conn) -> None:
     """Builds one runner in its own process, then times ``n`` steps whenever asked."""
     if kind == "pytorch":
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning while idle
-    run = torch_step(s, args) if kind == "pytorch" else jax_step(s, _variant(args, kind))
+        run = torch_step(s, args)
+    else:
+        variant = _variant(args, kind)
+        if getattr(variant, "xla_flags", ""):  # this worker's jax has not started yet
+            os.environ["XLA_FLAGS"] = variant.xla_flags
+        run = jax_step(s, variant)
     conn.send("ready")
     while (n := conn.recv()) is not None:
         w0, c0 = time.perf_counter(), time.process_time()
@@ -208,10 +213,15 @@ def _worker(kind: str, s: dict, args, conn) -> None:
 
 
 def _variant(args, kind: str):
-    """``jaxmodels`` or ``jaxmodels:bfloat16`` (a compute dtype override)."""
+    """``jaxmodels``, ``jaxmodels:bfloat16`` (a compute dtype) or ``jaxmodels:KEY=VALUE+...``
+    (any of this script's options, e.g. ``attention=blockwise+xla_flags=...``)."""
     out = argparse.Namespace(**vars(args))
-    if ":" in kind:
-        out.dtype = kind.split(":", 1)[1]
+    for part in kind.partition(":")[2].split("+"):
+        key, eq, value = part.partition("=")
+        if eq:
+            setattr(out, key, value)
+        elif part:
+            out.dtype = part
     return out
 
 

@@ -11,7 +11,10 @@ The kernel is chosen by ``attention_impl``:
   refuses the platform, dtype, head size or mask, it falls back to XLA and logs why once.
 * ``"splash"``: the Pallas TPU splash kernel (``jax.experimental.pallas.ops.tpu``), with causal
   and segment-id masks handled inside the kernel; falls back to XLA off TPU or for bias/masks.
-* ``"auto"``: splash on TPU, cuDNN on GPU, XLA on CPU, each where the inputs allow.
+* ``"blockwise"``: causal self-attention by query blocks that skips fully masked key blocks
+  (:mod:`jaxmodels.layers.blockwise_attention`); falls back to XLA when not causal or T != S.
+* ``"auto"``: splash on TPU, cuDNN on GPU, blockwise (causal) or XLA on CPU, each where the
+  inputs allow.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.blockwise_attention import (
+    DEFAULT_BLOCK,
+    blockwise_refusal,
+    causal_blockwise_attention,
+)
 from jaxmodels.layers.position_encoding import rotate_qk
 from jaxmodels.layers.relative import ShawRelativeEmbedding, shaw_attention
 
 Dtype = Any
-IMPLS = ("auto", "xla", "cudnn", "splash")
+IMPLS = ("auto", "xla", "cudnn", "splash", "blockwise")
 _SPLASH_BLOCK = 128
 
 
@@ -139,10 +147,17 @@ def splash_refusal(q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask
 def resolve_impl(
     impl: str, q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask: bool
 ) -> str:
-    """Maps ``attention_impl`` to the kernel that will run: ``xla``, ``cudnn`` or ``splash``."""
+    """Maps ``attention_impl`` to the kernel that will run: xla, cudnn, splash or blockwise."""
     if impl not in IMPLS:
         raise ValueError(f"attention_impl must be one of {IMPLS}, got {impl!r}")
     if impl == "xla":
+        return "xla"
+    blockwise_why = blockwise_refusal(q, k, causal=causal, block=DEFAULT_BLOCK)
+    if impl == "blockwise" or (impl == "auto" and _platform() == "cpu"):
+        if blockwise_why is None:
+            return "blockwise"
+        if impl == "blockwise":
+            _warn_once(f"attention_impl='blockwise' falls back to xla: {blockwise_why}")
         return "xla"
     cudnn_why = cudnn_refusal(q, k, has_bias_or_mask=has_bias_or_mask)
     splash_why = splash_refusal(q, k, causal=causal, has_bias_or_mask=has_bias_or_mask)
@@ -246,6 +261,11 @@ def dot_product_attention(
     )
     if seg_mask is not None:
         mask = seg_mask if mask is None else mask & seg_mask
+    if kernel == "blockwise":
+        _ran("blockwise")
+        return causal_blockwise_attention(
+            q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, scale=scale, mask=mask, bias=bias
+        )
     call = functools.partial(
         jax.nn.dot_product_attention,
         q_BxTxNxH,
@@ -335,7 +355,7 @@ class MultiHeadAttention(nn.Module):
     xpos_scale_base: float = 0.0  # > 0: xPos (Sun et al. 2022) instead of plain RoPE
     xpos_gamma: float = 0.4  # xPos gamma
     shaw_max_distance: int = 0  # > 0: Shaw et al. 2018 relative key/value embeddings, clip k
-    attention_impl: str = "auto"  # auto | xla | cudnn | splash
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash | blockwise
     decode: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
