@@ -276,7 +276,7 @@ def main(argv=None):
     print(f"backend={jax.default_backend()} devices={jax.devices()} dtype={args.dtype} "
           f"attention={args.attention} scan={args.scan} remat={args.remat} "
           f"cpu_count={os.cpu_count()} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
-    head = f"{'size':10} {'impl':20} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
+    head = f"{'size':10} {'impl':34} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
     print(head + f"{'cpu_s':>7} {'tok/s':>8} {'TFLOP/s':>8} {'MFU':>6}", flush=True)
     for name in args.sizes.split(","):
         s = dict(SIZES[name])
@@ -293,13 +293,15 @@ def main(argv=None):
             cpu = statistics.median(c for _, c in ts)
             tflops = flops / t / 1e12
             mfu = f"{tflops / args.peak_tflops:6.1%}" if args.peak_tflops else "     -"
-            print(f"{name:10} {k:20} {s['seq']:5d} {s['batch']:5d} {n / 1e6:7.1f}M {t:7.3f} "
+            print(f"{name:10} {k:34} {s['seq']:5d} {s['batch']:5d} {n / 1e6:7.1f}M {t:7.3f} "
                   f"{cpu:7.3f} {s['batch'] * s['seq'] / t:8.0f} {tflops:8.3f} {mfu}  "
                   f"(wall per repeat: {', '.join(f'{w:.3f}' for w, _ in ts)})")  # fmt: skip
         if "pytorch" in times:
             med = {k: statistics.median(w for w, _ in ts) for k, ts in times.items()}
+            cpu = {k: statistics.median(c for _, c in ts) for k, ts in times.items()}
             for k in kinds[:-1]:
-                print(f"{name}: {k} / pytorch tokens/s = {med['pytorch'] / med[k]:.2f}x")
+                print(f"{name}: {k} / pytorch tokens/s = {med['pytorch'] / med[k]:.2f}x "
+                      f"(by CPU time per step: {cpu['pytorch'] / cpu[k]:.2f}x)")  # fmt: skip
     sys.stdout.flush()
 
 
