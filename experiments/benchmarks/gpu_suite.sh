@@ -53,8 +53,8 @@ pinned >"$WORK/constraints.txt"
 if [ -n "$DRY" ]; then
   how="dry run: not installed (would run pip install -c constraints.txt -e $ROOT)"
   export JAX_PLATFORMS=cpu
-elif "$PY" -m pip install -q --no-build-isolation -c "$WORK/constraints.txt" -e "$ROOT" \
-  >"$WORK/pip.log" 2>&1; then
+elif "$PY" -m pip install -q --retries 0 --timeout 5 --no-build-isolation \
+  -c "$WORK/constraints.txt" -e "$ROOT" >"$WORK/pip.log" 2>&1; then  # fails fast offline
   how="pip install -c constraints.txt -e ."
 elif "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT" >>"$WORK/pip.log" 2>&1; then
   how="pip install --no-deps -e . (dependencies could not be resolved here; see pip log)"
