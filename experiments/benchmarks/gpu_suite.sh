@@ -41,6 +41,7 @@ MEASUREMENTS=(
 )
 START=$SECONDS
 WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
 : >"$OUT"
 
 # ---------------------------------------------------------------- install
@@ -74,8 +75,9 @@ for m in ("jax", "flax", "optax", "ml_collections", "jaxmodels"):
         __import__(m)
     except Exception as e:  # noqa: BLE001
         missing.append(f"{m}: {e}")
+log = open(f"{work}/pip.log").read()[-800:] if "see pip log" in how else ""
 line = {"name": "install", "status": "ok" if not (moved or missing) else "error", "how": how,
-        "pinned": len(before), "moved": moved, "missing": missing}
+        "pinned": len(before), "moved": moved, "missing": missing, "pip_log_tail": log}
 print(json.dumps(line))
 open(out, "a").write(json.dumps(line) + "\n")
 EOF
