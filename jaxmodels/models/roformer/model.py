@@ -234,12 +234,12 @@ def build_task(config, mesh=None) -> Task:
 
     axes = ("batch", "length")
     return Task(
-        units="tokens",
-        units_per_example=L,
         init=init,
         loss_fn=lambda p, b, r: metrics(p, b, r, True),
         eval_fn=lambda p, b, r: metrics(p, b, r, False)[1],
         train_data=data_fn(data.train, True),
         eval_data=data_fn(_at_least(data.eval, B), False),
         batch_axes={k: axes for k in ("inputs", "targets", "segment_ids", "positions", "weights")},
+        units="tokens",
+        units_per_example=L,
     )
