@@ -11,11 +11,15 @@ The kernel is chosen by ``attention_impl``:
   refuses the platform, dtype, head size or mask, it falls back to XLA and logs why once.
 * ``"splash"``: the Pallas TPU splash kernel (``jax.experimental.pallas.ops.tpu``), with causal
   and segment-id masks handled inside the kernel; falls back to XLA off TPU or for bias/masks.
-* ``"auto"``: splash on TPU, cuDNN on GPU, XLA on CPU, each where the inputs allow.
+* ``"blockwise"``: causal self-attention by query blocks that skips fully masked key blocks
+  (:mod:`jaxmodels.layers.blockwise_attention`); falls back to XLA when not causal or T != S.
+* ``"auto"``: splash on TPU, cuDNN on GPU, blockwise (causal) or XLA on CPU, each where the
+  inputs allow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -27,12 +31,17 @@ import jax
 import jax.numpy as jnp
 
 from jaxmodels.layers import linear_attention as linear
+from jaxmodels.layers.blockwise_attention import (
+    DEFAULT_BLOCK,
+    blockwise_refusal,
+    causal_blockwise_attention,
+)
 from jaxmodels.layers.positions.options import PositionOptions
 from jaxmodels.layers.positions.relative import ShawRelativeEmbedding, shaw_attention
 from jaxmodels.layers.positions.rotary import rotary_inv_freq, rotate_qk
 
 Dtype = Any
-IMPLS = ("auto", "xla", "cudnn", "splash")
+IMPLS = ("auto", "xla", "cudnn", "splash", "blockwise")
 ATTENTIONS = ("softmax", "linear")  # softmax (Vaswani et al.) | linear (Katharopoulos et al.)
 _SPLASH_BLOCK = 128
 
@@ -40,6 +49,29 @@ _SPLASH_BLOCK = 128
 @functools.cache
 def _warn_once(msg: str) -> None:
     logging.getLogger(__name__).warning(msg)
+
+
+_KERNEL_LOGS: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def record_kernels():
+    """Yields a list that collects the kernel each attention call traced inside actually uses.
+
+    Benchmarks wrap a step's first (tracing) call in it to report ``cudnn``/``splash``/``xla``.
+    """
+    log: list[str] = []
+    _KERNEL_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _KERNEL_LOGS.remove(log)
+
+
+def _ran(kernel: str) -> str:
+    for log in _KERNEL_LOGS:
+        log.append(kernel)
+    return kernel
 
 
 def make_mask(
@@ -118,10 +150,17 @@ def splash_refusal(q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask
 def resolve_impl(
     impl: str, q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask: bool
 ) -> str:
-    """Maps ``attention_impl`` to the kernel that will run: ``xla``, ``cudnn`` or ``splash``."""
+    """Maps ``attention_impl`` to the kernel that will run: xla, cudnn, splash or blockwise."""
     if impl not in IMPLS:
         raise ValueError(f"attention_impl must be one of {IMPLS}, got {impl!r}")
     if impl == "xla":
+        return "xla"
+    blockwise_why = blockwise_refusal(q, k, causal=causal, block=DEFAULT_BLOCK)
+    if impl == "blockwise" or (impl == "auto" and _platform() == "cpu"):
+        if blockwise_why is None:
+            return "blockwise"
+        if impl == "blockwise":
+            _warn_once(f"attention_impl='blockwise' falls back to xla: {blockwise_why}")
         return "xla"
     cudnn_why = cudnn_refusal(q, k, has_bias_or_mask=has_bias_or_mask)
     splash_why = splash_refusal(q, k, causal=causal, has_bias_or_mask=has_bias_or_mask)
@@ -210,6 +249,7 @@ def dot_product_attention(
     has_extra = mask is not None or bias is not None
     kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
+        _ran("splash")
         return _splash(
             q_BxTxNxH,
             k_BxSxKxH,
@@ -224,6 +264,11 @@ def dot_product_attention(
     )
     if seg_mask is not None:
         mask = seg_mask if mask is None else mask & seg_mask
+    if kernel == "blockwise":
+        _ran("blockwise")
+        return causal_blockwise_attention(
+            q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, scale=scale, mask=mask, bias=bias
+        )
     call = functools.partial(
         jax.nn.dot_product_attention,
         q_BxTxNxH,
@@ -236,9 +281,12 @@ def dot_product_attention(
     )
     if kernel == "cudnn":
         try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
-            return call(implementation="cudnn")
+            out = call(implementation="cudnn")
+            _ran("cudnn")
+            return out
         except (NotImplementedError, ValueError, RuntimeError) as e:
             _warn_once(f"attention_impl={impl!r}: cuDNN refused ({e}); using xla")
+    _ran("xla")
     return call(implementation="xla")
 
 
@@ -307,7 +355,7 @@ class MultiHeadAttention(nn.Module):
     use_bias: bool = False  # biases on q/k/v/o projections
     position: PositionOptions = PositionOptions()  # rope/xpos rotate q, k; shaw acts inside
     attention: str = "softmax"  # softmax | linear (layers.linear_attention, RoFormer eq. 19)
-    attention_impl: str = "auto"  # auto | xla | cudnn | splash
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash | blockwise
     decode: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32

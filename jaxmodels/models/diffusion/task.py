@@ -73,6 +73,7 @@ def build_task(config, mesh) -> Task:
         return pipeline.ArraySource(arrays[split])
 
     return Task(
+        units="images",
         init=init,
         loss_fn=make_loss_fn(net, process, m.label_dropout, num_classes),
         train_data=pipeline.iterator_fn(source("train"), config, train=True),

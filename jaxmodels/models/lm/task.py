@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 
 from jaxmodels import evaluate
@@ -17,6 +18,7 @@ from jaxmodels.data.tokenizers import padded_vocab
 from jaxmodels.models.lm.loss import lm_metrics
 from jaxmodels.models.lm.model import DecoderLM, make_model
 from jaxmodels.models.lm.sample import make_sampler
+from jaxmodels.train.flops import transformer_train_flops
 from jaxmodels.train.task import Task
 
 ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "weights")
@@ -98,6 +100,9 @@ def build_task(config, mesh=None) -> Task:
 
     offered = {"extrapolation": functools.partial(extrapolation, config, model, data)}
     return Task(
+        units="tokens",
+        units_per_example=L,
+        flops_per_example=train_flops(model, init, L),
         init=init_from(model, pretrained.params, example) if pretrained else init,
         loss_fn=loss_fn,
         train_data=iterator_fn(ArraySource(data.train), config, train=True),
@@ -108,4 +113,16 @@ def build_task(config, mesh=None) -> Task:
         eval_fn=eval_fn,
         evaluate=evaluate.select(config.get("evals", ()), offered),
         sample=make_sampler(model, tok, config.sample),
+    )
+
+
+def train_flops(model, init, seq_len: int) -> float:
+    """Model FLOPs of one training row (:func:`jaxmodels.train.flops.transformer_train_flops`);
+    N is every parameter except an untied input embedding (a lookup, not a matmul)."""
+    b = model.block
+    n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
+    n -= 0 if model.tie_embeddings else model.vocab_size * b.d_model
+    attn_dim = b.num_heads * (b.head_dim or b.d_model // b.num_heads)
+    return transformer_train_flops(
+        n, num_layers=model.num_layers, seq_len=seq_len, attn_dim=attn_dim
     )

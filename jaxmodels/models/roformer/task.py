@@ -88,4 +88,6 @@ def build_task(config, mesh=None) -> Task:
         train_data=iterator_fn(ArraySource(data.train), config, train=True),
         eval_data=iterator_fn(ArraySource(eval_rows), config, train=False),
         batch_axes={k: ("batch", "length") for k in ROW_FIELDS},
+        units="tokens",
+        units_per_example=config.data.seq_len,
     )
