@@ -57,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
     t.grad_clip = 1.0  # global-norm clipping; 0 disables
     t.ema_halflife_examples = 0.0  # EMA of params with this half-life in examples; 0 disables
     t.compute_dtype = "float32"  # activations/matmuls: float32 | bfloat16 (params stay float32)
+    t.param_dtype = "float32"  # stored parameters (and so gradients): float32 | bfloat16
+    t.opt_state_dtype = "float32"  # stored optimizer moments: float32 | bfloat16
     t.log_every = 10  # steps between metrics lines
     t.eval_every = 200  # steps between evaluations (and at the end); 0 disables
     t.eval_batches = 20  # eval batches per evaluation; 0 means the whole eval set
@@ -87,6 +89,8 @@ _CHOICES = {
     "optimizer": ("adamw", "adam", "lion", "sgd"),
     "schedule": ("cosine", "linear", "constant"),
     "compute_dtype": ("float32", "bfloat16", "float16"),
+    "param_dtype": ("float32", "bfloat16"),
+    "opt_state_dtype": ("float32", "bfloat16"),
 }
 
 

@@ -155,8 +155,9 @@ def siglip_config(attention: str, variant: str = "B/16"):
     return c
 
 
-def time_siglip_step(model, loss, tx, n: int, iters: int, px: int) -> tuple[float, float]:
-    """Seconds per full two-tower AdamW step and per image-tower fwd+bwd at batch ``n``."""
+def time_siglip_step(model, loss, tx, n: int, iters: int, px: int, parts=("full", "tower")):
+    """Seconds per full two-tower AdamW step (``"full"``) and per image-tower fwd+bwd
+    (``"tower"``) at batch ``n``, for the ``parts`` asked for."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -183,15 +184,18 @@ def time_siglip_step(model, loss, tx, n: int, iters: int, px: int) -> tuple[floa
         return jax.grad(lambda p: jnp.sum(embed(p).astype(jnp.float32)))(params)
 
     full = jax.jit(step, donate_argnums=(0,))
-    box = [(params, tx.init(params))]
+    box, out = [(params, None)], {}
+    if "full" in parts:
+        box[0] = (params, tx.init(params))
 
-    def run_full(images, tokens):
-        box[0], value = full(box[0], images, tokens)
-        return value
+        def run_full(images, tokens):
+            box[0], value = full(box[0], images, tokens)
+            return value
 
-    t_full = _time(run_full, images, tokens, iters=iters)
-    t_tower = _time(jax.jit(tower), box[0][0], images, iters=iters)
-    return t_full, t_tower
+        out["full"] = _time(run_full, images, tokens, iters=iters)
+    if "tower" in parts:
+        out["tower"] = _time(jax.jit(tower), box[0][0], images, iters=iters)
+    return out
 
 
 def nn_unbox(tree):
@@ -215,7 +219,8 @@ def run_gpu(args) -> None:
     tx = optax.adamw(1e-4, weight_decay=1e-4)
     with jax.set_mesh(mesh):
         for n in _ints(args.batches):
-            t_full, t_tower = time_siglip_step(model, loss, tx, n, args.iters, args.image_size)
+            t = time_siglip_step(model, loss, tx, n, args.iters, args.image_size)
+            t_full, t_tower = t["full"], t["tower"]
             print(
                 f"SigLIP {args.variant} {args.image_size}px bf16 batch {n} ({args.attention} "
                 f"attention): full two-tower "

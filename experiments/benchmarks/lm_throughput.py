@@ -8,8 +8,8 @@ measured under the same load.
 
     # CPU, jaxmodels beside PyTorch (the issue's 2-core comparison):
     python experiments/benchmarks/lm_throughput.py --sizes cpu --torch
-    # one H100/H200, the ~470M model in bf16 with cuDNN attention:
-    python experiments/benchmarks/lm_throughput.py --sizes 470m --peak_tflops 989
+    # one H100/H200, the 436M model in bf16 with cuDNN attention:
+    python experiments/benchmarks/lm_throughput.py --sizes 436m --peak_tflops 989
 
 Model FLOPs per step = 6 * N * tokens (N: matmul parameters, the tied unembedding included,
 the embedding lookup not) + causal attention 6 * layers * batch * seq^2 * heads * head_dim
@@ -34,18 +34,22 @@ SIZES = {
     # the issue's CPU comparison: byte vocabulary, 6 layers of width 384
     "cpu": dict(d_model=384, layers=6, heads=6, d_ff=1024, vocab=256, seq=256, batch=16),
     "cpu_small": dict(d_model=256, layers=4, heads=4, d_ff=768, vocab=256, seq=256, batch=16),
-    # ~470M parameters (GPU/TPU): d_model 1024, 24 layers, 16 heads, SwiGLU 4096, vocab 32768
-    "470m": dict(d_model=1024, layers=24, heads=16, d_ff=4096, vocab=32768, seq=2048, batch=16),
+    # the GPU suite's --dry-run: the same code paths at toy size (8 rows: 8 fake test devices)
+    "tiny": dict(d_model=64, layers=2, heads=2, d_ff=128, vocab=256, seq=32, batch=8),
+    # 436.2M parameters (GPU/TPU): d_model 1024, 24 layers, 16 heads, SwiGLU 4096, vocab 32768
+    # (earlier labelled "470m"; model_flops counts 402.7M in the blocks + 33.6M tied embedding)
+    "436m": dict(d_model=1024, layers=24, heads=16, d_ff=4096, vocab=32768, seq=2048, batch=16),
 }
 
 
 def model_flops(s: dict) -> tuple[int, float]:
     """Returns (matmul parameter count N, model FLOPs per training step)."""
+    from jaxmodels.train.flops import transformer_train_flops
+
     d, f, layers = s["d_model"], s["d_ff"], s["layers"]
     n = layers * (4 * d * d + 3 * d * f) + s["vocab"] * d
-    tokens = s["batch"] * s["seq"]
-    attention = 6 * layers * s["batch"] * s["seq"] ** 2 * d
-    return n, 6 * n * tokens + attention
+    per_row = transformer_train_flops(n, num_layers=layers, seq_len=s["seq"], attn_dim=d)
+    return n, s["batch"] * per_row
 
 
 # ------------------------------------------------------------------ jaxmodels
@@ -62,6 +66,7 @@ def _lm_config(s: dict, args):
     m.scan_layers, m.remat_policy, m.attention_impl = args.scan, args.remat, args.attention
     c.data.seq_len, c.train.batch_size = s["seq"], s["batch"]
     c.train.compute_dtype = args.dtype
+    c.train.param_dtype, c.train.opt_state_dtype = args.param_dtype, args.opt_state_dtype
     c.train.warmup_steps = 10
     return c
 
@@ -70,7 +75,8 @@ def jax_step(s: dict, args):
     """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
     import jax
 
-    from jaxmodels.models.lm.model import lm_metrics, make_model
+    from jaxmodels.models.lm.loss import lm_metrics
+    from jaxmodels.models.lm.model import make_model
     from jaxmodels.parallel import mesh as mesh_lib
     from jaxmodels.train import optim, state, step
     from jaxmodels.train.task import Task
@@ -86,6 +92,7 @@ def jax_step(s: dict, args):
     def init(rng):
         return model.init(rng, jax.numpy.zeros((1, L), jax.numpy.int32))["params"]
 
+    init = state.with_param_dtype(init, c.train)
     task = Task(init=init, loss_fn=loss_fn, train_data=lambda i, n: iter(()))
     mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     rules = mesh_lib.rules_from_config(c.mesh.rules)
@@ -193,7 +200,12 @@ def _worker(kind: str, s: dict, args, conn) -> None:
     """Builds one runner in its own process, then times ``n`` steps whenever asked."""
     if kind == "pytorch":
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning while idle
-    run = torch_step(s, args) if kind == "pytorch" else jax_step(s, _variant(args, kind))
+        run = torch_step(s, args)
+    else:
+        variant = _variant(args, kind)
+        if getattr(variant, "xla_flags", ""):  # this worker's jax has not started yet
+            os.environ["XLA_FLAGS"] = variant.xla_flags
+        run = jax_step(s, variant)
     conn.send("ready")
     while (n := conn.recv()) is not None:
         w0, c0 = time.perf_counter(), time.process_time()
@@ -202,10 +214,15 @@ def _worker(kind: str, s: dict, args, conn) -> None:
 
 
 def _variant(args, kind: str):
-    """``jaxmodels`` or ``jaxmodels:bfloat16`` (a compute dtype override)."""
+    """``jaxmodels``, ``jaxmodels:bfloat16`` (a compute dtype) or ``jaxmodels:KEY=VALUE+...``
+    (any of this script's options, e.g. ``attention=blockwise+xla_flags=...``)."""
     out = argparse.Namespace(**vars(args))
-    if ":" in kind:
-        out.dtype = kind.split(":", 1)[1]
+    for part in kind.partition(":")[2].split("+"):
+        key, eq, value = part.partition("=")
+        if eq:
+            setattr(out, key, value)
+        elif part:
+            out.dtype = part
     return out
 
 
@@ -241,6 +258,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="back-to-back timing repeats")
     p.add_argument("--dtype", default="", help="compute dtype (default: float32 CPU, else bf16)")
+    p.add_argument("--param_dtype", default="float32", help="train.param_dtype")
+    p.add_argument("--opt_state_dtype", default="float32", help="train.opt_state_dtype")
     p.add_argument("--attention", default="auto", help="attention_impl: auto|xla|cudnn|splash")
     p.add_argument("--scan", action="store_true", help="scan over layers")
     p.add_argument("--remat", default="none", help="remat policy (none, dots_saveable, full)")
@@ -248,15 +267,17 @@ def main(argv=None):
     p.add_argument("--torch", action="store_true", help="also time PyTorch eager (CPU)")
     p.add_argument("--variants", default="", help="extra jaxmodels runs, e.g. bfloat16")
     args = p.parse_args(argv)
+    kinds = ["jaxmodels"] + [f"jaxmodels:{v}" for v in args.variants.split(",") if v]
+    kinds += ["pytorch"] if args.torch else []
+    if len(kinds) > 1:  # workers share one card: none may preallocate 75% of its memory
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     args.dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     print(f"backend={jax.default_backend()} devices={jax.devices()} dtype={args.dtype} "
           f"attention={args.attention} scan={args.scan} remat={args.remat} "
           f"cpu_count={os.cpu_count()} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
-    kinds = ["jaxmodels"] + [f"jaxmodels:{v}" for v in args.variants.split(",") if v]
-    kinds += ["pytorch"] if args.torch else []
-    head = f"{'size':10} {'impl':20} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
+    head = f"{'size':10} {'impl':34} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
     print(head + f"{'cpu_s':>7} {'tok/s':>8} {'TFLOP/s':>8} {'MFU':>6}", flush=True)
     for name in args.sizes.split(","):
         s = dict(SIZES[name])
@@ -273,13 +294,15 @@ def main(argv=None):
             cpu = statistics.median(c for _, c in ts)
             tflops = flops / t / 1e12
             mfu = f"{tflops / args.peak_tflops:6.1%}" if args.peak_tflops else "     -"
-            print(f"{name:10} {k:20} {s['seq']:5d} {s['batch']:5d} {n / 1e6:7.1f}M {t:7.3f} "
+            print(f"{name:10} {k:34} {s['seq']:5d} {s['batch']:5d} {n / 1e6:7.1f}M {t:7.3f} "
                   f"{cpu:7.3f} {s['batch'] * s['seq'] / t:8.0f} {tflops:8.3f} {mfu}  "
                   f"(wall per repeat: {', '.join(f'{w:.3f}' for w, _ in ts)})")  # fmt: skip
         if "pytorch" in times:
             med = {k: statistics.median(w for w, _ in ts) for k, ts in times.items()}
+            cpu = {k: statistics.median(c for _, c in ts) for k, ts in times.items()}
             for k in kinds[:-1]:
-                print(f"{name}: {k} / pytorch tokens/s = {med['pytorch'] / med[k]:.2f}x")
+                print(f"{name}: {k} / pytorch tokens/s = {med['pytorch'] / med[k]:.2f}x "
+                      f"(by CPU time per step: {cpu['pytorch'] / cpu[k]:.2f}x)")  # fmt: skip
     sys.stdout.flush()
 
 

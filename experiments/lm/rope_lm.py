@@ -5,6 +5,17 @@
     # your own text, longer:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/mine \
         --config.data.path=my.txt --config.train.steps=5000
+    # linear attention with RoPE (RoFormer eq. 19) instead of softmax:
+    python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/lm_linear \
+        --config.model.attention=linear
+    # fine-tune an imported HF Llama directory (its tokenizer.json too), then sample from it:
+    python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/ft \
+        --config.init.hf=/path/to/llama --config.data.path=my.txt --config.train.steps=200
+    python -m jaxmodels sample --config experiments/lm/rope_lm.py --workdir runs/ft \
+        --config.init.hf=/path/to/llama
+    # the length-extrapolation study's size (experiments/lm/run_extrapolation.py runs them all):
+    python -m jaxmodels train --config experiments/lm/rope_lm.py:extrapolation \
+        --workdir runs/extrapolation/alibi --config.model.position.name=alibi
     # CI smoke run (a few steps):
     python -m jaxmodels train --config experiments/lm/rope_lm.py:smoke --workdir /tmp/lm_smoke
 """
@@ -15,7 +26,7 @@ from jaxmodels.config import base_config, config_args
 
 
 def get_config(arg=None):
-    args = config_args(arg, ("smoke",))
+    args = config_args(arg, ("smoke", "extrapolation"))
     c = base_config()
     c.family = "lm"
 
@@ -31,16 +42,28 @@ def get_config(arg=None):
     m.activation = "swiglu"  # swiglu | geglu | gelu | gelu_tanh | relu
     m.norm = "rmsnorm"  # rmsnorm | layernorm
     m.norm_eps = 1e-6  # normalisation epsilon
-    m.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)
-    m.rope_layout = "half"  # half (GPT-NeoX/Llama) | interleaved (RoFormer)
     m.tie_embeddings = True  # share the input embedding with the output projection
     m.embed_init_std = 0.02  # stddev of the embedding initialiser
     m.dropout_rate = 0.0  # residual/MLP dropout
     m.scan_layers = False  # nn.scan over layers (faster compiles for deep models)
     m.remat_policy = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable
-    m.attention_impl = "auto"  # auto | xla | cudnn | splash (see jaxmodels/layers/attention.py)
-    m.position = ml_collections.ConfigDict()  # docs/positions.md; rope_base/rope_layout above
-    m.position.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
+    m.attention = "softmax"  # softmax | linear (Katharopoulos et al. 2020; RoPE as RoFormer eq. 19)
+    m.attention_impl = "auto"  # softmax kernel: auto | xla | cudnn | splash (layers/attention.py)
+    p = m.position = ml_collections.ConfigDict()  # jaxmodels.layers.positions.PositionOptions
+    p.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
+    p.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)
+    p.rope_layout = "half"  # half (GPT-NeoX/Llama) | interleaved (RoFormer)
+    p.rotary_fraction = 1.0  # fraction of head_dim rotated (partial rotary)
+    p.rope_scaling = ml_collections.ConfigDict()  # {"type": linear|ntk|dynamic|yarn|llama3, ...}
+    p.max_len = 2048  # learned table size (position=learned)
+    p.xpos_scale_base = 512.0  # xPos scale base s (Sun et al. 2022, eq. 12)
+    p.xpos_gamma = 0.4  # xPos gamma (eq. 11)
+    p.shaw_max_distance = 16  # Shaw clipping distance k (Shaw et al. 2018)
+    p.t5_num_buckets = 32  # T5 relative-position buckets (Raffel et al. 2020)
+    p.t5_max_distance = 128  # T5 max distance
+
+    c.init = ml_collections.ConfigDict()
+    c.init.hf = ""  # a local HF Llama directory to fine-tune (config.model then ignored)
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus (Python's own docs)
@@ -54,6 +77,14 @@ def get_config(arg=None):
     d.tfds_data_dir = ""  # TFDS data_dir; empty: the TFDS default
     d.text_key = "text"  # TFDS feature holding the text
     d.max_documents = 200_000  # TFDS documents read per split (packed in memory); 0: all
+    d.stream = False  # True: one continuous stream, positions 0..L-1 per row (ALiBi paper)
+
+    c.evals = ()  # evaluators run on the eval schedule; the LM offers "extrapolation"
+    e = c.extrapolation = ml_collections.ConfigDict()  # jaxmodels/evaluate/extrapolation.py
+    e.factors = (1, 2, 4, 8)  # score validation rows of k * data.seq_len tokens
+    e.eval_tokens = 16384  # validation tokens scored at every length (the same ones)
+    e.eval_batch_size = 16  # rows per scoring batch
+    e.scalings = ("linear", "ntk", "yarn", "llama3")  # RoPE scalings tried at inference (k > 1)
 
     s = c.sample
     s.prompts = ("The ", "def ")  # prompts to continue (a BOS token is prepended)
@@ -75,10 +106,21 @@ def get_config(arg=None):
     t.eval_batches = 10  # validation batches per pass
     t.checkpoint_every = 200  # steps between checkpoints
 
+    if "extrapolation" in args:  # docs/positions.md: one small LM per encoding, L = 64 bytes
+        m.d_model, m.num_layers, m.d_ff, m.attention_impl = 128, 2, 384, "xla"
+        p.max_len = 64  # learned table: the training length (longer positions are clipped)
+        d.seq_len, d.stream, c.evals = 64, True, ("extrapolation",)
+        t.steps, t.batch_size, t.warmup_steps = 600, 24, 50
+        t.log_every, t.eval_every, t.checkpoint_every = 50, 600, 600
+        t.sample_at_end = False
     if "smoke" in args:
         m.d_model, m.num_layers, m.num_heads, m.d_ff = 32, 2, 2, 64
         d.seq_len = 32
         s.num_samples, s.max_new_tokens = 1, 8
         t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 2, 1, 2
+    if "smoke" in args and "extrapolation" in args:
+        m.num_layers, d.seq_len, p.max_len = 1, 16, 16
+        e.factors, e.eval_tokens, e.eval_batch_size = (1, 4), 256, 4
+        t.steps, t.eval_every, t.checkpoint_every = 3, 3, 3
     return c

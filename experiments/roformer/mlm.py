@@ -1,9 +1,15 @@
 """RoFormer (Su et al. 2021) pre-trained with BERT's MLM objective on the embedded corpus.
 
     python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/roformer
-    # another position encoding (see jaxmodels/layers/position_encoding.py):
+    # another position encoding (see jaxmodels/layers/positions/):
     python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/roformer_t5 \\
         --config.model.position.name=t5
+    # linear attention with RoPE (RoFormer eq. 19):
+    python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/rf_linear \\
+        --config.model.attention=linear
+    # fine-tune a local HF RoFormerForMaskedLM directory (with its tokenizer.json):
+    python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/rf_ft \\
+        --config.init.hf=/path/to/roformer --config.data.path=my.txt
     # CI smoke run (a few steps):
     python -m jaxmodels train --config experiments/roformer/mlm.py:smoke --workdir /tmp/rf_smoke
 """
@@ -19,15 +25,19 @@ def get_config(arg=None):
     c.family = "roformer"
 
     m = c.model
-    m.variant = "small"  # tiny | small | base (jaxmodels/models/roformer.py VARIANTS)
+    m.variant = "small"  # tiny | small | base (jaxmodels/models/roformer/model.py VARIANTS)
     m.vocab_multiple = 64  # tokenizer size + [MASK], rounded up to this multiple
     m.dropout_rate = 0.1  # embedding/residual/MLP dropout (BERT's 0.1)
-    m.attention_impl = "auto"  # auto | xla | cudnn | splash
+    m.attention = "softmax"  # softmax | linear (Katharopoulos et al. 2020; RoPE as RoFormer eq. 19)
+    m.attention_impl = "auto"  # softmax kernel: auto | xla | cudnn | splash
     p = m.position = ml_collections.ConfigDict()
     p.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
     p.rope_layout = "interleaved"  # RoFormer pairs (x0, x1), (x2, x3), ...
     p.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)
     p.max_len = 512  # learned absolute table size (position=learned)
+
+    c.init = ml_collections.ConfigDict()
+    c.init.hf = ""  # a local HF RoFormerForMaskedLM directory to fine-tune (sizes then ignored)
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus

@@ -1,18 +1,29 @@
 """Import HF transformers PyTorch checkpoints: ``model, params = from_hf(hf_model_or_dir)``.
 
 ``hf_model_or_dir`` is an in-memory ``transformers`` PyTorch model or a local directory holding
-``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). The
-returned linen module's ``apply({"params": params}, input_ids, attention_mask)`` returns what
-the HF model returns: the last hidden state for ``*Model`` classes, logits for
-``*ForMaskedLM``/``*ForCausalLM``. Nothing is downloaded. Supported: ``SUPPORTED``.
+``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). Nothing is
+downloaded. Supported: ``SUPPORTED``. The module is the family's own where there is one, and
+returns what the HF model returns (the last hidden state for ``*Model`` classes, logits for
+``*ForMaskedLM``/``*ForCausalLM``):
+
+- Llama: the ``lm`` family's ``DecoderLM``, ``apply(v, input_ids, positions, segment_ids)``
+  (pass the attention mask as ``segment_ids``: padding is segment 0, tokens segment 1);
+- RoFormer: the ``roformer`` family's ``RoFormer``, ``apply(v, input_ids, attention_mask)``;
+- Bloom, T5 encoder: ``TokenTransformer``, ``apply(v, input_ids, attention_mask)``.
+
+:func:`load_pretrained` adds the directory's ``tokenizer.json`` and :func:`init_from` turns the
+params into a ``Task.init`` carrying the module's logical axis names, so a family can fine-tune
+an import (``--config.init.hf=DIR``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +45,46 @@ def from_hf(hf_model_or_dir: Any, *, dtype=None) -> tuple[Any, dict]:
     model = build(config, dtype)
     params = _fill(model, convert(state, config), arch)
     return model, params
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+    """An imported checkpoint: the family's module, its params and the directory's tokenizer."""
+
+    model: Any
+    params: dict
+    tokenizer: Any | None  # HFTokenizer when the directory has a tokenizer.json
+
+
+def load_pretrained(path: str, *, dtype=None) -> Pretrained:
+    """``from_hf(path)`` plus ``path/tokenizer.json`` (when present) as the tokenizer."""
+    from jaxmodels.data.tokenizers import HFTokenizer
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"config.init.hf={path!r} is not a directory")
+    model, params = from_hf(path, dtype=dtype)
+    tok_file = os.path.join(path, "tokenizer.json")
+    return Pretrained(model, params, HFTokenizer(tok_file) if os.path.isfile(tok_file) else None)
+
+
+def init_from(model, params: dict, *example_inputs):
+    """A ``Task.init`` returning ``params`` boxed with ``model``'s logical axis names.
+
+    The module's own initialisation supplies only the boxes (its random values are dropped).
+    """
+    is_box = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731
+
+    def init(rng):
+        boxed = model.init(rng, *example_inputs)["params"]
+
+        def fill(box, value):
+            if is_box(box):
+                return box.replace_boxed(jnp.asarray(value, box.value.dtype))
+            return jnp.asarray(value, box.dtype)
+
+        return jax.tree.map(fill, boxed, params, is_leaf=is_box)
+
+    return init
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """HF architectures for ``from_hf``: each a linen module builder and a state-dict converter.
 
+Llama becomes the ``lm`` family's ``DecoderLM`` and RoFormer the ``roformer`` family's
+``RoFormer``, with the parameter trees those families train. Bloom (ALiBi) and the T5 encoder
+have no family here and use :class:`TokenTransformer`.
+
 Converters map torch ``Linear`` weights ``(out, in)`` to linen kernels ``(in, ...out)`` and
 return flat ``{param path tuple: array}`` dicts that ``from_hf`` checks against the module.
 """
@@ -14,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmodels.layers.norms import LayerNorm
-from jaxmodels.layers.position_encoding import PositionOptions, RelativePositionBias
+from jaxmodels.layers.positions import PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 
@@ -129,7 +133,9 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
         out[("mlm_transform", "bias")] = get(c + "transform.dense.bias")
         out[("mlm_norm", "scale")] = get(c + "transform.LayerNorm.weight")
         out[("mlm_norm", "bias")] = get(c + "transform.LayerNorm.bias")
-        out[("mlm_bias",)] = get(c + "decoder.bias")
+        # the decoder bias is tied to ``cls.predictions.bias``; saved files keep only one of them
+        bias = c + "decoder.bias" if c + "decoder.bias" in s else c + "bias"
+        out[("mlm_bias",)] = get(bias)
         if not getattr(config, "tie_word_embeddings", True):
             out[("mlm_decoder", "kernel")] = get(c + "decoder.weight").T
             out[("mlm_decoder", "bias")] = np.zeros(config.vocab_size, np.float32)
@@ -144,7 +150,7 @@ def _convert_roformer(state, config, *, mlm: bool) -> dict[tuple[str, ...], np.n
 class TokenTransformer(nn.Module):
     """Token embedding (optionally normed), pre-norm blocks, LM head: Llama, Bloom, T5 encoder.
 
-    ``position`` adds what the blocks' rotary fields do not: ALiBi (Bloom) or T5's bias.
+    ``block.position`` names the logit bias it adds: ALiBi (Bloom) or T5's buckets.
     """
 
     block: BlockConfig
@@ -153,7 +159,6 @@ class TokenTransformer(nn.Module):
     lm_head: bool = True  # False: the normed last hidden state (*Model classes)
     tie_embeddings: bool = False
     embedding_norm: bool = False  # LayerNorm after the embedding (Bloom)
-    position: PositionOptions = PositionOptions(name="rope")
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -166,7 +171,10 @@ class TokenTransformer(nn.Module):
         if self.embedding_norm:
             x = LayerNorm(self.block.norm_eps, dtype=self.dtype, name="embedding_norm")(x)
         bias = RelativePositionBias(
-            self.position, self.block.num_heads, causal=self.block.causal, name="relative_bias"
+            self.block.position,
+            self.block.num_heads,
+            causal=self.block.causal,
+            name="relative_bias",
         )(positions_BxL, positions_BxL)
         h = TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="decoder")(
             x, positions_BxL, None, attention_mask_BxL, bias
@@ -215,12 +223,22 @@ def hf_rope_scaling(params: Mapping[str, Any], max_position_embeddings: int) -> 
 
 
 def _build_llama(config, dtype, *, lm_head: bool):
+    from jaxmodels.models.lm.model import DecoderLM
+
     if config.hidden_act != "silu":
         raise ValueError(f"from_hf: Llama hidden_act={config.hidden_act!r} is not supported")
     if bool(config.attention_bias) != bool(getattr(config, "mlp_bias", False)):
         raise ValueError("from_hf: Llama with attention_bias != mlp_bias is not supported")
     rope = dict(config.rope_parameters)
     scaling = hf_rope_scaling(rope, config.max_position_embeddings)
+    position = PositionOptions(
+        name="rope",
+        max_len=config.max_position_embeddings,
+        rope_base=rope.get("rope_theta", 10000.0),
+        rotary_fraction=rope.get("partial_rotary_factor", 1.0),
+        rope_layout="half",
+        rope_scaling=tuple(sorted(scaling.items())),
+    )
     block = BlockConfig(
         d_model=config.hidden_size,
         num_heads=config.num_attention_heads,
@@ -233,18 +251,15 @@ def _build_llama(config, dtype, *, lm_head: bool):
         norm_position="pre",
         use_bias=bool(config.attention_bias),
         causal=True,
-        rope_base=rope.get("rope_theta", 10000.0),
-        rotary_fraction=rope.get("partial_rotary_factor", 1.0),
-        rope_layout="half",
-        rope_scaling=tuple(sorted(scaling.items())),
+        position=position,
         attention_impl="xla",
     )
-    return TokenTransformer(
-        block,
-        config.vocab_size,
-        config.num_hidden_layers,
-        lm_head=lm_head,
-        tie_embeddings=bool(config.tie_word_embeddings),
+    return DecoderLM(
+        vocab_size=config.vocab_size,
+        num_layers=config.num_hidden_layers,
+        block=block,
+        tie_embeddings=bool(config.tie_word_embeddings) or not lm_head,
+        logits=lm_head,
         dtype=dtype or jnp.float32,
     )
 
@@ -255,7 +270,7 @@ def _convert_llama(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.
     N, K = config.num_attention_heads, config.num_key_value_heads
     H = getattr(config, "head_dim", None) or config.hidden_size // N
     bias = bool(config.attention_bias)
-    out = {("embed", "embedding"): get("embed_tokens.weight")}
+    out = {("embedding",): get("embed_tokens.weight")}
     out[("decoder", "final_norm", "scale")] = get("norm.weight")
     for i in range(config.num_hidden_layers):
         p = f"layers.{i}."
@@ -269,7 +284,7 @@ def _convert_llama(state, config, *, lm_head: bool) -> dict[tuple[str, ...], np.
             if bias:
                 out[(*layer, "mlp", ours, "bias")] = get(f"{p}mlp.{ours}_proj.bias")
     if lm_head and not config.tie_word_embeddings:
-        out[("lm_head", "kernel")] = get("lm_head.weight").T
+        out[("unembedding",)] = get("lm_head.weight").T
     return out
 
 
@@ -293,7 +308,7 @@ def _build_bloom(config, dtype, *, lm_head: bool):
         norm_position="pre",
         use_bias=True,
         causal=True,
-        rope=False,
+        position=PositionOptions(name="alibi"),
         attention_impl="xla",
     )
     return TokenTransformer(
@@ -303,7 +318,6 @@ def _build_bloom(config, dtype, *, lm_head: bool):
         lm_head=lm_head,
         tie_embeddings=True,
         embedding_norm=True,
-        position=PositionOptions(name="alibi"),
         dtype=dtype or jnp.float32,
     )
 
@@ -362,18 +376,16 @@ def _build_t5_encoder(config, dtype):
         norm_position="pre",
         use_bias=False,
         causal=False,
-        rope=False,
+        position=PositionOptions(
+            name="t5",
+            t5_num_buckets=config.relative_attention_num_buckets,
+            t5_max_distance=config.relative_attention_max_distance,
+        ),
         attention_impl="xla",
     )
-    position = PositionOptions(
-        name="t5",
-        t5_num_buckets=config.relative_attention_num_buckets,
-        t5_max_distance=config.relative_attention_max_distance,
-    )
     return TokenTransformer(
-        block, config.vocab_size, config.num_layers, lm_head=False, position=position,
-        dtype=dtype or jnp.float32,
-    )  # fmt: skip
+        block, config.vocab_size, config.num_layers, lm_head=False, dtype=dtype or jnp.float32
+    )
 
 
 def _convert_t5_encoder(state, config) -> dict[tuple[str, ...], np.ndarray]:

@@ -161,6 +161,25 @@ def pack(docs: list[np.ndarray], seq_len: int, pad_id: int) -> dict[str, np.ndar
     }
 
 
+def pack_stream(docs: list[np.ndarray], seq_len: int, pad_id: int, max_tokens: int = 0):
+    """One continuous stream cut into rows (ALiBi paper, Press et al. 2022): positions 0..L-1.
+
+    Documents are concatenated and treated as one (segment 1, every target weighted), so rows
+    of any length hold that many tokens of real context; ``max_tokens`` (> 0) keeps the first.
+    """
+    stream = np.concatenate([np.asarray(t, np.int32) for t in docs])
+    if max_tokens:
+        stream = stream[: max_tokens + 1]
+    return pack([stream], seq_len, pad_id)
+
+
+def tile_rows(arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Repeats a small split up to ``rows`` rows (whole batches keep shapes static)."""
+    n = len(arrays["inputs"])
+    reps = -(-rows // n)
+    return arrays if reps == 1 else {k: np.concatenate([v] * reps) for k, v in arrays.items()}
+
+
 @dataclasses.dataclass
 class TextData:
     """Packed train/validation rows and the tokenizer that made them."""
@@ -169,17 +188,25 @@ class TextData:
     train: dict[str, np.ndarray]
     eval: dict[str, np.ndarray]
     fingerprint: str  # hash of the train rows, to tell data sources apart in logs
+    eval_docs: list[np.ndarray]  # the tokenised validation documents (for length sweeps)
 
 
-def build_text_data(d) -> TextData:
-    """Tokenises and packs ``config.data`` into ``[rows, seq_len]`` arrays."""
-    tok = make_tokenizer(d)
+def build_text_data(d, tokenizer=None) -> TextData:
+    """Tokenises and packs ``config.data`` into ``[rows, seq_len]`` arrays.
+
+    ``tokenizer`` (optional) replaces ``config.data.tokenizer`` (e.g. an imported checkpoint's);
+    ``config.data.stream`` (optional, default False) packs one continuous stream instead of
+    documents kept apart (see :func:`pack_stream`).
+    """
+    tok = tokenizer or make_tokenizer(d)
     train_docs, val_docs = load_documents(d)
 
     def encode(docs):
         return [np.concatenate([[tok.bos_id], tok.encode(t), [tok.eos_id]]) for t in docs if t]
 
-    train = pack(encode(train_docs), d.seq_len, tok.pad_id)
-    val = pack(encode(val_docs), d.seq_len, tok.pad_id)
+    train_docs, val_docs = encode(train_docs), encode(val_docs)
+    packer = pack_stream if d.get("stream", False) else pack
+    train = packer(train_docs, d.seq_len, tok.pad_id)
+    val = packer(val_docs, d.seq_len, tok.pad_id)
     digest = hashlib.sha256(train["inputs"].tobytes()).hexdigest()[:12]
-    return TextData(tok, train, val, digest)
+    return TextData(tok, train, val, digest, val_docs)

@@ -1,7 +1,9 @@
-"""Tokenizers shared by every text-using family: UTF-8 bytes (one id scheme) and SentencePiece."""
+"""Tokenizers shared by every text-using family: UTF-8 bytes (one id scheme), SentencePiece and
+HF ``tokenizer.json`` files (the ``tokenizers`` library)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -57,6 +59,71 @@ class SentencePieceTokenizer:
         specials = {self.pad_id, self.bos_id, self.eos_id}
         keep = [int(i) for i in np.asarray(ids).reshape(-1) if i < self._n and i not in specials]
         return self._sp.decode(keep)
+
+
+class HFTokenizer:
+    """A HF ``tokenizer.json`` (e.g. next to an imported checkpoint), read by ``tokenizers``.
+
+    BOS/EOS/PAD/MASK come from a sibling ``tokenizer_config.json`` when it names them, else from the
+    usual token strings; PAD falls back to EOS (padding is masked out anyway).
+    """
+
+    is_bytes = False
+    _NAMES = {
+        "bos": ("<s>", "<|begin_of_text|>", "<|startoftext|>", "[CLS]", "<bos>"),
+        "eos": ("</s>", "<|end_of_text|>", "<|endoftext|>", "[SEP]", "<eos>"),
+        "pad": ("<pad>", "[PAD]", "<|pad|>"),
+        "mask": ("[MASK]", "<mask>"),
+    }
+
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"tokenizer file {path!r} does not exist")
+        self._tok = Tokenizer.from_file(path)
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        named = self._named_specials(os.path.join(os.path.dirname(path), "tokenizer_config.json"))
+        ids = {kind: self._find(kind, named.get(kind)) for kind in self._NAMES}
+        if ids["bos"] is None or ids["eos"] is None:
+            raise ValueError(f"{path}: cannot tell its BOS/EOS tokens (got {ids})")
+        self.bos_id, self.eos_id = ids["bos"], ids["eos"]
+        self.pad_id = self.eos_id if ids["pad"] is None else ids["pad"]
+        self.mask_id = ids["mask"]  # None without one (the MLM family then adds one)
+
+    @staticmethod
+    def _named_specials(config_path: str) -> dict[str, str]:
+        if not os.path.isfile(config_path):
+            return {}
+        with open(config_path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        out = {}
+        for kind in ("bos", "eos", "pad", "mask"):
+            token = cfg.get(f"{kind}_token")
+            token = token.get("content") if isinstance(token, dict) else token
+            if isinstance(token, str):
+                out[kind] = token
+        return out
+
+    def _find(self, kind: str, named: str | None) -> int | None:
+        for token in ((named,) if named else ()) + self._NAMES[kind]:
+            i = self._tok.token_to_id(token)
+            if i is not None:
+                return i
+        return None
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, np.int32)
+
+    def decode(self, ids) -> str:
+        specials = {self.pad_id, self.bos_id, self.eos_id}
+        keep = [int(i) for i in np.asarray(ids).reshape(-1) if int(i) not in specials]
+        return self._tok.decode([i for i in keep if i < self.vocab_size])
+
+
+def padded_vocab(n: int, multiple: int) -> int:
+    """Rounds a vocabulary size up to a multiple (faster, shardable matmuls)."""
+    return -(-n // multiple) * multiple if multiple > 1 else n
 
 
 def make_tokenizer(data_config):

@@ -11,11 +11,15 @@ The kernel is chosen by ``attention_impl``:
   refuses the platform, dtype, head size or mask, it falls back to XLA and logs why once.
 * ``"splash"``: the Pallas TPU splash kernel (``jax.experimental.pallas.ops.tpu``), with causal
   and segment-id masks handled inside the kernel; falls back to XLA off TPU or for bias/masks.
-* ``"auto"``: splash on TPU, cuDNN on GPU, XLA on CPU, each where the inputs allow.
+* ``"blockwise"``: causal self-attention by query blocks that skips fully masked key blocks
+  (:mod:`jaxmodels.layers.blockwise_attention`); falls back to XLA when not causal or T != S.
+* ``"auto"``: splash on TPU, cuDNN on GPU, blockwise (causal) or XLA on CPU, each where the
+  inputs allow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -26,17 +30,48 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.layers.position_encoding import rotate_qk
-from jaxmodels.layers.relative import ShawRelativeEmbedding, shaw_attention
+from jaxmodels.layers import linear_attention as linear
+from jaxmodels.layers.blockwise_attention import (
+    DEFAULT_BLOCK,
+    blockwise_refusal,
+    causal_blockwise_attention,
+)
+from jaxmodels.layers.positions.options import PositionOptions
+from jaxmodels.layers.positions.relative import ShawRelativeEmbedding, shaw_attention
+from jaxmodels.layers.positions.rotary import rotary_inv_freq, rotate_qk
 
 Dtype = Any
-IMPLS = ("auto", "xla", "cudnn", "splash")
+IMPLS = ("auto", "xla", "cudnn", "splash", "blockwise")
+ATTENTIONS = ("softmax", "linear")  # softmax (Vaswani et al.) | linear (Katharopoulos et al.)
 _SPLASH_BLOCK = 128
 
 
 @functools.cache
 def _warn_once(msg: str) -> None:
     logging.getLogger(__name__).warning(msg)
+
+
+_KERNEL_LOGS: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def record_kernels():
+    """Yields a list that collects the kernel each attention call traced inside actually uses.
+
+    Benchmarks wrap a step's first (tracing) call in it to report ``cudnn``/``splash``/``xla``.
+    """
+    log: list[str] = []
+    _KERNEL_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _KERNEL_LOGS.remove(log)
+
+
+def _ran(kernel: str) -> str:
+    for log in _KERNEL_LOGS:
+        log.append(kernel)
+    return kernel
 
 
 def make_mask(
@@ -115,10 +150,17 @@ def splash_refusal(q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask
 def resolve_impl(
     impl: str, q: jax.Array, k: jax.Array, *, causal: bool, has_bias_or_mask: bool
 ) -> str:
-    """Maps ``attention_impl`` to the kernel that will run: ``xla``, ``cudnn`` or ``splash``."""
+    """Maps ``attention_impl`` to the kernel that will run: xla, cudnn, splash or blockwise."""
     if impl not in IMPLS:
         raise ValueError(f"attention_impl must be one of {IMPLS}, got {impl!r}")
     if impl == "xla":
+        return "xla"
+    blockwise_why = blockwise_refusal(q, k, causal=causal, block=DEFAULT_BLOCK)
+    if impl == "blockwise" or (impl == "auto" and _platform() == "cpu"):
+        if blockwise_why is None:
+            return "blockwise"
+        if impl == "blockwise":
+            _warn_once(f"attention_impl='blockwise' falls back to xla: {blockwise_why}")
         return "xla"
     cudnn_why = cudnn_refusal(q, k, has_bias_or_mask=has_bias_or_mask)
     splash_why = splash_refusal(q, k, causal=causal, has_bias_or_mask=has_bias_or_mask)
@@ -207,6 +249,7 @@ def dot_product_attention(
     has_extra = mask is not None or bias is not None
     kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
+        _ran("splash")
         return _splash(
             q_BxTxNxH,
             k_BxSxKxH,
@@ -221,6 +264,11 @@ def dot_product_attention(
     )
     if seg_mask is not None:
         mask = seg_mask if mask is None else mask & seg_mask
+    if kernel == "blockwise":
+        _ran("blockwise")
+        return causal_blockwise_attention(
+            q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, scale=scale, mask=mask, bias=bias
+        )
     call = functools.partial(
         jax.nn.dot_product_attention,
         q_BxTxNxH,
@@ -233,9 +281,12 @@ def dot_product_attention(
     )
     if kernel == "cudnn":
         try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
-            return call(implementation="cudnn")
+            out = call(implementation="cudnn")
+            _ran("cudnn")
+            return out
         except (NotImplementedError, ValueError, RuntimeError) as e:
             _warn_once(f"attention_impl={impl!r}: cuDNN refused ({e}); using xla")
+    _ran("xla")
     return call(implementation="xla")
 
 
@@ -288,10 +339,13 @@ class Projection(nn.Module):
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention with q/k/v/o projections named (embed, heads|kv_heads, head_dim).
 
+    ``position`` is the model's whole :class:`PositionOptions`: RoPE/xPos rotate q and k, Shaw
+    adds its relative embeddings here; other encodings act outside (embeddings, ``bias``).
     With ``decode=True`` keys and values are appended to a ``"cache"`` collection
-    (``cached_key``/``cached_value`` ``[B, max_len, K, H]`` and ``cache_index``): initialise it
-    by calling ``init`` with a ``[B, max_len]`` input, then apply with ``mutable=["cache"]`` on
-    one or more new tokens at a time.
+    (``cached_key``/``cached_value`` ``[B, max_len, K, H]`` and ``cache_index``; linear
+    attention keeps its running sums ``S``/``z`` instead): initialise it by calling ``init``
+    with a ``[B, max_len]`` input, then apply with ``mutable=["cache"]`` on one or more new
+    tokens at a time.
     """
 
     num_heads: int
@@ -299,15 +353,9 @@ class MultiHeadAttention(nn.Module):
     head_dim: int | None = None  # None: d_model // num_heads
     causal: bool = True
     use_bias: bool = False  # biases on q/k/v/o projections
-    rope: bool = True  # rotate q/k by RoPE (self-attention only)
-    rope_base: float = 10000.0
-    rotary_fraction: float = 1.0  # fraction of head_dim rotated (partial rotary)
-    rope_layout: str = "half"  # "half" (GPT-NeoX/Llama) or "interleaved" (RoFormer)
-    rope_scaling: tuple[tuple[str, Any], ...] = ()  # {"type": ..., **options} items (rope_scaling)
-    xpos_scale_base: float = 0.0  # > 0: xPos (Sun et al. 2022) instead of plain RoPE
-    xpos_gamma: float = 0.4  # xPos gamma
-    shaw_max_distance: int = 0  # > 0: Shaw et al. 2018 relative key/value embeddings, clip k
-    attention_impl: str = "auto"  # auto | xla | cudnn | splash
+    position: PositionOptions = PositionOptions()  # rope/xpos rotate q, k; shaw acts inside
+    attention: str = "softmax"  # softmax | linear (layers.linear_attention, RoFormer eq. 19)
+    attention_impl: str = "auto"  # auto | xla | cudnn | splash | blockwise
     decode: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -328,7 +376,7 @@ class MultiHeadAttention(nn.Module):
         """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
         rel, w_k, w_v = ShawRelativeEmbedding(
             q.shape[-1],
-            self.shaw_max_distance,
+            self.position.shaw_max_distance,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="shaw",
@@ -336,6 +384,33 @@ class MultiHeadAttention(nn.Module):
         groups = q.shape[2] // k.shape[2]
         k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
         return shaw_attention(q, k, v, rel, w_k, w_v, bias=bias, mask=mask).astype(q.dtype)
+
+    def _linear(self, q, k, v, positions_BxT, segment_ids_BxT, kv_mask_BxS, bias):
+        """Linear attention with RoPE on phi(q), phi(k) in the numerator (RoFormer eq. 19)."""
+        p = self.position
+        if bias is not None or p.name in ("shaw", "xpos"):
+            raise ValueError(
+                f"attention='linear' takes no logit bias and no position={p.name!r}; "
+                "use rope, none or an absolute encoding"
+            )
+        groups = q.shape[2] // k.shape[2]
+        k, v = (jnp.repeat(x, groups, axis=2) for x in (k, v))
+        inv_freq = rotary_inv_freq(p, q.shape[-1], q.shape[1])[0] if p.rotary else None
+        kw = dict(inv_freq=inv_freq, rope_layout=p.rope_layout)
+        if self.decode:
+            B, _, N, H = q.shape
+            zeros = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
+            S = self.variable("cache", "linear_S", zeros, B, N, H, v.shape[-1])
+            z = self.variable("cache", "linear_z", zeros, B, N, H)
+            if not self.is_initializing():
+                out, (S.value, z.value) = linear.linear_attention_decode(
+                    q, k, v, (S.value, z.value), positions_BxT=positions_BxT, **kw
+                )
+                return out
+        return linear.linear_attention(
+            q, k, v, causal=self.causal, positions_BxL=positions_BxT, mask_BxL=kv_mask_BxS,
+            segment_ids_BxL=segment_ids_BxT, **kw,
+        )  # fmt: skip
 
     @nn.compact
     def __call__(
@@ -356,6 +431,8 @@ class MultiHeadAttention(nn.Module):
         H = self.head_dim or E // N
         if N % K:
             raise ValueError(f"num_heads={N} must be a multiple of num_kv_heads={K}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         cross = kv_BxSxE is not None
         src = kv_BxSxE if cross else x_BxTxE
         q = self._proj(N, H, "heads", "query")(x_BxTxE)
@@ -364,64 +441,15 @@ class MultiHeadAttention(nn.Module):
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
-
-        caching = self.decode and not cross and self.has_variable("cache", "cached_key")
-        if self.decode and not cross:
-            cache_k = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-            cache_v = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-            cache_i = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-        offset = cache_i.value if caching else 0
-        if positions_BxT is None:
-            positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
-        if self.rope and not cross:
-            q, k = rotate_qk(
-                q,
-                k,
-                positions_BxT,
-                rope_base=self.rope_base,
-                rotary_fraction=self.rotary_fraction,
-                rope_layout=self.rope_layout,
-                rope_scaling=self.rope_scaling,
-                xpos_scale_base=self.xpos_scale_base,
-                xpos_gamma=self.xpos_gamma,
-            )
-
-        causal, mask = self.causal and not cross, None
-        if caching:
-            idx = (0, offset, 0, 0)
-            cache_k.value = jax.lax.dynamic_update_slice(cache_k.value, k, idx)
-            cache_v.value = jax.lax.dynamic_update_slice(cache_v.value, v, idx)
-            cache_i.value = offset + T
-            k, v = cache_k.value, cache_v.value
-            S = k.shape[1]
-            # a key is visible once written; causally, up to the query's absolute position
-            mask = make_mask(T, S, causal=True, q_offset=offset, kv_mask=kv_mask_BxS)
-            causal, kv_mask_BxS = False, None
-        elif kv_mask_BxS is not None:
-            mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
-        if self.shaw_max_distance and not cross:
-            S = k.shape[1]
-            full = make_mask(
-                T,
-                S,
-                causal=causal,
-                q_segment_ids=None if caching else segment_ids_BxT,
-                kv_segment_ids=kv_segment_ids_BxS,
-            )
-            full = mask if full is None else full if mask is None else full & mask
-            k_pos = jnp.broadcast_to(jnp.arange(S), (B, S)) if caching else positions_BxT
-            out_BxTxNxH = self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
-        else:
+        if cross:
             out_BxTxNxH = dot_product_attention(
-                q,
-                k,
-                v,
-                causal=causal,
-                q_segment_ids=None if caching else segment_ids_BxT,
-                kv_segment_ids=kv_segment_ids_BxS,
-                mask=mask,
-                bias=bias,
-                impl=self.attention_impl,
+                q, k, v, kv_segment_ids=kv_segment_ids_BxS, impl=self.attention_impl,
+                mask=None if kv_mask_BxS is None else make_mask(
+                    T, k.shape[1], causal=False, kv_mask=kv_mask_BxS),
+            )  # fmt: skip
+        else:
+            out_BxTxNxH = self._self_attention(
+                q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS, kv_mask_BxS, bias
             )
         out_BxTxNxH = nn.with_logical_constraint(
             out_BxTxNxH, ("batch", "length", "heads", "head_dim")
@@ -436,3 +464,46 @@ class MultiHeadAttention(nn.Module):
             kernel_init=self.kernel_init,
             name="out",
         )(out_BxTxNxH)
+
+    def _self_attention(self, q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS,
+                        kv_mask_BxS, bias):  # fmt: skip
+        """Positions, the KV cache and the kernel for self-attention over ``T`` new tokens."""
+        B, T = q.shape[:2]
+        caching = self.decode and self.has_variable("cache", "cache_index")
+        if self.decode:
+            cache_i = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        offset = cache_i.value if caching else 0
+        if positions_BxT is None:
+            positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
+        if self.attention == "linear":
+            if caching:
+                cache_i.value = offset + T
+            return self._linear(q, k, v, positions_BxT, segment_ids_BxT, kv_mask_BxS, bias)
+        if self.position.rotary:
+            q, k = rotate_qk(q, k, positions_BxT, self.position)
+        causal, mask = self.causal, None
+        if self.decode:
+            cache_k = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+            cache_v = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+        if caching:
+            idx = (0, offset, 0, 0)
+            cache_k.value = jax.lax.dynamic_update_slice(cache_k.value, k, idx)
+            cache_v.value = jax.lax.dynamic_update_slice(cache_v.value, v, idx)
+            cache_i.value = offset + T
+            k, v = cache_k.value, cache_v.value
+            # a key is visible once written; causally, up to the query's absolute position
+            mask = make_mask(T, k.shape[1], causal=True, q_offset=offset, kv_mask=kv_mask_BxS)
+            causal, kv_mask_BxS, segment_ids_BxT = False, None, None
+        elif kv_mask_BxS is not None:
+            mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
+        if self.position.name == "shaw":
+            S = k.shape[1]
+            full = make_mask(T, S, causal=causal, q_segment_ids=segment_ids_BxT,
+                             kv_segment_ids=kv_segment_ids_BxS)  # fmt: skip
+            full = mask if full is None else full if mask is None else full & mask
+            k_pos = jnp.broadcast_to(jnp.arange(S), (B, S)) if caching else positions_BxT
+            return self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
+        return dot_product_attention(
+            q, k, v, causal=causal, q_segment_ids=segment_ids_BxT,
+            kv_segment_ids=kv_segment_ids_BxS, mask=mask, bias=bias, impl=self.attention_impl,
+        )  # fmt: skip

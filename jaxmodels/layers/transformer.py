@@ -2,8 +2,9 @@
 
 One :class:`BlockConfig` describes a block, so decoder LMs, bidirectional encoders (RoFormer)
 and text towers (CLIP) share the code: pre-norm (GPT-2/Llama) or post-norm (BERT/RoFormer),
-RMSNorm or LayerNorm, gated or plain MLP, causal or bidirectional attention with or without
-RoPE, and an optional cross-attention sub-layer (encoder-decoder, BLIP text decoder).
+RMSNorm or LayerNorm, gated or plain MLP, causal or bidirectional softmax or linear attention
+with any position encoding, and an optional cross-attention sub-layer (encoder-decoder, BLIP
+text decoder).
 
 :class:`TransformerStack` runs ``num_layers`` blocks either unrolled (params ``layers_0``,
 ``layers_1``...) or under ``nn.scan`` (params stacked on a leading logical axis ``"layers"``,
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from jaxmodels.layers.attention import MultiHeadAttention
 from jaxmodels.layers.mlp import MLP
 from jaxmodels.layers.norms import make_norm
+from jaxmodels.layers.positions.options import NOPE, PositionOptions
 
 Dtype = Any
 
@@ -51,14 +53,8 @@ class BlockConfig:
     norm_position: str = "pre"  # pre (x + f(norm(x))) | post (norm(x + f(x)))
     use_bias: bool = False  # biases in attention and MLP projections
     causal: bool = True
-    rope: bool = True
-    rope_base: float = 10000.0
-    rotary_fraction: float = 1.0
-    rope_layout: str = "half"  # half | interleaved
-    rope_scaling: tuple[tuple[str, Any], ...] = ()  # RoPE scaling items (layers.rope_scaling)
-    xpos_scale_base: float = 0.0  # > 0: xPos instead of RoPE
-    xpos_gamma: float = 0.4  # xPos gamma
-    shaw_max_distance: int = 0  # > 0: Shaw relative key/value embeddings in every layer
+    position: PositionOptions = PositionOptions()  # the model's encoding, passed to attention
+    attention: str = "softmax"  # softmax | linear (self-attention; cross-attention is softmax)
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     dropout_rate: float = 0.0  # residual and MLP dropout
     cross_attention: bool = False  # add a cross-attention sub-layer over `encoded`
@@ -92,14 +88,8 @@ class TransformerBlock(nn.Module):
             head_dim=c.head_dim,
             causal=c.causal and not cross,
             use_bias=c.use_bias,
-            rope=c.rope and not cross,
-            rope_base=c.rope_base,
-            rotary_fraction=c.rotary_fraction,
-            rope_layout=c.rope_layout,
-            rope_scaling=c.rope_scaling,
-            xpos_scale_base=c.xpos_scale_base,
-            xpos_gamma=c.xpos_gamma,
-            shaw_max_distance=0 if cross else c.shaw_max_distance,
+            position=NOPE if cross else c.position,
+            attention="softmax" if cross else c.attention,
             attention_impl=c.attention_impl,
             decode=self.decode and not cross,
             dtype=self.dtype,

@@ -19,6 +19,7 @@ import numpy as np
 from jaxmodels.layers.attention import MultiHeadAttention
 from jaxmodels.layers.mlp import MLP
 from jaxmodels.layers.norms import make_norm
+from jaxmodels.layers.positions.options import NOPE
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 Dtype = Any
@@ -72,7 +73,7 @@ def encoder_config(width, mlp_dim, num_heads, *, causal=False, attention_impl="a
         norm_position="pre",
         use_bias=True,
         causal=causal,
-        rope=False,
+        position=NOPE,
         attention_impl=attention_impl,
     )
 
@@ -97,7 +98,7 @@ class MAPHead(nn.Module):
             self.num_heads,
             causal=False,
             use_bias=True,
-            rope=False,
+            position=NOPE,
             attention_impl=self.attention_impl,
             name="attention",
             **kw,

@@ -60,6 +60,7 @@ def build(config, workdir: str | None) -> Run:
     mesh = mesh_lib.make_mesh(config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
     task = registry.family_module(config.family).build_task(config, mesh)
+    task = dataclasses.replace(task, init=state_lib.with_param_dtype(task.init, config.train))
     tx = optim.make_optimizer(config.train)
     use_ema = config.train.ema_halflife_examples > 0
     with jax.set_mesh(mesh):
@@ -243,7 +244,7 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
             stop = preempt.requested or (step % max(t.log_every, 1) == 0 and preempt.agreed())
             save = stop or _every(step, t.checkpoint_every, t.steps)
             if save or _every(step, t.log_every, t.steps) or _every(step, t.eval_every, t.steps):
-                last = _log(history, step, tick, t.batch_size, writer, bar)
+                last = _log(history, step, tick, run.task, t.batch_size, writer, bar)
                 history, tick = [], time.perf_counter()
             if t.eval_every and _every(step, t.eval_every, t.steps) and not stop:
                 evals = evaluator(state, step)
@@ -261,7 +262,7 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
     return state, last
 
 
-def _log(history, step, tick, batch_size, writer, bar) -> dict[str, float]:
+def _log(history, step, tick, task, batch_size, writer, bar) -> dict[str, float]:
     """Checks losses are finite, then writes the averaged metrics and throughput."""
     bad = metrics_lib.first_nonfinite(history, step - len(history) + 1)
     if bad is not None:
@@ -270,12 +271,10 @@ def _log(history, step, tick, batch_size, writer, bar) -> dict[str, float]:
             "kept; lower train.learning_rate or check the data, then rerun to resume."
         )
     m = metrics_lib.mean_metrics(history)
-    dt = time.perf_counter() - tick
-    m["steps_per_sec"] = len(history) / dt
-    m["examples_per_sec"] = len(history) * batch_size / dt
+    m.update(metrics_lib.throughput(task, len(history), batch_size, time.perf_counter() - tick))
     writer.write(step, m)
     bar.update(step - bar.n)
-    bar.set_postfix(loss=f"{m['loss']:.4f}", ex_s=f"{m['examples_per_sec']:.0f}")
+    bar.set_postfix(metrics_lib.progress_postfix(task, m))
     return m
 
 

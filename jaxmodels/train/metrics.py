@@ -27,6 +27,29 @@ def first_nonfinite(history: Sequence[Mapping[str, jax.Array]], first_step: int)
     return first_step + int(bad[0]) if bad.size else None
 
 
+_SHORT = {"examples": "ex_s", "tokens": "tok_s", "images": "img_s"}
+
+
+def throughput(task, steps: int, batch_size: int, seconds: float) -> dict[str, float]:
+    """Steps/s, examples/s, the task's units/s (``tokens_per_sec``, ...) and model TFLOP/s."""
+    examples = steps * batch_size / seconds
+    out = {"steps_per_sec": steps / seconds, "examples_per_sec": examples}
+    if task.units != "examples":
+        out[f"{task.units}_per_sec"] = examples * task.units_per_example
+    if task.flops_per_example:
+        out["model_tflops"] = examples * task.flops_per_example / 1e12
+    return out
+
+
+def progress_postfix(task, m: Mapping[str, float]) -> dict[str, str]:
+    """The progress bar's loss, rate in the task's units and (when known) model TFLOP/s."""
+    short = _SHORT.get(task.units, f"{task.units}_s")
+    out = {"loss": f"{m['loss']:.4f}", short: f"{m[f'{task.units}_per_sec']:.0f}"}
+    if "model_tflops" in m:
+        out["TFLOP_s"] = f"{m['model_tflops']:.3g}"
+    return out
+
+
 class MetricsWriter:
     """Appends metrics to ``workdir/metrics.jsonl`` and TensorBoard event files."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -44,4 +45,32 @@ def make_optimizer(t) -> optax.GradientTransformation:
         raise ValueError(f"config.train.optimizer={t.optimizer!r}: use adamw, adam, lion or sgd")
     if t.grad_clip:
         opt = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
-    return opt
+    return with_state_dtype(opt, t.get("opt_state_dtype", "float32"))
+
+
+def cast_floats(tree, dtype):
+    """Casts the floating leaves of ``tree`` to ``dtype`` (integer leaves stay as they are)."""
+
+    def cast(x):
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, tree)
+
+
+def with_state_dtype(tx: optax.GradientTransformation, dtype) -> optax.GradientTransformation:
+    """Stores ``tx``'s floating state (Adam's m and v, momenta) in ``dtype``.
+
+    Each update computes in the promoted dtype of state and gradients and rounds the new state
+    to ``dtype`` for storage; integer state (step counts) is untouched. With ``float32`` and
+    float32 parameters every cast is the identity, so the default is bit-identical to ``tx``;
+    with bfloat16 parameters it keeps float32 moments (optax would store them in bfloat16).
+    """
+
+    def init(params):
+        return cast_floats(tx.init(params), dtype)
+
+    def update(updates, state, params=None):
+        updates, state = tx.update(updates, state, params)
+        return updates, cast_floats(state, dtype)
+
+    return optax.GradientTransformation(init, update)

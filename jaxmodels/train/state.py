@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmodels.parallel import mesh as mesh_lib
+from jaxmodels.train import optim
 
 
 @flax.struct.dataclass
@@ -35,6 +36,19 @@ def _init_fn(init, tx: optax.GradientTransformation, use_ema: bool):
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), ema)
 
     return fn
+
+
+def with_param_dtype(init, t):
+    """Wraps ``init`` to store floating parameters in ``config.train.param_dtype``.
+
+    ``float32`` returns ``init`` itself. With bfloat16 the gradients and the update are
+    bfloat16 too (``optax.apply_updates`` rounds to the parameter dtype): half the parameter
+    memory, at the cost of updates smaller than bfloat16's resolution being lost.
+    """
+    dtype = jnp.dtype(t.get("param_dtype", "float32"))
+    if dtype == jnp.float32:
+        return init
+    return lambda rng: optim.cast_floats(init(rng), dtype)
 
 
 def state_shardings(init, tx, rng, mesh, rules, *, use_ema: bool):

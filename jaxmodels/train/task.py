@@ -45,6 +45,12 @@ class Task:
         evaluators (zero-shot accuracy, retrieval recall, mAP, sample quality).
       sample: optional ``(params, rng, workdir) -> str`` for ``jaxmodels sample``: writes its
         output (text, PNG grids) under ``workdir`` and returns a short human-readable summary.
+      units: what the progress bar and ``metrics.jsonl`` count throughput in: ``"tokens"``
+        (language models), ``"images"`` (image models), ``"examples"`` (the default).
+      units_per_example: how many ``units`` one example holds (an LM row: its length).
+      flops_per_example: model FLOPs of one example's training step (forward and backward,
+        the ``6 N`` convention plus attention), if the family knows them; then the core logs
+        ``model_tflops`` (all devices together). 0 means unknown.
     """
 
     init: Callable[[jax.Array], Params]
@@ -55,3 +61,6 @@ class Task:
     eval_fn: EvalFn | None = None
     evaluate: Callable[[Params, jax.Array], Metrics] | None = None
     sample: Callable[[Params, jax.Array, str], str] | None = None
+    units: str = "examples"
+    units_per_example: float = 1.0
+    flops_per_example: float = 0.0

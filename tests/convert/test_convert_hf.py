@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from jaxmodels.convert import from_hf
+from jaxmodels.models.lm.model import DecoderLM
+from jaxmodels.models.roformer.model import RoFormer
 
 ATOL = 1e-4
 
@@ -22,8 +24,13 @@ def _compare(hf, model, params, ids, mask, **kw):
     with torch.no_grad():
         out = hf(input_ids=ids, attention_mask=mask, **kw)
     ref = out.logits if hasattr(out, "logits") else out.last_hidden_state
-    got = model.apply({"params": params}, jnp.asarray(ids.numpy()), jnp.asarray(mask.numpy()))
-    keep = mask.numpy().astype(bool)  # padded positions are unspecified in both
+    ids, mask = jnp.asarray(ids.numpy()), jnp.asarray(mask.numpy())
+    if isinstance(model, DecoderLM):  # the lm family's module: padding is segment 0
+        got = model.apply({"params": params}, ids, None, mask)
+    else:
+        got = model.apply({"params": params}, ids, mask)
+    mask = np.asarray(mask)
+    keep = mask.astype(bool)  # padded positions are unspecified in both
     diff = np.abs(np.asarray(got)[keep] - ref.numpy()[keep]).max()
     assert got.shape == ref.shape
     assert diff <= ATOL, diff
@@ -53,6 +60,7 @@ def test_roformer_parity(cls_name, embedding_size):
     torch.manual_seed(0)
     hf = getattr(transformers, cls_name)(_roformer_config(embedding_size=embedding_size)).eval()
     model, params = from_hf(hf)
+    assert isinstance(model, RoFormer)  # the roformer family's own module
     ids, mask = _inputs(61)
     _compare(hf, model, params, ids, mask)
 
@@ -100,6 +108,9 @@ YARN = {
 def test_llama_parity(cls_name, kw, L, left_pad):
     hf = _llama(cls_name, **kw)
     model, params = from_hf(hf)
+    assert isinstance(model, DecoderLM)  # the lm family's own module and param tree
+    untied = cls_name == "LlamaForCausalLM" and not kw.get("tie_word_embeddings")
+    assert ("unembedding" in params) == untied and "embedding" in params
     ids, mask = _inputs(67, L=L)
     if left_pad:
         mask = torch.flip(mask, dims=[1])

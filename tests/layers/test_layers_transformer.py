@@ -145,7 +145,8 @@ def test_kv_cache_matches_full_forward(scan=True):
 
 def test_impl_resolution_on_cpu():
     q = jnp.zeros((1, 128, 2, 64), jnp.bfloat16)
-    assert resolve_impl("auto", q, q, causal=True, has_bias_or_mask=False) == "xla"
+    assert resolve_impl("auto", q, q, causal=True, has_bias_or_mask=False) == "blockwise"
+    assert resolve_impl("auto", q, q, causal=False, has_bias_or_mask=False) == "xla"
     assert resolve_impl("cudnn", q, q, causal=True, has_bias_or_mask=False) == "xla"
     assert resolve_impl("splash", q, q, causal=True, has_bias_or_mask=False) == "xla"
     with pytest.raises(ValueError, match="attention_impl"):

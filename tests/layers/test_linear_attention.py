@@ -4,9 +4,15 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxmodels.layers.linear_attention import linear_attention, linear_attention_quadratic
-from jaxmodels.layers.positions import rope_inv_freq
+from jaxmodels.layers.linear_attention import (
+    linear_attention,
+    linear_attention_decode,
+    linear_attention_quadratic,
+)
+from jaxmodels.layers.positions.rope_scaling import rope_inv_freq
+from jaxmodels.layers.positions.rotary import apply_rope
 
 
 def _qkv(B=2, L=9, H=2, D=8, E=6):
@@ -33,6 +39,37 @@ class LinearAttentionTest(chex.TestCase):
                     )
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_packed_segments_match_quadratic(causal):
+    q, k, v = _qkv()
+    seg = jnp.array([[1, 1, 1, 2, 2, 3, 3, 3, 3], [1, 1, 1, 1, 1, 1, 2, 0, 0]])
+    kw = dict(causal=causal, inv_freq=rope_inv_freq(8), segment_ids_BxL=seg, mask_BxL=seg > 0)
+    fast = jax.jit(lambda q, k, v: linear_attention(q, k, v, **kw))(q, k, v)
+    np.testing.assert_allclose(fast, linear_attention_quadratic(q, k, v, **kw), atol=1e-4)
+    one = dict(causal=causal, inv_freq=rope_inv_freq(8), positions_BxL=jnp.arange(3, 5)[None])
+    alone = linear_attention(q[:1, 3:5], k[:1, 3:5], v[:1, 3:5], **one)
+    np.testing.assert_allclose(fast[:1, 3:5], alone, atol=1e-5)  # document 2 sees only itself
+
+
+def test_decoding_from_carried_sums_equals_the_causal_pass():
+    q, k, v = _qkv()
+    inv = rope_inv_freq(8)
+    full = linear_attention(q, k, v, causal=True, inv_freq=inv)
+    carry = (jnp.zeros((2, 2, 8, 6)), jnp.zeros((2, 2, 8)))
+    pos = jnp.broadcast_to(jnp.arange(9), (2, 9))
+    head, carry = linear_attention_decode(
+        q[:, :4], k[:, :4], v[:, :4], carry, positions_BxT=pos[:, :4], inv_freq=inv
+    )
+    steps = [head]
+    for i in range(4, 9):
+        out, carry = linear_attention_decode(
+            q[:, i : i + 1], k[:, i : i + 1], v[:, i : i + 1], carry,
+            positions_BxT=pos[:, i : i + 1], inv_freq=inv,
+        )  # fmt: skip
+        steps.append(out)
+    np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5)
+
+
 def test_causal_output_ignores_the_future():
     q, k, v = _qkv()
     out = linear_attention(q, k, v, causal=True, inv_freq=rope_inv_freq(8))
@@ -50,8 +87,6 @@ def test_rope_numerator_only_unrotated_denominator():
     np.testing.assert_allclose(linear_attention(q, k, ones, causal=True), 1.0, atol=1e-5)
     out = linear_attention(q, k, ones, causal=False, inv_freq=rope_inv_freq(8))
     phi = lambda x: jax.nn.elu(x) + 1
-    from jaxmodels.layers.positions import apply_rope
-
     pos = jnp.broadcast_to(jnp.arange(9), (2, 9))
     rq, rk = (apply_rope(phi(x), pos, rope_inv_freq(8)) for x in (q, k))
     num = jnp.einsum("bqhd,bkhd->bqh", rq, rk)

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers import positions as P
-from jaxmodels.layers import rope_scaling as S
+from jaxmodels.layers.positions import absolute as A
+from jaxmodels.layers.positions import rope_scaling as S
+from jaxmodels.layers.positions import rotary as P
 
 
 def _qk(key, B=2, L=7, H=3, D=16):
@@ -19,7 +20,7 @@ def _scores(q, k):
 
 
 def test_sinusoidal_matches_vaswani_formula():
-    pe = P.sinusoidal_embedding(jnp.arange(5), 8)
+    pe = A.sinusoidal_embedding(jnp.arange(5), 8)
     pos, i = np.arange(5)[:, None], np.arange(4)[None]
     ref = np.zeros((5, 8))
     ref[:, 0::2] = np.sin(pos / 10000 ** (2 * i / 8))
@@ -28,7 +29,7 @@ def test_sinusoidal_matches_vaswani_formula():
 
 
 def test_learned_embedding_shape_and_lookup():
-    m = P.LearnedPositionEmbedding(num_positions=10, features=4)
+    m = A.LearnedPositionEmbedding(num_positions=10, features=4)
     pos = jnp.array([[0, 3, 9]])
     params = m.init(jax.random.key(0), pos)
     out = m.apply(params, pos)
@@ -41,7 +42,7 @@ def test_learned_embedding_shape_and_lookup():
 def test_rope_scores_invariant_to_position_shift(layout, rotary_dim):
     q, k = _qk(jax.random.key(1))
     pos = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    f = P.rope_inv_freq(rotary_dim, 500.0)
+    f = S.rope_inv_freq(rotary_dim, 500.0)
     s0 = _scores(P.apply_rope(q, pos, f, layout=layout), P.apply_rope(k, pos, f, layout=layout))
     s1 = _scores(
         P.apply_rope(q, pos + 37, f, layout=layout), P.apply_rope(k, pos + 37, f, layout=layout)
@@ -53,7 +54,7 @@ def test_rope_scores_invariant_to_position_shift(layout, rotary_dim):
 def test_rope_layouts_agree_up_to_feature_permutation():
     q, _ = _qk(jax.random.key(2))
     pos = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    f = P.rope_inv_freq(16)
+    f = S.rope_inv_freq(16)
     perm = np.concatenate([np.arange(0, 16, 2), np.arange(1, 16, 2)])  # interleaved -> half
     a = P.apply_rope(q, pos, f, layout="interleaved")[..., perm]
     b = P.apply_rope(q[..., perm], pos, f, layout="half")
@@ -63,7 +64,7 @@ def test_rope_layouts_agree_up_to_feature_permutation():
 def test_xpos_scores_depend_on_offset_only_and_decay():
     q, k = _qk(jax.random.key(3))
     pos = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    f = P.rope_inv_freq(16)
+    f = S.rope_inv_freq(16)
     s0 = _scores(*P.apply_xpos(q, k, pos, pos, f, scale_base=8.0))
     s1 = _scores(*P.apply_xpos(q, k, pos + 50, pos + 50, f, scale_base=8.0))
     np.testing.assert_allclose(s0, s1, rtol=1e-4, atol=1e-4)
@@ -141,7 +142,7 @@ def test_scaled_frequencies_match_hf(scaling, hf_type, hf_params):
     inv, att = S.scaled_rope_inv_freq(64, 10000.0, scaling)
     np.testing.assert_allclose(inv, ref, rtol=1e-5)
     assert att == pytest.approx(ref_att)
-    assert not np.allclose(inv, P.rope_inv_freq(64))
+    assert not np.allclose(inv, S.rope_inv_freq(64))
 
 
 def test_dynamic_and_static_ntk_match_hf():
@@ -160,7 +161,7 @@ def test_dynamic_and_static_ntk_match_hf():
     inv, _ = S.scaled_rope_inv_freq(64, 1e4, {"type": "ntk", "factor": 4.0})
     np.testing.assert_allclose(inv, _hf_dynamic(1024 * 7 // 4), rtol=1e-5)
     # NTK keeps the highest frequency and divides the lowest by ~s (the point of the method)
-    base = P.rope_inv_freq(64)
+    base = S.rope_inv_freq(64)
     assert inv[0] == pytest.approx(base[0])
     assert base[-1] / inv[-1] == pytest.approx(4.0 ** (62 / 62), rel=1e-4)
 
@@ -181,7 +182,7 @@ def _hf_dynamic(seq_len):
 def test_partial_rotary_leaves_tail_untouched():
     q, _ = _qk(jax.random.key(4))
     pos = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    out = P.apply_rope(q, pos, P.rope_inv_freq(8))
+    out = P.apply_rope(q, pos, S.rope_inv_freq(8))
     np.testing.assert_array_equal(out[..., 8:], q[..., 8:])
 
 

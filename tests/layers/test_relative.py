@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxmodels.layers import relative as R
+from jaxmodels.layers.positions import relative as R
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

@@ -1,4 +1,7 @@
-"""RoPE LM family: HF Llama parity, KV-cache decoding, sampling filters, text data and packing."""
+"""RoPE LM family: KV-cache decoding, sampling filters, text data and packing.
+
+HF Llama parity is in tests/convert and tests/lm/test_hf_finetune.py.
+"""
 
 import math
 
@@ -11,7 +14,9 @@ import pytest
 from jaxmodels.config import load_config
 from jaxmodels.data import text, tokenizers
 from jaxmodels.layers.transformer import BlockConfig
-from jaxmodels.models.lm.model import DecoderLM, build_task, lm_metrics
+from jaxmodels.models.lm.loss import lm_metrics
+from jaxmodels.models.lm.model import DecoderLM
+from jaxmodels.models.lm.task import build_task
 from jaxmodels.samplers.decode import filter_logits, generate
 
 CONFIG = "experiments/lm/rope_lm.py"
@@ -24,58 +29,6 @@ def _config(arg="smoke"):
 def _tiny(tie=True, **kw):
     block = BlockConfig(d_model=32, num_heads=4, num_kv_heads=2, d_ff=48, attention_impl="xla")
     return DecoderLM(vocab_size=64, num_layers=2, block=block, tie_embeddings=tie, **kw)
-
-
-@pytest.mark.parametrize("tie", [True, False])
-def test_matches_hf_llama(tie):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        tie_word_embeddings=tie,
-        attention_bias=False,
-        mlp_bias=False,
-    )
-    torch.manual_seed(0)
-    hf = transformers.LlamaForCausalLM(cfg).eval()
-    sd = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
-
-    def heads_in(w, n):  # torch [n*h, E] -> ours [E, n, h]
-        return w.T.reshape(32, n, 8)
-
-    params = {"embedding": sd["model.embed_tokens.weight"], "decoder": {}}
-    for i in range(2):
-        p = f"model.layers.{i}."
-        params["decoder"][f"layers_{i}"] = {
-            "attention_norm": {"scale": sd[p + "input_layernorm.weight"]},
-            "mlp_norm": {"scale": sd[p + "post_attention_layernorm.weight"]},
-            "attention": {
-                "query": {"kernel": heads_in(sd[p + "self_attn.q_proj.weight"], 4)},
-                "key": {"kernel": heads_in(sd[p + "self_attn.k_proj.weight"], 2)},
-                "value": {"kernel": heads_in(sd[p + "self_attn.v_proj.weight"], 2)},
-                "out": {"kernel": sd[p + "self_attn.o_proj.weight"].T.reshape(4, 8, 32)},
-            },
-            "mlp": {
-                "gate": {"kernel": sd[p + "mlp.gate_proj.weight"].T},
-                "up": {"kernel": sd[p + "mlp.up_proj.weight"].T},
-                "down": {"kernel": sd[p + "mlp.down_proj.weight"].T},
-            },
-        }
-    params["decoder"]["final_norm"] = {"scale": sd["model.norm.weight"]}
-    if not tie:
-        params["unembedding"] = sd["lm_head.weight"].T
-    tokens = np.random.default_rng(0).integers(0, 64, (2, 12))
-    with torch.no_grad():
-        want = hf(torch.as_tensor(tokens)).logits.numpy()
-    got = _tiny(tie).apply({"params": params}, jnp.asarray(tokens))
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
 def test_kv_cache_decoding_equals_full_recomputation():

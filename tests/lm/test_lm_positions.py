@@ -6,18 +6,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.position_encoding import POSITIONS, PositionOptions
+from jaxmodels.layers.positions import POSITIONS, PositionOptions
 from jaxmodels.layers.transformer import BlockConfig
 from jaxmodels.models.lm.model import DecoderLM
 
 RELATIVE = {"none", "shaw", "t5", "alibi", "rope", "xpos"}
 
 
-def _model(name, **kw):
+def _model(name, attention="softmax", **kw):
     opts = PositionOptions(name=name, max_len=32, shaw_max_distance=3, xpos_scale_base=16.0)
-    block = BlockConfig(d_model=16, num_heads=2, d_ff=32, attention_impl="xla",
-                        **opts.attention_kwargs())  # fmt: skip
-    return DecoderLM(vocab_size=40, num_layers=1, block=block, position=opts, **kw)
+    block = BlockConfig(d_model=16, num_heads=2, d_ff=32, attention_impl="xla", position=opts,
+                        attention=attention)  # fmt: skip
+    return DecoderLM(vocab_size=40, num_layers=1, block=block, **kw)
 
 
 @pytest.mark.parametrize("name", POSITIONS)
@@ -36,9 +36,12 @@ def test_decoder_causal_and_shift_property(name):
         assert not np.allclose(out, shifted, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["learned", "shaw", "xpos"])
-def test_kv_cache_decoding_matches_full_forward(name):
-    model, dec = _model(name), _model(name, decode=True)
+@pytest.mark.parametrize(
+    "name,attention",
+    [("learned", "softmax"), ("shaw", "softmax"), ("xpos", "softmax"), ("rope", "linear")],
+)
+def test_kv_cache_decoding_matches_full_forward(name, attention):
+    model, dec = _model(name, attention), _model(name, attention, decode=True)
     ids = jax.random.randint(jax.random.key(0), (2, 6), 0, 40)
     params = model.init(jax.random.key(1), ids)["params"]
     full = model.apply({"params": params}, ids)
@@ -57,3 +60,18 @@ def test_bias_encodings_refuse_cache_decoding():
     dec = _model("alibi", decode=True)
     with pytest.raises(ValueError, match="does not support KV-cache"):
         dec.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+
+
+def test_linear_attention_with_rope_is_causal_and_relative():
+    model = _model("rope", "linear")
+    ids = jax.random.randint(jax.random.key(0), (1, 6), 0, 40)
+    pos = jnp.arange(6)[None]
+    params = model.init(jax.random.key(1), ids)["params"]
+    out = model.apply({"params": params}, ids, pos)
+    future = model.apply({"params": params}, ids.at[0, 4].set((ids[0, 4] + 1) % 40), pos)
+    np.testing.assert_allclose(out[0, :4], future[0, :4], atol=1e-6)
+    np.testing.assert_allclose(out, model.apply({"params": params}, ids, pos + 7), atol=2e-5)
+    softmax = _model("rope").apply({"params": params}, ids, pos)  # same param tree
+    assert not np.allclose(out, softmax, atol=1e-3)
+    with pytest.raises(ValueError, match="attention='linear' takes no logit bias"):
+        _model("alibi", "linear").init(jax.random.key(1), ids)

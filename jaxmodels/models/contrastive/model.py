@@ -176,6 +176,7 @@ def build_task(config, mesh) -> Task:
 
     evaluate = make_evaluate(config, mesh, model, data)
     return Task(
+        units="images",  # image-text pairs
         init=init,
         loss_fn=loss_fn,
         train_data=data.train,

@@ -109,6 +109,7 @@ def build_task(config, mesh) -> Task:
         return pipeline.ArraySource(arrays[split])
 
     return Task(
+        units="images",
         init=init,
         loss_fn=loss_fn,
         train_data=pipeline.iterator_fn(source("train"), config, train=True),

@@ -50,6 +50,7 @@ def build_task(config, mesh) -> Task:
         return pipeline.iterator_fn(source, config, train=train)
 
     return Task(
+        units="images",  # 8x8 digits
         init=init,
         loss_fn=loss_fn,
         train_data=data("train", True),

@@ -3,9 +3,10 @@
 Post-norm blocks (``LayerNorm(x + f(x))``), GELU MLP, biases everywhere, interleaved RoPE on
 queries and keys; the masked-language-model head is ``LayerNorm(gelu(W h))`` followed by the
 tied word embeddings plus a bias, as in BERT (Devlin et al. 2019) and the HF implementation.
-Any encoding of ``layers.position_encoding.POSITIONS`` can replace RoPE (``position``).
+Any encoding of ``layers.positions.POSITIONS`` can replace RoPE (``position``), and
+``attention="linear"`` swaps softmax for linear attention with RoPE (RoFormer eq. 19).
 
-The family (``build_task``) trains it with BERT's MLM objective (sec. 3.1, ``losses.mlm``).
+The family (``task.py``) trains it with BERT's MLM objective (sec. 3.1, ``losses.mlm``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,8 @@ import jax.numpy as jnp
 
 from jaxmodels.layers.mlp import ACTIVATIONS
 from jaxmodels.layers.norms import LayerNorm
-from jaxmodels.layers.position_encoding import (
-    AbsolutePositions,
-    PositionOptions,
-    RelativePositionBias,
-)
+from jaxmodels.layers.positions import AbsolutePositions, PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
-from jaxmodels.losses.mlm import bert_mask, mlm_loss
-from jaxmodels.train.task import Task
 
 Dtype = Any
 
@@ -52,6 +47,7 @@ class RoFormer(nn.Module):
     norm_eps: float = 1e-12
     dropout_rate: float = 0.1
     position: PositionOptions = PositionOptions(name="rope", rope_layout="interleaved")
+    attention: str = "softmax"  # softmax | linear (layers.linear_attention)
     mlm_head: bool = True  # False: return the last hidden state (RoFormerModel)
     tie_embeddings: bool = True  # MLM decoder shares the word embeddings
     attention_impl: str = "auto"
@@ -72,9 +68,10 @@ class RoFormer(nn.Module):
             norm_position="post",
             use_bias=True,
             causal=False,
+            position=self.position,
+            attention=self.attention,
             attention_impl=self.attention_impl,
             dropout_rate=self.dropout_rate,
-            **self.position.attention_kwargs(),
         )
 
     def _dense(self, features, names, name):
@@ -167,77 +164,3 @@ def roformer_from_config(model_cfg: Any, vocab_size: int, **overrides) -> RoForm
     if unknown:
         raise ValueError(f"config.model has unknown key(s) {unknown}; known: {sorted(fields)}")
     return RoFormer(vocab_size=vocab_size, position=position, **{**sizes, **m, **overrides})
-
-
-# ---------------------------------------------------------------------------------------------
-# The family: MLM pre-training on packed text rows
-# ---------------------------------------------------------------------------------------------
-
-
-def mlm_batch(batch, rng, *, mask_id: int, random_vocab_size: int, specials: tuple[int, ...]):
-    """BERT-corrupts ``batch["inputs"]``; returns (inputs, targets, chosen, token mask)."""
-    tokens, seg = batch["inputs"], batch["segment_ids"]
-    maskable = seg > 0
-    for sid in specials:
-        maskable = maskable & (tokens != sid)
-    inputs, chosen = bert_mask(
-        rng, tokens, mask_id=mask_id, random_vocab_size=random_vocab_size, maskable_BxL=maskable
-    )
-    return inputs, tokens, chosen, seg > 0
-
-
-def build_task(config, mesh=None) -> Task:
-    """RoFormer MLM on ``config.data`` (the LM family's text sources and packing)."""
-    del mesh
-    from jaxmodels.data.pipeline import ArraySource, make_iterator
-    from jaxmodels.data.text import build_text_data
-    from jaxmodels.models.lm.model import _at_least, padded_vocab
-
-    data = build_text_data(config.data)
-    tok = data.tokenizer
-    mask_id = tok.vocab_size  # [MASK] takes the first id after the tokenizer's
-    vocab = padded_vocab(mask_id + 1, config.model.get("vocab_multiple", 64))
-    m = {k: v for k, v in config.model.items() if k != "vocab_multiple"}
-    model = roformer_from_config(m, vocab, dtype=jnp.dtype(config.train.compute_dtype))
-    random_vocab = 256 if tok.is_bytes else tok.vocab_size
-    specials = (tok.pad_id, tok.bos_id, tok.eos_id)
-    B, L = config.train.batch_size, config.data.seq_len
-
-    def init(rng):
-        return model.init(rng, jnp.zeros((1, L), jnp.int32))["params"]
-
-    def metrics(params, batch, rng, train: bool):
-        k_mask, k_drop = jax.random.split(rng)
-        inputs, targets, chosen, keep = mlm_batch(
-            batch, k_mask, mask_id=mask_id, random_vocab_size=random_vocab, specials=specials
-        )
-        logits = model.apply(
-            {"params": params},
-            inputs,
-            keep,
-            None,
-            batch["positions"],
-            batch["segment_ids"],
-            deterministic=not train,
-            rngs={"dropout": k_drop},
-        )
-        loss, out = mlm_loss(logits, targets, chosen)
-        return loss, {"loss": loss, **out}
-
-    def data_fn(arrays, train: bool):
-        def make(process_index, process_count):
-            return make_iterator(ArraySource(arrays), global_batch_size=B, seed=config.seed,
-                                 process_index=process_index, process_count=process_count,
-                                 shuffle=train, repeat=train)  # fmt: skip
-
-        return make
-
-    axes = ("batch", "length")
-    return Task(
-        init=init,
-        loss_fn=lambda p, b, r: metrics(p, b, r, True),
-        eval_fn=lambda p, b, r: metrics(p, b, r, False)[1],
-        train_data=data_fn(data.train, True),
-        eval_data=data_fn(_at_least(data.eval, B), False),
-        batch_axes={k: axes for k in ("inputs", "targets", "segment_ids", "positions", "weights")},
-    )

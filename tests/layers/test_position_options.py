@@ -5,28 +5,31 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers import position_encoding as PE
-from jaxmodels.layers.positions import apply_rope
-from jaxmodels.layers.rope_scaling import scaled_rope_inv_freq
+from jaxmodels.layers.positions import (
+    AbsolutePositions,
+    PositionOptions,
+    RelativePositionBias,
+    rotate_qk,
+)
+from jaxmodels.layers.positions.rope_scaling import scaled_rope_inv_freq
+from jaxmodels.layers.positions.rotary import apply_rope
 
 
 def test_options_validate_and_parse():
     with pytest.raises(ValueError, match="position='bogus'"):
-        PE.PositionOptions(name="bogus")
+        PositionOptions(name="bogus")
     with pytest.raises(ValueError, match="unknown position option"):
-        PE.PositionOptions.from_config({"name": "rope", "rope_bsae": 10.0})
+        PositionOptions.from_config({"name": "rope", "rope_bsae": 10.0})
     with pytest.raises(ValueError, match="rope_scaling type"):
-        PE.PositionOptions.from_config({"name": "rope", "rope_scaling": {"type": "nope"}})
-    o = PE.PositionOptions.from_config(
+        PositionOptions.from_config({"name": "rope", "rope_scaling": {"type": "nope"}})
+    o = PositionOptions.from_config(
         {"name": "rope", "rope_scaling": {"type": "linear", "factor": 2}}
     )
     assert dict(o.rope_scaling) == {"type": "linear", "factor": 2}
     hash(o)  # linen modules hold it as a field
     assert o.with_scaling(None).rope_scaling == ()
-    kw = PE.PositionOptions(name="t5").attention_kwargs()
-    assert not kw["rope"] and kw["shaw_max_distance"] == 0
-    assert PE.PositionOptions(name="shaw").attention_kwargs()["shaw_max_distance"] == 16
-    assert PE.PositionOptions(name="xpos").attention_kwargs()["xpos_scale_base"] == 512.0
+    assert o.rotary and PositionOptions(name="xpos").rotary
+    assert not any(PositionOptions(name=n).rotary for n in ("none", "t5", "shaw", "alibi"))
 
 
 def test_rotate_qk_yarn_scales_logits_by_attention_factor_squared():
@@ -34,7 +37,7 @@ def test_rotate_qk_yarn_scales_logits_by_attention_factor_squared():
     q, k = (jax.random.normal(x, (1, 5, 2, 8)) for x in ks)
     pos = jnp.arange(5)[None]
     scaling = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}
-    rq, rk = PE.rotate_qk(q, k, pos, rope_scaling=tuple(scaling.items()))
+    rq, rk = rotate_qk(q, k, pos, PositionOptions().with_scaling(scaling))
     inv, att = scaled_rope_inv_freq(8, 10000.0, scaling)
     ref = jnp.einsum("bqhd,bkhd->bhqk", apply_rope(q, pos, inv), apply_rope(k, pos, inv))
     got = jnp.einsum("bqhd,bkhd->bhqk", rq, rk)
@@ -52,9 +55,9 @@ def test_absolute_and_bias_modules_by_name():
         ("t5", False, True),
         ("alibi", False, True),
     ]:
-        o = PE.PositionOptions(name=name, max_len=16)
-        a = PE.AbsolutePositions(o, 8)
-        b = PE.RelativePositionBias(o, num_heads=4, causal=True)
+        o = PositionOptions(name=name, max_len=16)
+        a = AbsolutePositions(o, 8)
+        b = RelativePositionBias(o, num_heads=4, causal=True)
         av = a.init(jax.random.key(0), pos)
         bv = b.init(jax.random.key(0), pos, pos)
         out_a, out_b = a.apply(av, pos), b.apply(bv, pos, pos)

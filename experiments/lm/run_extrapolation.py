@@ -1,12 +1,13 @@
 """Length-extrapolation study: train the same small LM per position encoding, tabulate bpb.
 
-Trains ``experiments/positions/extrapolation.py`` once per encoding through the shared trainer
-(resuming finished runs), reads each run's final ``eval_bpb_x{k}`` metrics (validation bits per
-byte at k times the training length, RoPE also with each scaling at inference) and writes a
-markdown table and a PNG plot:
+Trains ``experiments/lm/rope_lm.py:extrapolation`` (the LM config at the study's size, with
+the ``extrapolation`` evaluator) once per encoding through the shared trainer (resuming
+finished runs), reads each run's final ``eval_bpb_x{k}`` metrics (validation bits per byte at
+k times the training length, RoPE also with each scaling at inference) and writes a markdown
+table and a PNG plot:
 
-    python experiments/positions/run_extrapolation.py --workdir runs/extrapolation
-    python experiments/positions/run_extrapolation.py --workdir /tmp/x --smoke --out /tmp/x
+    python experiments/lm/run_extrapolation.py --workdir runs/extrapolation
+    python experiments/lm/run_extrapolation.py --workdir /tmp/x --smoke --out /tmp/x
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+from jaxmodels.config import REPO_ROOT, load_config
+from jaxmodels.layers.positions import POSITIONS
 
-from experiments.positions.extrapolation import ENCODINGS, get_config  # noqa: E402
+CONFIG = "experiments/lm/rope_lm.py"
+ENCODINGS = POSITIONS
+
+
+def get_config(smoke: bool):
+    """The LM config at the study's size (``:extrapolation``), tiny with ``smoke``."""
+    return load_config(f"{CONFIG}:extrapolation" + (",smoke" if smoke else ""))
 
 
 def final_metrics(workdir: str) -> dict[str, float]:
@@ -43,7 +49,7 @@ def run_all(workdir: str, encodings, smoke: bool) -> tuple[dict, dict]:
 
     results, seconds = {}, {}
     for name in encodings:
-        config = get_config("smoke" if smoke else None)
+        config = get_config(smoke)
         config.model.position.name = name
         validate(config)
         wd = os.path.join(workdir, name)
@@ -109,7 +115,7 @@ def write_plot(path: str, table, factors, L: int) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True, help="one subdirectory per encoding")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="table/plot directory")
+    ap.add_argument("--out", default=str(REPO_ROOT / "docs"), help="table/plot directory")
     ap.add_argument("--encodings", default=",".join(ENCODINGS), help="comma-separated names")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     args = ap.parse_args(argv)
@@ -118,11 +124,11 @@ def main(argv=None) -> None:
     if unknown:
         ap.error(f"--encodings: unknown {unknown}; choose from {ENCODINGS}")
     results, seconds = run_all(args.workdir, encodings, args.smoke)
-    config = get_config("smoke" if args.smoke else None)
+    config = get_config(args.smoke)
     factors, L = list(config.extrapolation.factors), config.data.seq_len
     table = rows(results, factors)
     os.makedirs(args.out, exist_ok=True)
-    command = "python experiments/positions/run_extrapolation.py --workdir runs/extrapolation"
+    command = "python experiments/lm/run_extrapolation.py --workdir runs/extrapolation"
     if args.smoke:
         command += " --smoke"
     write_table(os.path.join(args.out, "positions_extrapolation.md"), table, factors, L,

@@ -1,23 +1,19 @@
-"""Absolute position encodings and RoPE/xPos (relative ones live in ``relative.py``).
+"""Rotary encodings: RoPE (Su et al. 2021) and xPos (Sun et al. 2022), applied to q and k.
 
-RoPE (Su et al. 2021, "RoFormer", eq. 34): rotate each pair of query/key features by an angle
-``position * theta_i`` with ``theta_i = base ** (-2i / d)``, so ``<R_m q, R_n k>`` depends on
-``n - m`` only. Two pair layouts exist in the wild: ``"interleaved"`` pairs (x0, x1), (x2, x3)...
-as in RoFormer, and ``"half"`` pairs (x_i, x_{i + d/2}) as in GPT-NeoX/Llama.
+RoPE (RoFormer eq. 34): rotate each pair of query/key features by an angle ``position *
+theta_i`` with ``theta_i = base ** (-2i / d)``, so ``<R_m q, R_n k>`` depends on ``n - m`` only.
+Two pair layouts exist in the wild: ``"interleaved"`` pairs (x0, x1), (x2, x3)... as in
+RoFormer, and ``"half"`` pairs (x_i, x_{i + d/2}) as in GPT-NeoX/Llama. The frequencies and
+their scalings are in ``rope_scaling``; :func:`rotate_qk` is what attention layers call.
 """
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def rope_inv_freq(rotary_dim: int, base: float = 10000.0) -> jax.Array:
-    """Returns theta_i = base^(-2i/d) for i < d/2 (RoFormer eq. 15), in float32."""
-    if rotary_dim % 2:
-        raise ValueError(f"rotary_dim must be even, got {rotary_dim}")
-    return base ** (-jnp.arange(0, rotary_dim, 2, dtype=jnp.float32) / rotary_dim)
+from jaxmodels.layers.positions.options import PositionOptions
+from jaxmodels.layers.positions.rope_scaling import scaled_rope_inv_freq
 
 
 def apply_rope(
@@ -46,33 +42,6 @@ def apply_rope(
     else:
         raise ValueError(f"rope layout must be 'half' or 'interleaved', got {layout!r}")
     return jnp.concatenate([out.astype(x_BxLxHxD.dtype), x_pass], axis=-1)
-
-
-def sinusoidal_embedding(positions: jax.Array, features: int, base: float = 10000.0) -> jax.Array:
-    """Vaswani et al. 2017 sec. 3.5: PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(same)."""
-    if features % 2:
-        raise ValueError(f"sinusoidal embedding needs an even feature size, got {features}")
-    angles = positions[..., None].astype(jnp.float32) * rope_inv_freq(features, base)
-    return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*angles.shape[:-1], -1)
-
-
-class LearnedPositionEmbedding(nn.Module):
-    """Learned absolute position embeddings (BERT/GPT-2): a ``num_positions x features`` table."""
-
-    num_positions: int
-    features: int
-    dtype: jnp.dtype = jnp.float32
-    param_dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, positions_BxL: jax.Array) -> jax.Array:
-        table = self.param(
-            "embedding",
-            nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed")),
-            (self.num_positions, self.features),
-            self.param_dtype,
-        )
-        return jnp.take(table, positions_BxL, axis=0, mode="clip").astype(self.dtype)
 
 
 def xpos_zeta(rotary_dim: int, gamma: float = 0.4) -> jax.Array:
@@ -108,3 +77,49 @@ def apply_xpos(
         return apply_rope(x, positions, inv_freq, layout=layout)
 
     return scaled(q_BxLxHxD, q_positions_BxL, 1.0), scaled(k_BxLxHxD, k_positions_BxL, -1.0)
+
+
+def rotary_inv_freq(
+    position: PositionOptions, head_dim: int, seq_len: int
+) -> tuple[jax.Array, float]:
+    """``(theta, attention_factor)`` for ``position``'s rotated dims (``rotary_fraction``).
+
+    Dynamic NTK uses ``seq_len`` (the static query length) when its options give none.
+    """
+    rot = int(head_dim * position.rotary_fraction) // 2 * 2
+    scaling = dict(position.rope_scaling)
+    if scaling.get("type") == "dynamic":
+        scaling.setdefault("seq_len", seq_len)
+    return scaled_rope_inv_freq(rot, position.rope_base, scaling)
+
+
+def rotate_qk(
+    q_BxTxNxH: jax.Array,
+    k_BxTxKxH: jax.Array,
+    positions_BxT: jax.Array,
+    position: PositionOptions,
+) -> tuple[jax.Array, jax.Array]:
+    """Applies RoPE (optionally scaled, ``position.rope_scaling``) or xPos to q and k.
+
+    The scaling's attention factor multiplies both q and k (cos and sin, as in HF), so logits
+    scale by its square (YaRN's 1/t).
+    """
+    inv_freq, factor = rotary_inv_freq(position, q_BxTxNxH.shape[-1], q_BxTxNxH.shape[1])
+    layout = position.rope_layout
+    if position.name == "xpos":
+        q, k = apply_xpos(
+            q_BxTxNxH,
+            k_BxTxKxH,
+            positions_BxT,
+            positions_BxT,
+            inv_freq,
+            gamma=position.xpos_gamma,
+            scale_base=position.xpos_scale_base,
+            layout=layout,
+        )
+    else:
+        q = apply_rope(q_BxTxNxH, positions_BxT, inv_freq, layout=layout)
+        k = apply_rope(k_BxTxKxH, positions_BxT, inv_freq, layout=layout)
+    if factor != 1.0:
+        q, k = (x * jnp.asarray(factor, x.dtype) for x in (q, k))
+    return q, k

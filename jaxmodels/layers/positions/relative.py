@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.positions.options import PositionOptions
+
 
 def relative_positions(q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array:
     """Returns ``k_pos - q_pos`` (memory minus query) as ``BxQxK`` int32."""
@@ -167,3 +169,35 @@ def shaw_attention(
         mass_BxHxQxR = jnp.einsum("bhqk,bqkr->bhqr", probs, onehot_BxQxKxR)
         out = out + jnp.einsum("bhqr,rd->bqhd", mass_BxHxQxR, w_v_RxD)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The model-level bias, chosen by name
+# ---------------------------------------------------------------------------------------------
+
+
+class RelativePositionBias(nn.Module):
+    """Returns the additive ``BxHxQxK`` logit bias of T5 or ALiBi, or None for other encodings."""
+
+    position: PositionOptions
+    num_heads: int
+    causal: bool
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array | None:
+        if self.position.name == "alibi":
+            slopes = alibi_slopes(self.num_heads)
+            return alibi_bias(slopes, q_positions_BxQ, k_positions_BxK).astype(self.dtype)
+        if self.position.name == "t5":
+            return T5RelativeBias(
+                self.num_heads,
+                bidirectional=not self.causal,
+                num_buckets=self.position.t5_num_buckets,
+                max_distance=self.position.t5_max_distance,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="t5",
+            )(q_positions_BxQ, k_positions_BxK)
+        return None

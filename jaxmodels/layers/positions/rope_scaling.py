@@ -1,6 +1,6 @@
-"""RoPE frequency scalings for context extension, selected by name.
+"""RoPE frequencies theta_i (RoFormer eq. 15) and their scalings for context extension, by name.
 
-Each function returns ``(inv_freq, attention_factor)``: the rotary frequencies theta_i and a
+Each scaling function returns ``(inv_freq, attention_factor)``: the rotary frequencies theta_i and a
 factor that multiplies cos/sin (so it scales attention logits by its square; 1 except YaRN).
 
 - ``"linear"``: position interpolation (Chen et al. 2023, eq. 3): theta_i / s.
@@ -20,9 +20,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.layers.positions import rope_inv_freq
-
 ROPE_SCALINGS = ("none", "linear", "ntk", "dynamic", "yarn", "llama3")
+
+
+def rope_inv_freq(rotary_dim: int, base: float = 10000.0) -> jax.Array:
+    """Returns theta_i = base^(-2i/d) for i < d/2 (RoFormer eq. 15), in float32."""
+    if rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even, got {rotary_dim}")
+    return base ** (-jnp.arange(0, rotary_dim, 2, dtype=jnp.float32) / rotary_dim)
 
 
 def linear_inv_freq(dim: int, base: float, *, factor: float) -> jax.Array:

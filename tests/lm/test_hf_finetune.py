@@ -1,0 +1,86 @@
+"""An imported HF Llama is the lm family's DecoderLM: same logits, fine-tunes and samples.
+
+A tiny random ``LlamaForCausalLM`` and a byte-level BPE ``tokenizer.json`` (trained here with the
+``tokenizers`` library) are saved to a directory; ``--config.init.hf`` points the LM family at it.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmodels.config import load_config, validate
+from jaxmodels.convert import from_hf
+from jaxmodels.data.tokenizers import HFTokenizer
+from jaxmodels.models.lm.model import DecoderLM
+from jaxmodels.models.lm.task import build_task
+from jaxmodels.train import loop
+
+TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 40
+
+
+def _tokenizer(path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([TEXT], trainer)
+    tok.save(str(path))
+    return tok.get_vocab_size()
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path_factory.mktemp("llama")
+    vocab = _tokenizer(path / "tokenizer.json")
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    hf.save_pretrained(path, safe_serialization=True)
+    return path, hf
+
+
+def test_import_equals_hf_then_finetunes_and_samples(llama_dir, tmp_path):
+    import torch
+
+    path, hf = llama_dir
+    tok = HFTokenizer(str(path / "tokenizer.json"))
+    assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
+    assert tok.decode(tok.encode("lazy dog.")) == "lazy dog."
+    model, params = from_hf(str(path))
+    assert isinstance(model, DecoderLM) and params["unembedding"].shape == (32, tok.vocab_size)
+    ids = np.concatenate([[tok.bos_id], tok.encode("The quick brown fox")])[None]
+    with torch.no_grad():
+        want = hf(torch.as_tensor(ids)).logits.numpy()
+    got = model.apply({"params": params}, jnp.asarray(ids))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    config = load_config("experiments/lm/rope_lm.py:smoke")
+    config.init.hf, config.data.path = str(path), str(corpus)
+    config.model.attention_impl = "xla"
+    config.train.steps, config.train.eval_every, config.train.sample_at_end = 3, 3, False
+    config.sample.prompts = ("The quick",)  # one prompt: one decode compilation
+    validate(config)
+    init = jax.jit(build_task(config).init)(jax.random.key(0))  # what training starts from
+    jax.tree.map(np.testing.assert_array_equal, nn.unbox(init), params)
+    workdir = tmp_path / "run"
+    last = loop.train(config, str(workdir))
+    assert np.isfinite(last["loss"]) and np.isfinite(last["eval_loss"])
+    text = loop.sample(config, str(workdir))
+    assert text.startswith("--- prompt 'The quick'\nThe quick")
+    assert (workdir / "samples.txt").read_text(encoding="utf-8").strip() == text
