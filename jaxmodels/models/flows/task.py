@@ -67,6 +67,7 @@ def build_task(config, mesh) -> Task:
     batch_axes = {"image": ("batch",) + (None,) * len(event_shape)}
     source = pipeline.ArraySource({"image": x_train})
     return Task(
+        units="images" if levels else "examples",
         init=lambda rng: flow.init(rng, u_init)["params"],
         loss_fn=loss.nll_loss(flow, m.prior, levels, dims),
         train_data=pipeline.iterator_fn(source, config, train=True),
