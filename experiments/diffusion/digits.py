@@ -34,6 +34,7 @@ def get_config(arg: str | None = None):
     d.name = "digits"  # digits | toy2d
     d.size = 8  # image side; >8 upsamples the 8x8 digits (nearest neighbour)
     d.holdout = 0.2  # fraction of the 1797 digits held out (eval loss, FD reference)
+    d.path = ""  # your images instead: a PNG/JPEG directory or a uint8 .npy/.npz (N, H, W[, C])
 
     s = c.sample
     s.sampler = "heun"  # any name in jaxmodels.samplers.SAMPLERS

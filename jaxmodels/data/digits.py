@@ -12,8 +12,11 @@ import functools
 
 import numpy as np
 
+from jaxmodels.data.images import SPLITS, split_rows
+
+__all__ = ["LEVELS", "SPLITS", "digits", "minus_one_to_one", "upsample_nearest"]
+
 LEVELS = 16  # the largest grey level; pixels are integers in 0..LEVELS
-SPLITS = ("train", "eval")
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,14 +35,8 @@ def digits(split: str, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray,
       holdout: fraction of the 1797 images held out for evaluation.
       seed: seeds the permutation that decides which rows are held out.
     """
-    if split not in SPLITS:
-        raise ValueError(f"digits split {split!r}: choose one of {SPLITS}")
-    if not 0 < holdout < 1:
-        raise ValueError(f"digits holdout={holdout!r} must be in (0, 1)")
     images, labels = _all()
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_eval = int(len(images) * holdout)
-    rows = order[n_eval:] if split == "train" else order[:n_eval]
+    rows = split_rows(len(images), split, holdout, seed)
     return images[rows], labels[rows]
 
 

@@ -1,14 +1,14 @@
-"""The diffusion family's data: the shared digits in [-1, 1] (images) and analytic 2-D toy
-mixtures (points), as ``{"image", "label"}`` arrays for :func:`jaxmodels.data.pipeline.iterator_fn`.
+"""The diffusion family's data: the shared digits in [-1, 1] (images), analytic 2-D toy
+mixtures (points) or the user's own images (``data.path``), as ``{"image", "label"}`` arrays
+for :func:`jaxmodels.data.pipeline.iterator_fn`.
 """
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
-from jaxmodels.data import digits
-from jaxmodels.samplers import analytic
+from jaxmodels.data import digits, toy2d
+from jaxmodels.data import images as image_files
 
 NUM_DIGIT_CLASSES = 10  # a class-conditional model adds the null label 10 for guidance
 SPLITS = digits.SPLITS  # "train", "eval"
@@ -20,24 +20,27 @@ def digits_arrays(split: str, size: int = 8, holdout: float = 0.2) -> dict[str, 
     return {"image": digits.minus_one_to_one(images, size), "label": labels}
 
 
-def toy2d_mixture(name: str) -> analytic.GaussianMixture:
-    """The analytic 2-D toy distributions (exact log-density known)."""
-    if name == "ring":
-        return analytic.ring_mixture(8, radius=2.0, std=0.1)
-    if name == "grid":
-        means = tuple((float(i), float(j)) for i in (-2, 0, 2) for j in (-2, 0, 2))
-        return analytic.GaussianMixture((1.0,) * 9, means, (0.15,) * 9)
-    raise ValueError(f"data.toy={name!r}: choose ring or grid")
+toy2d_mixture = toy2d.mixture  # the analytic 2-D toys (exact log-density known)
 
 
 def toy2d_arrays(name: str, num: int, seed: int) -> dict[str, np.ndarray]:
     """``num`` points drawn from a toy distribution (labels all 0: unconditional)."""
-    points = toy2d_mixture(name).sample(jax.random.key(seed), num)
-    return {"image": np.asarray(points, np.float32), "label": np.zeros(num, np.int32)}
+    return {"image": toy2d.points(name, num, seed), "label": np.zeros(num, np.int32)}
+
+
+def file_arrays(d, split: str) -> dict[str, np.ndarray]:
+    """The user's images (``data.path``, see :mod:`jaxmodels.data.images`) as float32
+    (N, H, W, C) in [-1, 1] (x / 127.5 - 1), the seeded ``data.holdout`` split."""
+    x = image_files.load_images(d.path)
+    x = x[image_files.split_rows(len(x), split, d.holdout)]
+    return {"image": x.astype(np.float32) / 127.5 - 1, "label": np.zeros(len(x), np.int32)}
 
 
 def split_arrays(d, split: str, seed: int) -> dict[str, np.ndarray]:
-    """``config.data``'s ``split`` ("train" or "eval"; the toys draw a fresh set for eval)."""
+    """``config.data``'s ``split`` ("train" or "eval"; the toys draw a fresh set for eval);
+    ``data.path`` (the user's images) wins over ``data.name``."""
+    if d.get("path"):
+        return file_arrays(d, split)
     if d.name == "digits":
         return digits_arrays(split, d.size, d.holdout)
     if d.name == "toy2d":
@@ -46,5 +49,7 @@ def split_arrays(d, split: str, seed: int) -> dict[str, np.ndarray]:
 
 
 def example_shape(d) -> tuple[int, ...]:
-    """The shape of one example: (size, size, 1) digits or (2,) points."""
+    """The shape of one example: (size, size, 1) digits, (2,) points, or the files' (H, W, C)."""
+    if d.get("path"):
+        return image_files.load_images(d.path).shape[1:]
     return (d.size, d.size, 1) if d.name == "digits" else (2,)

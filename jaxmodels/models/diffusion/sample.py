@@ -10,8 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels.data.images import save_scatter
 from jaxmodels.models.diffusion.model import make_denoiser
 from jaxmodels.samplers import get_sampler, get_sigmas, guidance
+
+__all__ = ["class_labels", "make_generate", "save_grid", "save_scatter", "sampling_sigmas"]
 
 SAMPLER_OPTIONS = ("S_churn", "S_tmin", "S_tmax", "S_noise", "eta")  # config.sample keys
 
@@ -82,16 +85,3 @@ def save_grid(images, path: str, nrow: int = 10, scale: int = 4) -> None:
     grid = np.kron(grid, np.ones((scale, scale)))
     # dark digits on white, like the data
     _pyplot().imsave(path, -grid, cmap="gray", vmin=-1, vmax=1)
-
-
-def save_scatter(points, path: str, reference=None) -> None:
-    """Writes 2-D samples (and optionally reference data) as a scatter-plot PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    if reference is not None:
-        ax.scatter(*np.asarray(reference).T, s=2, c="0.7", label="data")
-    ax.scatter(*np.asarray(points).T, s=2, c="C0", label="samples")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", markerscale=4)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)

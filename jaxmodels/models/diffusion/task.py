@@ -15,17 +15,31 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxmodels.data import images as image_files
 from jaxmodels.evaluate import generative
-from jaxmodels.models.diffusion import data, sample
+from jaxmodels.models.diffusion import data, reflow, sample
 from jaxmodels.models.diffusion.loss import make_eval_fn, make_loss_fn
 from jaxmodels.models.diffusion.model import build_network, build_process
 from jaxmodels.train.task import Task
 
 
+def pooled_pixels(images_NxHxWxC, side: int = 8):
+    """Images average-pooled to at most ``side`` x ``side`` per channel, flattened: the
+    features of the pixel-space Frechet distance used for the user's own images."""
+    n, h, w, c = images_NxHxWxC.shape
+    fh, fw = max(h // side, 1), max(w // side, 1)
+    x = np.asarray(images_NxHxWxC)[:, : h // fh * fh, : w // fw * fw]
+    return x.reshape(n, h // fh, fh, w // fw, fw, c).mean((2, 4)).reshape(n, -1)
+
+
 def quality(config, samples, labels, reference) -> dict[str, float]:
     """The offline quality metrics of ``samples`` for the configured dataset."""
     d = config.data
+    if d.get("path"):
+        fd = generative.frechet_distance_of(pooled_pixels(samples), pooled_pixels(reference))
+        return {"fd_pixels": fd}
     if d.name == "digits":
         labels = labels if config.model.class_conditional else None
         return generative.digits_quality(samples, labels, d.size)
@@ -41,25 +55,47 @@ def build_task(config, mesh) -> Task:
     num_classes = data.NUM_DIGIT_CLASSES if m.class_conditional else 0
     net = build_network(m, jnp.dtype(config.train.compute_dtype), num_classes)
     process = build_process(m)
-    shape = data.example_shape(config.data)
     arrays = {split: data.split_arrays(config.data, split, config.seed) for split in data.SPLITS}
+    shape = arrays["train"]["image"].shape[1:]
     reference = arrays["eval"]["image"]
     generate = sample.make_generate(net, process, s, shape, num_classes)
+    r = config.get("reflow")
+    teacher = reflow.restore_teacher(config) if r and r.teacher else None
+    loss_fn = make_loss_fn(net, process, m.label_dropout, num_classes)
+    if teacher is not None:  # a reflow round (or distillation) on the teacher's couplings
+        velocity = reflow.velocity_fn(net, process, teacher)
+        arrays["train"] = reflow.teacher_couplings(
+            velocity, r.coupling_seed, r.num_pairs, shape, r.teacher_steps
+        )
+        loss_fn = reflow.make_reflow_loss_fn(net, process, r.distill)
 
     def init(rng):
+        if teacher is not None and r.init_from_teacher:
+            return teacher
         x = jnp.zeros((1,) + shape)
         label = jnp.zeros((1,), jnp.int32) if num_classes else None
         return net.init(rng, x, jnp.zeros((1,)), label)["params"]
 
     def evaluate(params, rng):
         labels = sample.class_labels(s.eval_num, num_classes)
-        return quality(config, jax.device_get(generate(params, rng, labels)), labels, reference)
+        out = quality(config, jax.device_get(generate(params, rng, labels)), labels, reference)
+        if r and m.process == "flow":  # straightness and 1-/2-step quality (Liu et al. 2022)
+            noise = jax.random.normal(jax.random.fold_in(rng, 1), (s.eval_num,) + shape)
+            velocity = reflow.velocity_fn(net, process, params)
+            straight, few = jax.device_get(reflow.straightness_and_few_step(velocity, noise, r))
+            out["straightness"] = float(straight)
+            for k, x in few.items():  # the quality metrics of k-step Euler: euler<k>_fd, ...
+                q = quality(config, x, labels, reference)
+                out.update({f"euler{k}_{name}": v for name, v in q.items() if name != "fd_floor"})
+        return out
 
     def write_samples(params, rng, workdir):
         labels = sample.class_labels(s.num, num_classes)
         images = jax.device_get(generate(params, rng, labels))
         path = os.path.join(workdir, "samples.png")
-        if config.data.name == "digits":
+        if config.data.get("path"):
+            image_files.save_grid((images + 1) / 2, path)
+        elif config.data.name == "digits":
             sample.save_grid(images, path)
         else:
             sample.save_scatter(images, path, reference)
@@ -75,7 +111,7 @@ def build_task(config, mesh) -> Task:
     return Task(
         units="images",
         init=init,
-        loss_fn=make_loss_fn(net, process, m.label_dropout, num_classes),
+        loss_fn=loss_fn,
         train_data=pipeline.iterator_fn(source("train"), config, train=True),
         eval_data=pipeline.iterator_fn(source("eval"), config, train=False),
         eval_fn=make_eval_fn(net, process, num_classes),

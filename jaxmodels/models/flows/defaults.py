@@ -1,0 +1,58 @@
+"""Keys every flows config (experiments/flows/*.py) shares: data, sampling, trainer; the
+nice/realnvp/glow files add the model. Every key is commented here."""
+
+from jaxmodels.config import base_config
+
+ARGS = ("smoke", "toy2d")
+
+
+def flows_config(args):
+    """The shared part of the flows configs: digits by default, ``toy2d`` for 2-D points."""
+    c = base_config()
+    c.family = "flows"
+
+    c.model.prior = "normal"  # normal | logistic: the factorised prior p_Z
+    c.model.preprocess = "logit"  # center (u - 0.5) | logit (RealNVP's logit(a + (1 - 2a) u))
+    c.model.logit_alpha = 0.05  # a in the logit preprocessing (RealNVP §4.1)
+    c.model.init_batch = 256  # training images that initialise actnorm (Glow §3.1)
+
+    c.data.name = "digits"  # digits | toy2d (embedded); ignored when data.path is set
+    c.data.path = ""  # a directory of PNG/JPEG files or an .npy/.npz uint8 (N, H, W[, C]) array
+    c.data.holdout = 0.2  # fraction held out for eval_bits_per_dim
+    c.data.split_seed = 0  # seeds the held-out split (0: the digits split every family uses)
+    c.data.eval_chunk = 512  # held-out examples per jitted log-likelihood call
+    c.data.toy = "ring"  # toy2d: ring | grid
+    c.data.num_points = 20000  # toy2d: points per split
+
+    c.sample.num = 100  # samples per grid
+    c.sample.temperatures = (1.0, 0.8, 0.6)  # one PNG grid samples_T<T>.png per temperature
+
+    c.train.steps = 3000
+    c.train.batch_size = 64
+    c.train.optimizer = "adam"
+    c.train.learning_rate = 1e-3
+    c.train.warmup_steps = 200
+    c.train.weight_decay = 0.0
+    c.train.grad_clip = 50.0
+    c.train.log_every = 100
+    c.train.eval_every = 1000
+    c.train.checkpoint_every = 1000
+
+    if "toy2d" in args:
+        c.data.name = "toy2d"
+        c.model.preprocess = "center"  # the points are not in [0, 1); only a shift
+        c.model.init_batch = 1024
+        c.sample.num = 2000
+        c.sample.temperatures = (1.0,)
+        c.train.batch_size = 256
+    if "smoke" in args:
+        c.model.init_batch = 32
+        c.data.num_points = 512
+        c.sample.num = 16
+        c.train.steps = 6
+        c.train.batch_size = 16
+        c.train.warmup_steps = 2
+        c.train.log_every = 2
+        c.train.eval_every = 3
+        c.train.checkpoint_every = 3
+    return c
