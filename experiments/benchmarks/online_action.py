@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmodels.losses import online_action as losses
+from jaxmodels.models.online_action import loss as losses
 from jaxmodels.models.online_action import model as oa
 
 PRESETS = {

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxmodels.data import online_action as data
 from jaxmodels.data import pipeline
+from jaxmodels.models.online_action import data
 
 
 def _write_layout(root, sessions, lengths, dims=(3, 2), classes=4):

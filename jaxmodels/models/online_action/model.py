@@ -87,7 +87,7 @@ class TRN(_Detector):
     """
 
     hidden_size: int = 4096
-    fusion_size: int | None = None  # input projection width; None: input_size (3072 on THUMOS)
+    fusion_size: int = 0  # input projection width; 0: input_size (3072 on THUMOS)
     dec_steps: int = 8
     dropout_rate: float = 0.1
     linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001) (slower start)
@@ -189,14 +189,18 @@ class IDN(_Detector):
     hidden_size: int = 512
     window: int = 16  # T + 1 = 16 chunks (4 s at 4 chunks/s), as in the paper
     dropout_rate: float = 0.1
+    gate_activation: str = "sigmoid"  # IDU gates: sigmoid (paper) | hard_sigmoid (released code)
+    cell_bias: bool = True  # biases in the IDU's gates (the released code has none)
+    reset_after: bool = False  # False: r * h before W_hh (paper, code); True: r * (W_hh h)
 
     def setup(self):
         H, C = self.hidden_size, self.num_classes
         self.early_embed = self._dense(self.input_size, H)  # W_xe
         self.early_classifier = self._dense(H, C, ("mlp", "classes"))  # W_ep
-        self.xt_gates = self._dense(H, 2 * H)  # [W_xtz ; W_xth]
-        self.x0_gates = self._dense(H, 2 * H)  # [W_x0r ; W_x0z]
-        self.h_gates = self._dense(H, 2 * H)  # [W_hr ; W_hh]
+        cell = dict(use_bias=self.cell_bias)
+        self.xt_gates = self._dense(H, 2 * H, **cell)  # [W_xtz ; W_xth]
+        self.x0_gates = self._dense(H, 2 * H, **cell)  # [W_x0r ; W_x0z]
+        self.h_gates = self._dense(H, 2 * H, **cell)  # [W_hr ; W_hh]
         self.out_hidden = self._dense(H, H)
         self.classifier = self._dense(H, C, ("mlp", "classes"))
 
@@ -220,11 +224,15 @@ class IDN(_Detector):
 
     def _window(self, xt_gates_WxKx2H, valid_WxK, x0_gates_Wx2H, key):
         """IDU over the window axis K (batch dims W...), then the output layers on h_0."""
-        h_gates = self.h_gates()
+        H = self.hidden_size
+        kernel, bias = self.h_gates()
+        w_hr = (kernel[:, :H], None if bias is None else bias[:H])
+        w_hh = (kernel[:, H:], None if bias is None else bias[H:])
+        cell = dict(gate=self.gate_activation, reset_after=self.reset_after)
 
         def body(h, inputs):
             xt_k, valid_k = inputs
-            h_new = idu_update(xt_k, x0_gates_Wx2H, dense(h_gates, h), h)
+            h_new = idu_update(xt_k, x0_gates_Wx2H, h, w_hr, w_hh, **cell)
             return jnp.where(valid_k[..., None], h_new, h), None
 
         h0 = jnp.zeros(x0_gates_Wx2H.shape[:-1] + (self.hidden_size,), self.dtype)
@@ -349,27 +357,3 @@ def cast_params(params, dtype):
     return jax.tree.map(
         lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params
     )
-
-
-def build_model(m, input_size: int, num_classes: int, dtype=jnp.float32) -> nn.Module:
-    """The detector named ``m.name`` (trn | idn | gru | mlp) from ``config.model``."""
-    common = dict(dropout_rate=m.dropout, dtype=dtype)
-    if m.name == "trn":
-        fusion = m.get("fusion_size", 0) or None
-        return TRN(
-            input_size,
-            num_classes,
-            m.hidden_size,
-            fusion_size=fusion,
-            dec_steps=m.dec_steps,
-            **common,
-        )
-    if m.name == "idn":
-        return IDN(input_size, num_classes, m.hidden_size, window=m.window, **common)
-    if m.name == "gru":
-        return GRUDetector(
-            input_size, num_classes, m.hidden_size, embed_size=m.embed_size, **common
-        )
-    if m.name == "mlp":
-        return MLPDetector(input_size, num_classes, m.hidden_size, **common)
-    raise ValueError(f"config.model.name={m.name!r} is not one of: trn, idn, gru, mlp")
