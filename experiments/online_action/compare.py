@@ -20,8 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, float]:
-    """Runs one training job (CLI) and returns its last evaluation line and wall time."""
+def train(model: str, dataset: str, workdir: str, steps: int, overrides=()) -> tuple[dict, float]:
+    """Runs one training job (CLI) and returns its last evaluation line and wall time.
+
+    ``overrides`` are extra ``--config.KEY=VALUE`` flags.
+    """
     arg = ":sensor" if dataset == "sensor" else ""
     cmd = [
         sys.executable,
@@ -35,6 +38,7 @@ def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, flo
     ]
     if steps:
         cmd += [f"--config.train.steps={steps}", f"--config.train.eval_every={steps}"]
+    cmd += list(overrides)
     start = time.time()
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     os.makedirs(workdir, exist_ok=True)
@@ -47,13 +51,19 @@ def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, flo
     return evals[-1], time.time() - start
 
 
+def horizons(rows) -> list[int]:
+    """The anticipation horizons (frames ahead) that any of the evaluation lines reports."""
+    prefix = "eval_future_mAP_"
+    return sorted({int(k[len(prefix) :]) for r in rows for k in r if k.startswith(prefix)})
+
+
 def table(results) -> str:
     """Markdown table: one row per (dataset, model)."""
-    steps = max((sum(k.startswith("eval_future_mAP_") for k in r) for r, _ in results.values()))
-    head = "| data | model | mAP | mcAP | " + " | ".join(f"TRN t+{j + 1}" for j in range(steps))
-    lines = [head + " | train+eval time |", "|" + "---|" * (steps + 5)]
+    ahead = horizons([r for r, _ in results.values()])
+    head = "| data | model | mAP | mcAP | " + " | ".join(f"TRN t+{j}" for j in ahead)
+    lines = [head + " | train+eval time |", "|" + "---|" * (len(ahead) + 5)]
     for (dataset, model), (r, seconds) in results.items():
-        future = [r.get(f"eval_future_mAP_{j + 1}") for j in range(steps)]
+        future = [r.get(f"eval_future_mAP_{j}") for j in ahead]
         cells = [f"{v:.3f}" if v is not None else "" for v in future]
         lines.append(
             f"| {dataset} | {model} | {r['eval_mAP']:.3f} | {r['eval_mcAP']:.3f} | "
@@ -65,7 +75,7 @@ def table(results) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="trn,idn,gru,mlp")
+    p.add_argument("--models", default="trn,idn,lstm,gru,mlp")
     p.add_argument("--datasets", default="synthetic,sensor")
     p.add_argument("--steps", type=int, default=0, help="override train.steps (0: config's)")
     p.add_argument("--workdir", default="runs/oad-compare")

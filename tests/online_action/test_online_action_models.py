@@ -99,6 +99,31 @@ def test_trn_matches_pytorch_reference():
     np.testing.assert_allclose(out["future_scores"], dec_ref.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_lstm_is_trn_without_decoder_and_matches_pytorch():
+    """ReLU(Linear) -> torch.nn.LSTMCell -> Linear, TRN's encoder with no future input."""
+    F, H = 7, 10
+    model = oa.LSTMDetector(D, C, hidden_size=H, fusion_size=F, linear_init_std=0.001)
+    x = _x(4)
+    p = _init(model, x)
+    assert 0.0005 < float(np.std(p["input_linear"]["kernel"])) < 0.002  # TRN.pytorch's N(0, 1e-3)
+    kernel = np.asarray(p["enc_h"]["kernel"])  # H x 4H, orthogonal rows
+    np.testing.assert_allclose(kernel @ kernel.T, np.eye(H), atol=1e-5)
+    p = jax.tree.map(lambda a: a * 300 if a.ndim == 2 and a.std() < 0.01 else a, p)
+    proj, cell, head = torch.nn.Linear(D, F), torch.nn.LSTMCell(F, H), torch.nn.Linear(H, C)
+    _copy_linear(proj, p["input_linear"])
+    _copy_linear(head, p["classifier"])
+    cell.weight_ih.data, cell.bias_ih.data = _t(p["enc_x"]["kernel"]).T, _t(p["enc_x"]["bias"])
+    cell.weight_hh.data, cell.bias_hh.data = _t(p["enc_h"]["kernel"]).T, torch.zeros(4 * H)
+    with torch.no_grad():
+        e = torch.relu(proj(_t(x)))
+        h, c, scores = torch.zeros(B, H), torch.zeros(B, H), []
+        for t in range(L):
+            h, c = cell(e[:, t], (h, c))
+            scores.append(head(h))
+    out, _ = _apply(model, p, x)
+    np.testing.assert_allclose(out["scores"], torch.stack(scores, 1).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_gru_matches_pytorch_reference():
     E, H = 8, 10
     model = oa.GRUDetector(D, C, hidden_size=H, embed_size=E)
@@ -196,6 +221,7 @@ def test_idn_matches_the_authors_equations(options):
 MODELS = {
     "trn": lambda: oa.TRN(D, C, hidden_size=16, dec_steps=3),
     "idn": lambda: oa.IDN(D, C, hidden_size=8, window=4),
+    "lstm": lambda: oa.LSTMDetector(D, C, hidden_size=8, fusion_size=5),
     "gru": lambda: oa.GRUDetector(D, C, hidden_size=8, embed_size=8),
     "mlp": lambda: oa.MLPDetector(D, C, hidden_size=8),
 }

@@ -41,6 +41,7 @@ def experiment_config(name: str, args: Set[str] = frozenset()):
     d.num_eval_videos = 30  # generated evaluation streams (synthetic / sensor)
     d.num_actions = 10  # synthetic action classes (plus background and ambiguous)
     d.feature_dim = 64  # synthetic feature dimension
+    d.cue_lead = (0, 0)  # synthetic: a cue precedes every action by [lo, hi] frames; (0, 0): off
     d.ambiguous = -1 if d.source == "sensor" else 11  # ambiguous class index (THUMOS 21); -1: none
     d.sensor_dir = ""  # folder with BasicMotions_{TRAIN,TEST}.ts; "": the sktime package's
     d.data_root = ""  # files: root of the TRN/LSTR layout

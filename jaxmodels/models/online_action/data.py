@@ -127,6 +127,7 @@ def synthetic_streams(
     confusion: float = 0.2,
     distractor: float = 0.08,
     ambiguous: bool = True,
+    cue_lead: tuple[int, int] | None = None,
     seed: int = 0,
     prototype_seed: int = 1234,
 ) -> Videos:
@@ -136,7 +137,10 @@ def synthetic_streams(
     a fixed confusable partner class with probability ``confusion``, else nothing; all action
     frames carry a weak shared "actionness" direction. Background frames show a random action's
     prototype with probability ``distractor``, and the few frames before an action show a
-    class-specific precursor half of the time (so the future is partly predictable). Noise is
+    class-specific precursor half of the time (so the future is partly predictable). With
+    ``cue_lead=(lo, hi)`` every action is instead announced by a 2-frame cue of its precursor
+    that starts a lead drawn from [lo, hi] frames before its onset (clipped to the background
+    before it): an approach that anticipation can use, as in real video. Noise is
     AR(1) (rho 0.7). Classes: 0 background, 1..num_actions, then "ambiguous" (when enabled) on
     the first frames of 10% of the actions. Prototypes depend only on ``prototype_seed``, so
     train and eval streams (different ``seed``) share them.
@@ -162,7 +166,10 @@ def synthetic_streams(
                 hit = u < distractor
                 x[s:e][hit] += prototypes[rng.integers(0, num_actions, hit.sum())]
                 nxt = segments[i + 1][2] if i + 1 < len(segments) else 0
-                if nxt and rng.random() < 0.5:
+                if nxt and cue_lead:
+                    start = max(s, e - int(rng.integers(cue_lead[0], cue_lead[1] + 1)))
+                    x[start : min(start + 2, e)] += precursors[nxt - 1]
+                elif nxt and rng.random() < 0.5:
                     k = min(e - s, int(rng.integers(2, 7)))
                     x[e - k : e] += precursors[nxt - 1]
                 continue
@@ -390,7 +397,14 @@ def load_videos(d, split: str, seed: int) -> Videos:
     seed = seed + (0 if train else 1)
     n = d.num_train_videos if train else d.num_eval_videos
     if d.source == "synthetic":
-        return synthetic_streams(n, num_actions=d.num_actions, feature_dim=d.feature_dim, seed=seed)
+        cue = tuple(d.get("cue_lead", (0, 0)))
+        return synthetic_streams(
+            n,
+            num_actions=d.num_actions,
+            feature_dim=d.feature_dim,
+            cue_lead=cue if any(cue) else None,
+            seed=seed,
+        )
     if d.source == "sensor":
         return sensor_streams(split, n, sensor_dir=d.get("sensor_dir") or None, seed=seed)
     if d.source == "files":

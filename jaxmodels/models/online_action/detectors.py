@@ -17,7 +17,7 @@ import flax.linen as nn
 
 from jaxmodels.evaluate import online_action as metrics_lib
 from jaxmodels.models.online_action import loss as losses
-from jaxmodels.models.online_action.model import IDN, TRN, GRUDetector, MLPDetector
+from jaxmodels.models.online_action.model import IDN, TRN, GRUDetector, LSTMDetector, MLPDetector
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +103,14 @@ DETECTORS: dict[str, Detector] = {
             "contrastive_weight": Option(1.0, "weight of the contrastive loss"),
         },
         _idn_loss,
+    ),
+    "lstm": Detector(
+        LSTMDetector,
+        {
+            "fusion_size": Option(0, "input projection width; 0: the feature dim"),
+            "linear_init_std": Option(0.0, "0: LeCun normal; TRN.pytorch: N(0, 0.001)"),
+        },
+        _frame_loss,
     ),
     "gru": Detector(
         GRUDetector, {"embed_size": Option(64, "input embedding width", smoke=16)}, _frame_loss

@@ -1,4 +1,4 @@
-"""Online action detectors as scan-based linen modules: TRN, IDN, a GRU and a per-frame MLP.
+"""Online action detectors as scan-based linen modules: TRN, IDN, an LSTM, a GRU, a per-frame MLP.
 
 Every detector maps frame features ``x_BxLxD`` to per-frame class logits without looking ahead,
 and shares one interface:
@@ -39,6 +39,11 @@ _orthogonal = nn.initializers.orthogonal()
 _torch_lstm_bias = nn.initializers.normal(
     1.0
 )  # TRN code base: LSTM weights orthogonal, biases N(0,1)
+
+
+def _linear_init(std: float):
+    """N(0, std) for Linear weights as TRN.pytorch's ``weights_init``; 0: LeCun normal."""
+    return nn.initializers.normal(std) if std else nn.initializers.lecun_normal()
 
 
 def _time_major(x):
@@ -94,11 +99,7 @@ class TRN(_Detector):
 
     def setup(self):
         F, H, C = self.fusion_size or self.input_size, self.hidden_size, self.num_classes
-        linear_init = (
-            nn.initializers.normal(self.linear_init_std)
-            if self.linear_init_std
-            else nn.initializers.lecun_normal()
-        )
+        linear_init = _linear_init(self.linear_init_std)
         self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
         lstm = dict(kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
         self.enc_x = self._dense(F, 4 * H, **lstm)  # input part of the encoder gates (+ biases)
@@ -128,7 +129,7 @@ class TRN(_Detector):
         )
 
     def _step(self, w, state, xg_Bx4H, keys):
-        """One TRN step: encoder at t, decoder for t+1..t+dec_steps, future fusion (Fig. 2)."""
+        """One TRN step: encoder at t, ``dec_steps`` decoder steps, future fusion (Fig. 2)."""
         rate, kk = self.dropout_rate, (lambda i: None if keys is None else keys[i])
         future_in = dropout(kk(0), state["future"], rate)
         h, c = lstm_update(xg_Bx4H + concat_dense(w["enc_fh"], [future_in, state["h"]]), state["c"])
@@ -178,12 +179,16 @@ class TRN(_Detector):
 class IDN(_Detector):
     """Information Discrimination Network (Eun et al., CVPR 2020, Sec. 3).
 
-    Each output frame t runs an IDU over the ``window`` = T+1 frames ending at t, with the reset
-    and update gates conditioned on the early embedding x0~ of frame t itself; h_0 goes through a
-    ReLU layer and the classifier. The early embedding x~ = ReLU(W_xe x) has its own classifier
-    (``embed_scores``) and feeds the contrastive loss. All output frames are computed at once: the
-    frame-wise parts (embedding, W_xt x~, W_x0 x~) once per frame, then one scan over the window
-    axis with the B x L windows as the batch. Frames before the stream start are skipped (h kept).
+    Each output frame t runs an IDU (:func:`~jaxmodels.layers.recurrent.idu_update`: reset gate
+    on h before W_hh, h' = (1 - z) h + z h~, as the authors' released ``IDUCell``) over the
+    ``window`` = T+1 frames ending at t, with the reset and update gates conditioned on the early
+    embedding x0~ of frame t itself; h_0 goes through a ReLU layer and the classifier. The gates
+    are sigmoids with biases as the paper writes them; ``gate_activation="hard_sigmoid"`` with
+    ``cell_bias=False`` is the released code (hjeun/idu). The early embedding x~ = ReLU(W_xe x)
+    has its own classifier (``embed_scores``) and feeds the contrastive loss. All output frames
+    are computed at once: the frame-wise parts (embedding, W_xt x~, W_x0 x~) once per frame, then
+    one scan over the window axis with the B x L windows as the batch. Frames before the stream
+    start are skipped (h kept).
     """
 
     hidden_size: int = 512
@@ -264,6 +269,53 @@ class IDN(_Detector):
         return dict(scores=scores, embed_scores=embed_scores), dict(
             xt_gates=hist[:, 1:], valid=valid[:, 1:]
         )
+
+
+class LSTMDetector(_Detector):
+    """TRN without its decoder: the same ReLU input projection and encoder LSTMCell on x_t alone
+    (no future input), then the classifier (the ablation of Xu et al. 2019, Table 5, "LSTM")."""
+
+    hidden_size: int = 4096
+    fusion_size: int = 0  # input projection width; 0: input_size
+    dropout_rate: float = 0.1
+    linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001)
+
+    def setup(self):
+        F, H = self.fusion_size or self.input_size, self.hidden_size
+        linear_init = _linear_init(self.linear_init_std)
+        self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
+        self.enc_x = self._dense(F, 4 * H, kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
+        self.enc_h = self._dense(H, 4 * H, use_bias=False, kernel_init=_orthogonal)
+        self.classifier = self._dense(
+            H, self.num_classes, ("mlp", "classes"), kernel_init=linear_init
+        )
+
+    def _gates(self, x, key):
+        x_proj = jax.nn.relu(dense(self.input_linear(), x))
+        return dense(self.enc_x(), dropout(key, x_proj, self.dropout_rate))
+
+    def init_state(self, batch: int):
+        H = self.hidden_size
+        return dict(h=jnp.zeros((batch, H), self.dtype), c=jnp.zeros((batch, H), jnp.float32))
+
+    def _step(self, w, state, xg_Bx4H, keys):
+        h, c = lstm_update(xg_Bx4H + dense(w["enc_h"], state["h"]), state["c"])
+        k = None if keys is None else keys[0]
+        return dict(h=h, c=c), dense(w["classifier"], dropout(k, h, self.dropout_rate))
+
+    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxD)
+        key = self._key(deterministic)
+        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
+        state = self.init_state(x.shape[0]) if state is None else state
+        step = functools.partial(self._step, dict(enc_h=self.enc_h(), classifier=self.classifier()))
+        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
+        return dict(scores=scores), state
+
+    def step(self, state, x_BxD):
+        w = dict(enc_h=self.enc_h(), classifier=self.classifier())
+        state, score = self._step(w, state, self._gates(x_BxD.astype(self.dtype), None), None)
+        return dict(scores=score), state
 
 
 class GRUDetector(_Detector):
