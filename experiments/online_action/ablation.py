@@ -65,7 +65,7 @@ def run(model, width, dataset, seed, lr, steps, workdir, cue_lead, done):
         flags += [f"--config.data.cue_lead=({cue_lead[0]}, {cue_lead[1]})"]
     result, seconds = train(model, "synthetic", os.path.join(workdir, key), steps, flags)
     row = dict(key=key, model=model, width=width, data=dataset, seed=seed, lr=lr, seconds=seconds)
-    row.update({k[len("eval_") :]: v for k, v in result.items() if "mAP" in k})
+    row.update({k[len("eval_") :]: v for k, v in result.items() if "AP" in k})
     with open(os.path.join(workdir, "runs.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
     done[key] = row

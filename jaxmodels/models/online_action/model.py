@@ -271,7 +271,26 @@ class IDN(_Detector):
         )
 
 
-class LSTMDetector(_Detector):
+class _CellDetector(_Detector):
+    """A detector with one recurrent cell: hoisted ``_gates(x, key)`` of all frames, then
+    ``_step(weights, state, gates_t, keys_t) -> (state, logits)`` scanned over time."""
+
+    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxD)
+        key = self._key(deterministic)
+        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
+        state = self.init_state(x.shape[0]) if state is None else state
+        step = functools.partial(self._step, self._weights())
+        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
+        return dict(scores=scores), state
+
+    def step(self, state, x_BxD):
+        xg = self._gates(x_BxD.astype(self.dtype), None)
+        state, score = self._step(self._weights(), state, xg, None)
+        return dict(scores=score), state
+
+
+class LSTMDetector(_CellDetector):
     """TRN without its decoder: the same ReLU input projection and encoder LSTMCell on x_t alone
     (no future input), then the classifier (the ablation of Xu et al. 2019, Table 5, "LSTM")."""
 
@@ -303,22 +322,11 @@ class LSTMDetector(_Detector):
         k = None if keys is None else keys[0]
         return dict(h=h, c=c), dense(w["classifier"], dropout(k, h, self.dropout_rate))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
-        key = self._key(deterministic)
-        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
-        state = self.init_state(x.shape[0]) if state is None else state
-        step = functools.partial(self._step, dict(enc_h=self.enc_h(), classifier=self.classifier()))
-        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
-        return dict(scores=scores), state
-
-    def step(self, state, x_BxD):
-        w = dict(enc_h=self.enc_h(), classifier=self.classifier())
-        state, score = self._step(w, state, self._gates(x_BxD.astype(self.dtype), None), None)
-        return dict(scores=score), state
+    def _weights(self):
+        return dict(enc_h=self.enc_h(), classifier=self.classifier())
 
 
-class GRUDetector(_Detector):
+class GRUDetector(_CellDetector):
     """Plain GRU baseline (after MiniROAD, An et al., ICCV 2023): embed-LN-ReLU, GRU, Linear."""
 
     hidden_size: int = 1024
@@ -345,20 +353,8 @@ class GRUDetector(_Detector):
         k = None if keys is None else keys[0]
         return dict(h=h), dense(w["classifier"], dropout(k, h, self.dropout_rate))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
-        key = self._key(deterministic)
-        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
-        state = self.init_state(x.shape[0]) if state is None else state
-        w = dict(gru_h=self.gru_h(), classifier=self.classifier())
-        step = functools.partial(self._step, w)
-        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
-        return dict(scores=scores), state
-
-    def step(self, state, x_BxD):
-        w = dict(gru_h=self.gru_h(), classifier=self.classifier())
-        state, score = self._step(w, state, self._gates(x_BxD.astype(self.dtype), None), None)
-        return dict(scores=score), state
+    def _weights(self):
+        return dict(gru_h=self.gru_h(), classifier=self.classifier())
 
 
 class MLPDetector(_Detector):
