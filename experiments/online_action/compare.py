@@ -60,16 +60,13 @@ def horizons(rows) -> list[int]:
 def table(results) -> str:
     """Markdown table: one row per (dataset, model)."""
     ahead = horizons([r for r, _ in results.values()])
-    head = "| data | model | mAP | mcAP | " + " | ".join(f"TRN t+{j}" for j in ahead)
-    lines = [head + " | train+eval time |", "|" + "---|" * (len(ahead) + 5)]
+    head = ["data", "model", "mAP", "mcAP"] + [f"TRN t+{j}" for j in ahead] + ["train+eval time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (dataset, model), (r, seconds) in results.items():
         future = [r.get(f"eval_future_mAP_{j}") for j in ahead]
-        cells = [f"{v:.3f}" if v is not None else "" for v in future]
-        lines.append(
-            f"| {dataset} | {model} | {r['eval_mAP']:.3f} | {r['eval_mcAP']:.3f} | "
-            + " | ".join(cells)
-            + f" | {seconds / 60:.1f} min |"
-        )
+        cells = [dataset, model, f"{r['eval_mAP']:.3f}", f"{r['eval_mcAP']:.3f}"]
+        cells += [f"{v:.3f}" if v is not None else "" for v in future]
+        lines.append("| " + " | ".join(cells + [f"{seconds / 60:.1f} min"]) + " |")
     return "\n".join(lines)
 
 
