@@ -87,6 +87,7 @@ def thumos_recipe(c) -> None:
     m.hidden_size, m.dec_steps, m.future_offset, m.dropout = 4096, 8, 0, 0.1
     m.linear_init_std = 0.001
     d.source, d.ambiguous, d.enc_steps, d.epochs = "files", 21, 64, 21
+    d.window_stride = 64  # the eval-loss windows: non-overlapping too
     t.optimizer, t.learning_rate, t.weight_decay, t.grad_clip = "adam", 5e-4, 5e-4, 0.0
     t.b1, t.b2, t.eps = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
     t.batch_size, t.schedule, t.warmup_steps = 32, "constant", 0
