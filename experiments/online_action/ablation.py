@@ -110,6 +110,7 @@ def main():
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--lrs", default="1e-3,3e-3")
     p.add_argument("--cue_lead", default="4,16", help="lo,hi frames between cue and onset")
+    p.add_argument("--streams", default="cued,synthetic", help="which streams to run")
     p.add_argument("--workdir", default="runs/oad-ablation")
     a = p.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
@@ -132,7 +133,7 @@ def main():
         print(m, "lr grid", tried, "->", best[m], flush=True)
     rows = [
         run(m, widths[m], data, seed, best[m], **common)
-        for data in ("cued", "synthetic")
+        for data in a.streams.split(",")
         for m in models
         for seed in seeds
     ]
