@@ -134,8 +134,8 @@ def main():
     rows = [
         run(m, widths[m], data, seed, best[m], **common)
         for data in a.streams.split(",")
-        for m in models
         for seed in seeds
+        for m in models
     ]
     print(summary(rows, widths, params))
 
