@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.b1 = 0.9  # Adam beta1 / SGD momentum
     t.b2 = 0.95  # Adam beta2
     t.eps = 1e-8  # Adam epsilon
-    t.weight_decay = 0.1  # decoupled weight decay (AdamW/Lion), matrices only
+    t.weight_decay = 0.1  # decoupled (AdamW/Lion, matrices only); adam: L2 on all, as torch
     t.grad_clip = 1.0  # global-norm clipping; 0 disables
     t.ema_halflife_examples = 0.0  # EMA of params with this half-life in examples; 0 disables
     t.compute_dtype = "float32"  # activations/matmuls: float32 | bfloat16 (params stay float32)

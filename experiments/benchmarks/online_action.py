@@ -21,24 +21,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmodels.losses import online_action as losses
+from jaxmodels.config import load_config
+from jaxmodels.models.online_action import loss as losses
 from jaxmodels.models.online_action import model as oa
+from jaxmodels.models.online_action.detectors import build_model
 
 PRESETS = {
     # name: (models, input dim, classes, hidden, dec_steps, IDN window)
-    "cpu": (("trn", "idn", "gru", "mlp"), 64, 12, 64, 4, 16),
+    "cpu": (("trn", "idn", "lstm", "gru", "mlp"), 64, 12, 64, 4, 16),
     "original": (("trn",), 3072, 22, 4096, 8, 16),
 }
 
 
 def make(name, D, C, H, dec_steps, window, dtype):
-    if name == "trn":
-        return oa.TRN(D, C, H, dec_steps=dec_steps, dtype=dtype)
-    if name == "idn":
-        return oa.IDN(D, C, H, window=window, dtype=dtype)
-    if name == "gru":
-        return oa.GRUDetector(D, C, H, embed_size=H, dtype=dtype)
-    return oa.MLPDetector(D, C, H, dtype=dtype)
+    """The detector ``name`` from its experiment config, resized to the preset."""
+    m = load_config(f"experiments/online_action/{name}.py").model
+    sizes = dict(hidden_size=H, embed_size=H, dec_steps=dec_steps, window=window)
+    for key, value in sizes.items():
+        if key in m:
+            m[key] = value
+    return build_model(m, D, C, dtype)
 
 
 def timed(fn, iters):

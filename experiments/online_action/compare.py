@@ -20,8 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, float]:
-    """Runs one training job (CLI) and returns its last evaluation line and wall time."""
+def train(model: str, dataset: str, workdir: str, steps: int, overrides=()) -> tuple[dict, float]:
+    """Runs one training job (CLI) and returns its last evaluation line and wall time.
+
+    ``overrides`` are extra ``--config.KEY=VALUE`` flags.
+    """
     arg = ":sensor" if dataset == "sensor" else ""
     cmd = [
         sys.executable,
@@ -35,6 +38,7 @@ def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, flo
     ]
     if steps:
         cmd += [f"--config.train.steps={steps}", f"--config.train.eval_every={steps}"]
+    cmd += list(overrides)
     start = time.time()
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     os.makedirs(workdir, exist_ok=True)
@@ -47,25 +51,28 @@ def train(model: str, dataset: str, workdir: str, steps: int) -> tuple[dict, flo
     return evals[-1], time.time() - start
 
 
+def horizons(rows) -> list[int]:
+    """The anticipation horizons (frames ahead) that any of the evaluation lines reports."""
+    prefix = "eval_future_mAP_"
+    return sorted({int(k[len(prefix) :]) for r in rows for k in r if k.startswith(prefix)})
+
+
 def table(results) -> str:
     """Markdown table: one row per (dataset, model)."""
-    steps = max((sum(k.startswith("eval_future_mAP_") for k in r) for r, _ in results.values()))
-    head = "| data | model | mAP | mcAP | " + " | ".join(f"TRN t+{j + 1}" for j in range(steps))
-    lines = [head + " | train+eval time |", "|" + "---|" * (steps + 5)]
+    ahead = horizons([r for r, _ in results.values()])
+    head = ["data", "model", "mAP", "mcAP"] + [f"TRN t+{j}" for j in ahead] + ["train+eval time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (dataset, model), (r, seconds) in results.items():
-        future = [r.get(f"eval_future_mAP_{j + 1}") for j in range(steps)]
-        cells = [f"{v:.3f}" if v is not None else "" for v in future]
-        lines.append(
-            f"| {dataset} | {model} | {r['eval_mAP']:.3f} | {r['eval_mcAP']:.3f} | "
-            + " | ".join(cells)
-            + f" | {seconds / 60:.1f} min |"
-        )
+        future = [r.get(f"eval_future_mAP_{j}") for j in ahead]
+        cells = [dataset, model, f"{r['eval_mAP']:.3f}", f"{r['eval_mcAP']:.3f}"]
+        cells += [f"{v:.3f}" if v is not None else "" for v in future]
+        lines.append("| " + " | ".join(cells + [f"{seconds / 60:.1f} min"]) + " |")
     return "\n".join(lines)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="trn,idn,gru,mlp")
+    p.add_argument("--models", default="trn,idn,lstm,gru,mlp")
     p.add_argument("--datasets", default="synthetic,sensor")
     p.add_argument("--steps", type=int, default=0, help="override train.steps (0: config's)")
     p.add_argument("--workdir", default="runs/oad-compare")

@@ -9,9 +9,11 @@ jaxmodels train --config experiments/online_action/mlp.py:smoke --workdir /tmp/o
 jaxmodels eval --config experiments/online_action/mlp.py --workdir runs/oad-mlp
 """
 
-from jaxmodels.models.online_action.task import experiment_config
+from jaxmodels.config import config_args
+from jaxmodels.models.online_action.config import experiment_config
 
 
 def get_config(arg: str | None = None):
-    # Every key, commented, is in jaxmodels.models.online_action.task.experiment_config.
-    return experiment_config("mlp", arg)
+    # Every key, commented, is in jaxmodels.models.online_action.config.experiment_config and
+    # the detector's options in jaxmodels.models.online_action.detectors.DETECTORS.
+    return experiment_config("mlp", config_args(arg, ("smoke", "sensor")))

@@ -111,7 +111,7 @@ def calibrated_map(
     return (value, caps) if per_class else value
 
 
-def future_maps(future_probs, targets, *, offset: int = 1, background=0, ambiguous=None):
+def future_maps(future_probs, targets, *, offset: int = 0, background=0, ambiguous=None):
     """TRN anticipation mAP per decoder step j: scores for frame t + offset + j vs its target.
 
     ``future_probs`` and ``targets`` are per-video lists (L x K x C and L x C); targets past a

@@ -102,24 +102,50 @@ def gru_update(x_gates_Bx3H: jax.Array, h_gates_Bx3H: jax.Array, h_BxH: jax.Arra
     return h.astype(h_BxH.dtype)
 
 
-def idu_update(
-    xt_gates_Bx2H: jax.Array, x0_gates_Bx2H: jax.Array, h_gates_Bx2H: jax.Array, h_BxH: jax.Array
-) -> jax.Array:
-    """Information Discrimination Unit (Eun et al., CVPR 2020, Eq. 1-4).
+def hard_sigmoid(x: jax.Array) -> jax.Array:
+    """Keras 2 / TF 1.x ``hard_sigmoid``: clip(0.2 x + 0.5, 0, 1) (the IDU authors' gate)."""
+    return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
 
-    r = sigma(W_hr h + W_x0r x0~),  z = sigma(W_xtz xt~ + W_x0z x0~),
-    h~ = tanh(W_xth xt~ + r * (W_hh h)),  h' = (1 - z) h~ + z h.
-    ``xt_gates`` = [W_xtz xt~ ; W_xth xt~], ``x0_gates`` = [W_x0r x0~ ; W_x0z x0~],
-    ``h_gates`` = [W_hr h ; W_hh h] (biases included).
+
+GATE_ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": hard_sigmoid}
+
+
+def idu_update(
+    xt_gates_Bx2H: jax.Array,
+    x0_gates_Bx2H: jax.Array,
+    h_BxH: jax.Array,
+    w_hr,
+    w_hh,
+    *,
+    gate: str = "sigmoid",
+    reset_after: bool = False,
+) -> jax.Array:
+    """Information Discrimination Unit (Eun et al., CVPR 2020, Sec. 3.1, Eq. 1-4).
+
+    r = g(W_hr h + W_x0r x0~),  z = g(W_xtz xt~ + W_x0z x0~),
+    h~ = tanh(W_xth xt~ + W_hh (r * h)),  h' = (1 - z) h + z h~,
+    as the authors' released cell computes it (hjeun/idu, ``IDUCell.type1`` in
+    ``patches/tensorflow.python.keras.layers/recurrent.py``): the reset gate scales h before the
+    W_hh matmul and z weighs the new content h~. ``gate`` is g: ``sigmoid`` as the paper writes
+    it, ``hard_sigmoid`` as the released code runs it (Keras' default recurrent activation).
+    ``reset_after=True`` applies r after the matmul instead, h~ = tanh(W_xth xt~ + r * (W_hh h))
+    (cuDNN's GRU form; this project's earlier default).
+
+    ``xt_gates`` = [W_xtz xt~ ; W_xth xt~], ``x0_gates`` = [W_x0r x0~ ; W_x0z x0~] (biases
+    included); ``w_hr`` and ``w_hh`` are (kernel, bias) pairs for :func:`dense`.
     """
+    g = GATE_ACTIVATIONS[gate]
     xz, xh = jnp.split(xt_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
     x0r, x0z = jnp.split(x0_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
-    hr, hh = jnp.split(h_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
-    r = jax.nn.sigmoid(hr + x0r)
-    z = jax.nn.sigmoid(xz + x0z)
-    h_tilde = jnp.tanh(xh + r * hh)
-    h = (1.0 - z) * h_tilde + z * h_BxH.astype(jnp.float32)
-    return h.astype(h_BxH.dtype)
+    h = h_BxH.astype(jnp.float32)
+    r = g(dense(w_hr, h_BxH).astype(jnp.float32) + x0r)
+    z = g(xz + x0z)
+    if reset_after:
+        hh = r * dense(w_hh, h_BxH).astype(jnp.float32)
+    else:
+        hh = dense(w_hh, (r * h).astype(h_BxH.dtype)).astype(jnp.float32)
+    h_tilde = jnp.tanh(xh + hh)
+    return ((1.0 - z) * h + z * h_tilde).astype(h_BxH.dtype)
 
 
 def dropout_mask(key: jax.Array, shape, rate: float, dtype) -> jax.Array:

@@ -35,8 +35,10 @@ def make_optimizer(t) -> optax.GradientTransformation:
     lr = learning_rate_schedule(t)
     if t.optimizer == "adamw":
         opt = optax.adamw(lr, t.b1, t.b2, t.eps, weight_decay=t.weight_decay, mask=_decay_mask)
-    elif t.optimizer == "adam":
-        opt = optax.adam(lr, t.b1, t.b2, t.eps)
+    elif t.optimizer == "adam":  # weight_decay is an L2 term on every param, as torch.optim.Adam
+        opt = optax.chain(
+            optax.add_decayed_weights(t.weight_decay), optax.adam(lr, t.b1, t.b2, t.eps)
+        )
     elif t.optimizer == "lion":
         opt = optax.lion(lr, t.b1, t.b2, weight_decay=t.weight_decay, mask=_decay_mask)
     elif t.optimizer == "sgd":

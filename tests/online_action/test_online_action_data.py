@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxmodels.data import online_action as data
 from jaxmodels.data import pipeline
+from jaxmodels.models.online_action import data
 
 
 def _write_layout(root, sessions, lengths, dims=(3, 2), classes=4):
@@ -123,3 +123,54 @@ def test_basic_motions_from_the_sktime_wheel_when_installed():
     assert x.shape == (40, 6, 100)
     assert sorted(names) == ["Badminton", "Running", "Standing", "Walking"]
     assert np.bincount(y).tolist() == [10, 10, 10, 10]
+
+
+def test_epoch_windows_redraw_their_offset_every_epoch():
+    """TRN.pytorch's recipe: per epoch and video a start offset in [0, enc_steps), then windows
+    every enc_steps frames; each epoch shuffled; a pure function of (seed, epoch)."""
+    lengths = [50, 37, 80]
+    x = [np.arange(n, dtype=np.float32)[:, None] for n in lengths]
+    y = [np.eye(3, dtype=np.float32)[np.arange(n) % 3] for n in lengths]
+    videos = data.Videos(x, y, ["bg", "a", "b"])
+    source = data.EpochWindows(videos, enc_steps=8, future_steps=2, epochs=4, seed=0)
+    n = len(source) // 4
+    assert n == sum((L - 10 - 8 + 1) // 8 + 1 for L in lengths)
+    offsets = []
+    for epoch in range(4):
+        starts = [source.start(epoch * n + j) for j in range(n)]
+        assert len(set(starts)) == n  # every window once per epoch
+        for v in range(3):
+            s = sorted(start for video, start in starts if video == v)
+            assert np.all(np.diff(s) == 8) and 0 <= s[0] < 8  # non-overlapping, offset < enc
+            assert s[-1] + 10 <= lengths[v]  # window and decoder targets inside the video
+            offsets.append(s[0])
+        record = source[epoch * n]
+        video, start = starts[0]
+        np.testing.assert_array_equal(record["features"][:, 0], np.arange(start, start + 8))
+        np.testing.assert_array_equal(record["targets"], y[video][start : start + 10])
+    assert len(set(offsets)) > 3  # offsets change across epochs
+    again = data.EpochWindows(videos, enc_steps=8, future_steps=2, epochs=4, seed=0)
+    assert [again.start(i) for i in range(2 * n)][::-1] == [
+        source.start(i) for i in reversed(range(2 * n))
+    ]
+
+
+def test_cued_streams_announce_every_action():
+    """With cue_lead, each action's precursor shows up lo..hi frames before its onset."""
+    A, dim, lead = 5, 16, (6, 10)
+    unit = np.random.default_rng(1234).normal(size=(3 * A + 2, dim))  # the prototype_seed
+    precursor = unit[A : 2 * A] / np.linalg.norm(unit[A : 2 * A], axis=1, keepdims=True)
+
+    def cue_signal(videos):
+        hits = []
+        for f, t in zip(videos.features, videos.targets, strict=True):
+            labels = t.argmax(1)
+            for onset in np.flatnonzero((labels[1:] >= 1) & (labels[1:] <= A) & (labels[:-1] == 0)):
+                c = labels[onset + 1] - 1
+                before = f[max(0, onset + 1 - lead[1]) : onset + 1 - lead[0] + 2] @ precursor[c]
+                hits.append(before.max())
+        return np.mean(hits)
+
+    cued = data.synthetic_streams(10, num_actions=A, feature_dim=dim, cue_lead=lead, seed=5)
+    plain = data.synthetic_streams(10, num_actions=A, feature_dim=dim, seed=5)
+    assert cue_signal(cued) > cue_signal(plain) + 0.7

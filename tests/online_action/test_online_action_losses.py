@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxmodels.losses import online_action as losses
+from jaxmodels.models.online_action import loss as losses
 
 
 def _targets(seed, n, c, ambiguous=None):

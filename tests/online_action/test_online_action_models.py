@@ -99,6 +99,31 @@ def test_trn_matches_pytorch_reference():
     np.testing.assert_allclose(out["future_scores"], dec_ref.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_lstm_is_trn_without_decoder_and_matches_pytorch():
+    """ReLU(Linear) -> torch.nn.LSTMCell -> Linear, TRN's encoder with no future input."""
+    F, H = 7, 10
+    model = oa.LSTMDetector(D, C, hidden_size=H, fusion_size=F, linear_init_std=0.001)
+    x = _x(4)
+    p = _init(model, x)
+    assert 0.0005 < float(np.std(p["input_linear"]["kernel"])) < 0.002  # TRN.pytorch's N(0, 1e-3)
+    kernel = np.asarray(p["enc_h"]["kernel"])  # H x 4H, orthogonal rows
+    np.testing.assert_allclose(kernel @ kernel.T, np.eye(H), atol=1e-5)
+    p = jax.tree.map(lambda a: a * 300 if a.ndim == 2 and a.std() < 0.01 else a, p)
+    proj, cell, head = torch.nn.Linear(D, F), torch.nn.LSTMCell(F, H), torch.nn.Linear(H, C)
+    _copy_linear(proj, p["input_linear"])
+    _copy_linear(head, p["classifier"])
+    cell.weight_ih.data, cell.bias_ih.data = _t(p["enc_x"]["kernel"]).T, _t(p["enc_x"]["bias"])
+    cell.weight_hh.data, cell.bias_hh.data = _t(p["enc_h"]["kernel"]).T, torch.zeros(4 * H)
+    with torch.no_grad():
+        e = torch.relu(proj(_t(x)))
+        h, c, scores = torch.zeros(B, H), torch.zeros(B, H), []
+        for t in range(L):
+            h, c = cell(e[:, t], (h, c))
+            scores.append(head(h))
+    out, _ = _apply(model, p, x)
+    np.testing.assert_allclose(out["scores"], torch.stack(scores, 1).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_gru_matches_pytorch_reference():
     E, H = 8, 10
     model = oa.GRUDetector(D, C, hidden_size=H, embed_size=E)
@@ -121,41 +146,82 @@ def test_gru_matches_pytorch_reference():
     np.testing.assert_allclose(out["scores"], torch.stack(scores, 1).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_idn_matches_direct_window_loop():
-    """Output frame t: IDU over frames max(0, t-T)..t with x0 = frame t (Eun et al. Eq. 1-4)."""
+def _keras_hard_sigmoid(v):
+    return np.clip(0.2 * v + 0.5, 0.0, 1.0)  # Keras 2 / TF 1.x backend.hard_sigmoid
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _idu_authors(x_t, x_0, h, W, b, act, reset_after=False):
+    """One IDU step as Eun et al. (CVPR 2020, Eq. 1-4) and their released ``IDUCell.type1``
+    (hjeun/idu, patches/tensorflow.python.keras.layers/recurrent.py) write it, row vectors:
+
+    r = act(h W_hr + x0 W_x0r), z = act(x_t W_xtz + x0 W_x0z), h~ = tanh(x_t W_xth + (r h) W_hh),
+    h' = (1 - z) h + z h~. ``b`` holds an additive bias per product (zeros in the released code);
+    ``reset_after`` moves r after the W_hh product (the cuDNN GRU form, kept as an option).
+    """
+    r = act(h @ W["hr"] + b["hr"] + x_0 @ W["x0r"] + b["x0r"])
+    z = act(x_t @ W["xtz"] + b["xtz"] + x_0 @ W["x0z"] + b["x0z"])
+    recurrent = r * (h @ W["hh"] + b["hh"]) if reset_after else (r * h) @ W["hh"] + b["hh"]
+    h_tilde = np.tanh(x_t @ W["xth"] + b["xth"] + recurrent)
+    return (1 - z) * h + z * h_tilde
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),  # the paper's sigmoid gates, with biases
+        dict(gate_activation="hard_sigmoid", cell_bias=False),  # the released code
+        dict(reset_after=True),  # the earlier form, kept as an option
+    ],
+)
+def test_idn_matches_the_authors_equations(options):
+    """Output frame t: the IDU over frames max(0, t-T)..t with x0 = frame t's early embedding,
+    then ReLU layer and classifier on the last h (the released model's ``logits_last[:, -1]``)."""
     H, window = 8, 4
-    model = oa.IDN(D, C, hidden_size=H, window=window)
+    model = oa.IDN(D, C, hidden_size=H, window=window, **options)
     x = _x(2)
     p = jax.tree.map(np.asarray, _init(model, x))
+    # Random biases, larger than the init's, so a misplaced bias or gate cannot go unnoticed.
+    rng = np.random.default_rng(0)
+    p = {k: {n: a + 0.5 * rng.normal(size=a.shape) for n, a in v.items()} for k, v in p.items()}
+    act = _keras_hard_sigmoid if options.get("gate_activation") == "hard_sigmoid" else _sigmoid
 
     def lin(name, v):
         return v @ p[name]["kernel"] + p[name]["bias"]
 
-    def sig(v):
-        return 1 / (1 + np.exp(-v))
+    def halves(name):
+        kernel = p[name]["kernel"]
+        bias = p[name].get("bias", np.zeros(2 * H))
+        return (kernel[:, :H], kernel[:, H:]), (bias[:H], bias[H:])
 
-    e = np.maximum(lin("early_embed", np.asarray(x)), 0)
+    (W_xtz, W_xth), (b_xtz, b_xth) = halves("xt_gates")
+    (W_x0r, W_x0z), (b_x0r, b_x0z) = halves("x0_gates")
+    (W_hr, W_hh), (b_hr, b_hh) = halves("h_gates")
+    W = dict(xtz=W_xtz, xth=W_xth, x0r=W_x0r, x0z=W_x0z, hr=W_hr, hh=W_hh)
+    b = dict(xtz=b_xtz, xth=b_xth, x0r=b_x0r, x0z=b_x0z, hr=b_hr, hh=b_hh)
+    e = np.maximum(lin("early_embed", np.asarray(x, np.float64)), 0)  # x~ = ReLU(W_xe x + b_xe)
     expected = np.zeros((B, L, C))
     for t in range(L):
-        x0r, x0z = np.split(lin("x0_gates", e[:, t]), 2, -1)
         h = np.zeros((B, H))
         for s in range(max(0, t - window + 1), t + 1):
-            xz, xh = np.split(lin("xt_gates", e[:, s]), 2, -1)
-            hr, hh = np.split(lin("h_gates", h), 2, -1)
-            r, z = sig(hr + x0r), sig(xz + x0z)
-            h = (1 - z) * np.tanh(xh + r * hh) + z * h
+            h = _idu_authors(e[:, s], e[:, t], h, W, b, act, options.get("reset_after", False))
         expected[:, t] = lin("classifier", np.maximum(lin("out_hidden", h), 0))
-    out, _ = _apply(model, p, x)
-    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(out["embeddings"], e, rtol=1e-5, atol=1e-6)
+    out, _ = _apply(model, jax.tree.map(jnp.asarray, p), x)
+    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["embeddings"], e, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
-        out["embed_scores"], lin("early_classifier", e), rtol=1e-4, atol=1e-5
+        out["embed_scores"], lin("early_classifier", e), rtol=1e-4, atol=1e-4
     )
+    assert ("bias" in p["h_gates"]) == options.get("cell_bias", True)
 
 
 MODELS = {
     "trn": lambda: oa.TRN(D, C, hidden_size=16, dec_steps=3),
     "idn": lambda: oa.IDN(D, C, hidden_size=8, window=4),
+    "lstm": lambda: oa.LSTMDetector(D, C, hidden_size=8, fusion_size=5),
     "gru": lambda: oa.GRUDetector(D, C, hidden_size=8, embed_size=8),
     "mlp": lambda: oa.MLPDetector(D, C, hidden_size=8),
 }

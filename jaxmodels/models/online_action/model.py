@@ -1,4 +1,4 @@
-"""Online action detectors as scan-based linen modules: TRN, IDN, a GRU and a per-frame MLP.
+"""Online action detectors as scan-based linen modules: TRN, IDN, an LSTM, a GRU, a per-frame MLP.
 
 Every detector maps frame features ``x_BxLxD`` to per-frame class logits without looking ahead,
 and shares one interface:
@@ -39,6 +39,11 @@ _orthogonal = nn.initializers.orthogonal()
 _torch_lstm_bias = nn.initializers.normal(
     1.0
 )  # TRN code base: LSTM weights orthogonal, biases N(0,1)
+
+
+def _linear_init(std: float):
+    """N(0, std) for Linear weights as TRN.pytorch's ``weights_init``; 0: LeCun normal."""
+    return nn.initializers.normal(std) if std else nn.initializers.lecun_normal()
 
 
 def _time_major(x):
@@ -87,18 +92,14 @@ class TRN(_Detector):
     """
 
     hidden_size: int = 4096
-    fusion_size: int | None = None  # input projection width; None: input_size (3072 on THUMOS)
+    fusion_size: int = 0  # input projection width; 0: input_size (3072 on THUMOS)
     dec_steps: int = 8
     dropout_rate: float = 0.1
     linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001) (slower start)
 
     def setup(self):
         F, H, C = self.fusion_size or self.input_size, self.hidden_size, self.num_classes
-        linear_init = (
-            nn.initializers.normal(self.linear_init_std)
-            if self.linear_init_std
-            else nn.initializers.lecun_normal()
-        )
+        linear_init = _linear_init(self.linear_init_std)
         self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
         lstm = dict(kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
         self.enc_x = self._dense(F, 4 * H, **lstm)  # input part of the encoder gates (+ biases)
@@ -128,7 +129,7 @@ class TRN(_Detector):
         )
 
     def _step(self, w, state, xg_Bx4H, keys):
-        """One TRN step: encoder at t, decoder for t+1..t+dec_steps, future fusion (Fig. 2)."""
+        """One TRN step: encoder at t, ``dec_steps`` decoder steps, future fusion (Fig. 2)."""
         rate, kk = self.dropout_rate, (lambda i: None if keys is None else keys[i])
         future_in = dropout(kk(0), state["future"], rate)
         h, c = lstm_update(xg_Bx4H + concat_dense(w["enc_fh"], [future_in, state["h"]]), state["c"])
@@ -178,25 +179,33 @@ class TRN(_Detector):
 class IDN(_Detector):
     """Information Discrimination Network (Eun et al., CVPR 2020, Sec. 3).
 
-    Each output frame t runs an IDU over the ``window`` = T+1 frames ending at t, with the reset
-    and update gates conditioned on the early embedding x0~ of frame t itself; h_0 goes through a
-    ReLU layer and the classifier. The early embedding x~ = ReLU(W_xe x) has its own classifier
-    (``embed_scores``) and feeds the contrastive loss. All output frames are computed at once: the
-    frame-wise parts (embedding, W_xt x~, W_x0 x~) once per frame, then one scan over the window
-    axis with the B x L windows as the batch. Frames before the stream start are skipped (h kept).
+    Each output frame t runs an IDU (:func:`~jaxmodels.layers.recurrent.idu_update`: reset gate
+    on h before W_hh, h' = (1 - z) h + z h~, as the authors' released ``IDUCell``) over the
+    ``window`` = T+1 frames ending at t, with the reset and update gates conditioned on the early
+    embedding x0~ of frame t itself; h_0 goes through a ReLU layer and the classifier. The gates
+    are sigmoids with biases as the paper writes them; ``gate_activation="hard_sigmoid"`` with
+    ``cell_bias=False`` is the released code (hjeun/idu). The early embedding x~ = ReLU(W_xe x)
+    has its own classifier (``embed_scores``) and feeds the contrastive loss. All output frames
+    are computed at once: the frame-wise parts (embedding, W_xt x~, W_x0 x~) once per frame, then
+    one scan over the window axis with the B x L windows as the batch. Frames before the stream
+    start are skipped (h kept).
     """
 
     hidden_size: int = 512
     window: int = 16  # T + 1 = 16 chunks (4 s at 4 chunks/s), as in the paper
     dropout_rate: float = 0.1
+    gate_activation: str = "sigmoid"  # IDU gates: sigmoid (paper) | hard_sigmoid (released code)
+    cell_bias: bool = True  # biases in the IDU's gates (the released code has none)
+    reset_after: bool = False  # False: r * h before W_hh (paper, code); True: r * (W_hh h)
 
     def setup(self):
         H, C = self.hidden_size, self.num_classes
         self.early_embed = self._dense(self.input_size, H)  # W_xe
         self.early_classifier = self._dense(H, C, ("mlp", "classes"))  # W_ep
-        self.xt_gates = self._dense(H, 2 * H)  # [W_xtz ; W_xth]
-        self.x0_gates = self._dense(H, 2 * H)  # [W_x0r ; W_x0z]
-        self.h_gates = self._dense(H, 2 * H)  # [W_hr ; W_hh]
+        cell = dict(use_bias=self.cell_bias)
+        self.xt_gates = self._dense(H, 2 * H, **cell)  # [W_xtz ; W_xth]
+        self.x0_gates = self._dense(H, 2 * H, **cell)  # [W_x0r ; W_x0z]
+        self.h_gates = self._dense(H, 2 * H, **cell)  # [W_hr ; W_hh]
         self.out_hidden = self._dense(H, H)
         self.classifier = self._dense(H, C, ("mlp", "classes"))
 
@@ -220,11 +229,15 @@ class IDN(_Detector):
 
     def _window(self, xt_gates_WxKx2H, valid_WxK, x0_gates_Wx2H, key):
         """IDU over the window axis K (batch dims W...), then the output layers on h_0."""
-        h_gates = self.h_gates()
+        H = self.hidden_size
+        kernel, bias = self.h_gates()
+        w_hr = (kernel[:, :H], None if bias is None else bias[:H])
+        w_hh = (kernel[:, H:], None if bias is None else bias[H:])
+        cell = dict(gate=self.gate_activation, reset_after=self.reset_after)
 
         def body(h, inputs):
             xt_k, valid_k = inputs
-            h_new = idu_update(xt_k, x0_gates_Wx2H, dense(h_gates, h), h)
+            h_new = idu_update(xt_k, x0_gates_Wx2H, h, w_hr, w_hh, **cell)
             return jnp.where(valid_k[..., None], h_new, h), None
 
         h0 = jnp.zeros(x0_gates_Wx2H.shape[:-1] + (self.hidden_size,), self.dtype)
@@ -258,7 +271,62 @@ class IDN(_Detector):
         )
 
 
-class GRUDetector(_Detector):
+class _CellDetector(_Detector):
+    """A detector with one recurrent cell: hoisted ``_gates(x, key)`` of all frames, then
+    ``_step(weights, state, gates_t, keys_t) -> (state, logits)`` scanned over time."""
+
+    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxD)
+        key = self._key(deterministic)
+        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
+        state = self.init_state(x.shape[0]) if state is None else state
+        step = functools.partial(self._step, self._weights())
+        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
+        return dict(scores=scores), state
+
+    def step(self, state, x_BxD):
+        xg = self._gates(x_BxD.astype(self.dtype), None)
+        state, score = self._step(self._weights(), state, xg, None)
+        return dict(scores=score), state
+
+
+class LSTMDetector(_CellDetector):
+    """TRN without its decoder: the same ReLU input projection and encoder LSTMCell on x_t alone
+    (no future input), then the classifier (the ablation of Xu et al. 2019, Table 5, "LSTM")."""
+
+    hidden_size: int = 4096
+    fusion_size: int = 0  # input projection width; 0: input_size
+    dropout_rate: float = 0.1
+    linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001)
+
+    def setup(self):
+        F, H = self.fusion_size or self.input_size, self.hidden_size
+        linear_init = _linear_init(self.linear_init_std)
+        self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
+        self.enc_x = self._dense(F, 4 * H, kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
+        self.enc_h = self._dense(H, 4 * H, use_bias=False, kernel_init=_orthogonal)
+        self.classifier = self._dense(
+            H, self.num_classes, ("mlp", "classes"), kernel_init=linear_init
+        )
+
+    def _gates(self, x, key):
+        x_proj = jax.nn.relu(dense(self.input_linear(), x))
+        return dense(self.enc_x(), dropout(key, x_proj, self.dropout_rate))
+
+    def init_state(self, batch: int):
+        H = self.hidden_size
+        return dict(h=jnp.zeros((batch, H), self.dtype), c=jnp.zeros((batch, H), jnp.float32))
+
+    def _step(self, w, state, xg_Bx4H, keys):
+        h, c = lstm_update(xg_Bx4H + dense(w["enc_h"], state["h"]), state["c"])
+        k = None if keys is None else keys[0]
+        return dict(h=h, c=c), dense(w["classifier"], dropout(k, h, self.dropout_rate))
+
+    def _weights(self):
+        return dict(enc_h=self.enc_h(), classifier=self.classifier())
+
+
+class GRUDetector(_CellDetector):
     """Plain GRU baseline (after MiniROAD, An et al., ICCV 2023): embed-LN-ReLU, GRU, Linear."""
 
     hidden_size: int = 1024
@@ -285,20 +353,8 @@ class GRUDetector(_Detector):
         k = None if keys is None else keys[0]
         return dict(h=h), dense(w["classifier"], dropout(k, h, self.dropout_rate))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
-        key = self._key(deterministic)
-        k_in, k_scan = (None, None) if key is None else jax.random.split(key)
-        state = self.init_state(x.shape[0]) if state is None else state
-        w = dict(gru_h=self.gru_h(), classifier=self.classifier())
-        step = functools.partial(self._step, w)
-        state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
-        return dict(scores=scores), state
-
-    def step(self, state, x_BxD):
-        w = dict(gru_h=self.gru_h(), classifier=self.classifier())
-        state, score = self._step(w, state, self._gates(x_BxD.astype(self.dtype), None), None)
-        return dict(scores=score), state
+    def _weights(self):
+        return dict(gru_h=self.gru_h(), classifier=self.classifier())
 
 
 class MLPDetector(_Detector):
@@ -349,27 +405,3 @@ def cast_params(params, dtype):
     return jax.tree.map(
         lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params
     )
-
-
-def build_model(m, input_size: int, num_classes: int, dtype=jnp.float32) -> nn.Module:
-    """The detector named ``m.name`` (trn | idn | gru | mlp) from ``config.model``."""
-    common = dict(dropout_rate=m.dropout, dtype=dtype)
-    if m.name == "trn":
-        fusion = m.get("fusion_size", 0) or None
-        return TRN(
-            input_size,
-            num_classes,
-            m.hidden_size,
-            fusion_size=fusion,
-            dec_steps=m.dec_steps,
-            **common,
-        )
-    if m.name == "idn":
-        return IDN(input_size, num_classes, m.hidden_size, window=m.window, **common)
-    if m.name == "gru":
-        return GRUDetector(
-            input_size, num_classes, m.hidden_size, embed_size=m.embed_size, **common
-        )
-    if m.name == "mlp":
-        return MLPDetector(input_size, num_classes, m.hidden_size, **common)
-    raise ValueError(f"config.model.name={m.name!r} is not one of: trn, idn, gru, mlp")

@@ -1,4 +1,4 @@
-"""Data for online action detection: feature streams with per-frame targets.
+"""The online-action family's data: feature streams with per-frame targets, and their windows.
 
 A dataset is a list of videos, each a features array (L x D) and a per-frame target array
 (L x C, one-hot or multi-hot; class 0 is background). Three sources:
@@ -12,8 +12,10 @@ A dataset is a list of videos, each a features array (L x D) and a per-frame tar
 * :func:`sensor_streams`: real smart-watch recordings (BasicMotions, UEA archive; shipped inside
   the ``sktime`` wheel) concatenated into streams, "Standing" serving as background.
 
-Training reads fixed-length windows (:class:`WindowSource`, through grain); evaluation streams
-whole videos.
+:func:`load_videos` picks the source named by ``config.data.source``. Training reads
+fixed-length windows through grain: :class:`WindowSource` (a window every ``stride`` frames) or
+:class:`EpochWindows` (TRN.pytorch's non-overlapping windows with a random start offset drawn
+again every epoch); evaluation streams whole videos (:func:`padded_batches`).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def synthetic_streams(
     confusion: float = 0.2,
     distractor: float = 0.08,
     ambiguous: bool = True,
+    cue_lead: tuple[int, int] | None = None,
     seed: int = 0,
     prototype_seed: int = 1234,
 ) -> Videos:
@@ -134,7 +137,10 @@ def synthetic_streams(
     a fixed confusable partner class with probability ``confusion``, else nothing; all action
     frames carry a weak shared "actionness" direction. Background frames show a random action's
     prototype with probability ``distractor``, and the few frames before an action show a
-    class-specific precursor half of the time (so the future is partly predictable). Noise is
+    class-specific precursor half of the time (so the future is partly predictable). With
+    ``cue_lead=(lo, hi)`` every action is instead announced by a 2-frame cue of its precursor
+    that starts a lead drawn from [lo, hi] frames before its onset (clipped to the background
+    before it): an approach that anticipation can use, as in real video. Noise is
     AR(1) (rho 0.7). Classes: 0 background, 1..num_actions, then "ambiguous" (when enabled) on
     the first frames of 10% of the actions. Prototypes depend only on ``prototype_seed``, so
     train and eval streams (different ``seed``) share them.
@@ -160,7 +166,10 @@ def synthetic_streams(
                 hit = u < distractor
                 x[s:e][hit] += prototypes[rng.integers(0, num_actions, hit.sum())]
                 nxt = segments[i + 1][2] if i + 1 < len(segments) else 0
-                if nxt and rng.random() < 0.5:
+                if nxt and cue_lead:
+                    start = max(s, e - int(rng.integers(cue_lead[0], cue_lead[1] + 1)))
+                    x[start : min(start + 2, e)] += precursors[nxt - 1]
+                elif nxt and rng.random() < 0.5:
                     k = min(e - s, int(rng.integers(2, 7)))
                     x[e - k : e] += precursors[nxt - 1]
                 continue
@@ -307,6 +316,63 @@ class WindowSource:
         return {"features": np.asarray(x[s : s + self.enc_steps], np.float32), "targets": y[frames]}
 
 
+class EpochWindows:
+    """Non-overlapping windows whose start offset is redrawn every epoch (TRN.pytorch recipe).
+
+    TRN.pytorch rebuilds its THUMOS data layer each epoch, drawing per video an offset
+    s ~ U{0, enc_steps - 1} and cutting windows at s, s + enc_steps, ... (``thumos_data_layer.py``).
+    Record ``i`` here is window ``i % n`` of epoch ``i // n`` in that epoch's shuffled order, with
+    offsets and order a function of ``(seed, epoch)`` only, so grain's checkpointed position
+    resumes it exactly. Every epoch has the same ``n`` windows: per video, the count that fits at
+    the largest offset (a video's last window is left out in the epochs where a smaller offset
+    would have fitted one more). ``len`` covers ``epochs`` epochs; grain repeats beyond that.
+    """
+
+    def __init__(self, videos: Videos, enc_steps: int, future_steps: int, epochs: int, seed: int):
+        self.videos, self.enc_steps, self.future_steps = videos, enc_steps, future_steps
+        self.epochs, self.seed = epochs, seed
+        span = enc_steps + future_steps  # frames a window and its decoder targets occupy
+        self.counts = np.array(
+            [max(0, (len(x) - span - enc_steps + 1) // enc_steps + 1) for x in videos.features]
+        )
+        if self.counts.sum() == 0:
+            raise ValueError(f"no video holds enc_steps={enc_steps} + {future_steps} frames")
+        self.video = np.repeat(np.arange(len(self.counts)), self.counts)
+        self.k = np.concatenate([np.arange(c) for c in self.counts])
+        self._epoch = None
+
+    def __len__(self) -> int:
+        return self.epochs * len(self.video)
+
+    def _plan(self, epoch: int):
+        if self._epoch != epoch:
+            rng = np.random.default_rng((self.seed, epoch))
+            offsets = rng.integers(0, self.enc_steps, len(self.counts))
+            self._epoch, self._order, self._offsets = (
+                epoch,
+                rng.permutation(len(self.video)),
+                offsets,
+            )
+        return self._order, self._offsets
+
+    def start(self, i: int) -> tuple[int, int]:
+        """(video, first frame) of record ``i``."""
+        epoch, j = divmod(i, len(self.video))
+        order, offsets = self._plan(epoch)
+        w = order[j]
+        v = int(self.video[w])
+        return v, int(offsets[v] + self.k[w] * self.enc_steps)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        v, s = self.start(i)
+        x, y = self.videos.features[v], self.videos.targets[v]
+        end = s + self.enc_steps
+        return {
+            "features": np.asarray(x[s:end], np.float32),
+            "targets": y[s : end + self.future_steps],
+        }
+
+
 def padded_batches(videos: Videos, batch_videos: int, length: int | None = None):
     """Yields (features B x length x D, lengths B, indices) of whole videos, zero-padded at the end.
 
@@ -323,3 +389,27 @@ def padded_batches(videos: Videos, batch_videos: int, length: int | None = None)
         for row, i in enumerate(idx):
             x[row, : lengths[row]] = videos.features[i]
         yield x, lengths, idx
+
+
+def load_videos(d, split: str, seed: int) -> Videos:
+    """``config.data`` -> the Videos of ``split`` (train | eval) from ``d.source``."""
+    train = split == "train"
+    seed = seed + (0 if train else 1)
+    n = d.num_train_videos if train else d.num_eval_videos
+    if d.source == "synthetic":
+        cue = tuple(d.get("cue_lead", (0, 0)))
+        return synthetic_streams(
+            n,
+            num_actions=d.num_actions,
+            feature_dim=d.feature_dim,
+            cue_lead=cue if any(cue) else None,
+            seed=seed,
+        )
+    if d.source == "sensor":
+        return sensor_streams(split, n, sensor_dir=d.get("sensor_dir") or None, seed=seed)
+    if d.source == "files":
+        sessions = read_sessions(
+            d.split_file, d.train_split if train else d.eval_split, d.get("dataset") or None
+        )
+        return load_feature_dir(d.data_root, sessions, list(d.feature_dirs), d.target_dir)
+    raise ValueError(f"config.data.source={d.source!r} is not one of: synthetic, sensor, files")

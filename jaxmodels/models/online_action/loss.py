@@ -1,4 +1,4 @@
-"""Losses of online action detection: TRN's encoder/decoder cross-entropy, IDN's three terms.
+"""The online-action family's losses: TRN's encoder/decoder cross-entropy, IDN's three terms.
 
 Targets are per-frame soft or one-hot vectors over C classes. The background class is trained
 like any other; frames whose target is the ``ignore_index`` ("ambiguous") class are left out, and
@@ -31,8 +31,12 @@ def multi_cross_entropy(logits_NxC, targets_NxC, *, ignore_index: int | None = N
     return jnp.sum(jnp.where(keep, per_frame, 0.0)) / jnp.maximum(count, 1), count
 
 
-def future_targets(targets_BxTxC, length: int, dec_steps: int, offset: int = 1):
+def future_targets(targets_BxTxC, length: int, dec_steps: int, offset: int = 0):
     """Decoder targets y[t + offset + j] for j < dec_steps, from targets extended past the window.
+
+    ``offset`` 0 is TRN.pytorch's (decoder step j trained and evaluated on frame t + j:
+    ``get_dec_target`` in ``lib/datasets/thumos_data_layer.py``, ``tools/trn_thumos/eval.py``);
+    1 reads the paper's "next dec_steps frames" as t + 1 ... t + dec_steps.
 
     ``targets`` holds ``length + offset + dec_steps - 1`` frames (the data pads the video end by
     repeating its last frame, as the TRN evaluation does). Returns B x length x dec_steps x C.
@@ -47,7 +51,7 @@ def future_targets(targets_BxTxC, length: int, dec_steps: int, offset: int = 1):
     return jnp.stack(steps, axis=2)
 
 
-def trn_loss(outputs, targets_BxTxC, *, ignore_index=None, future_offset=1):
+def trn_loss(outputs, targets_BxTxC, *, ignore_index=None, future_offset=0):
     """L = CE(encoder scores, y_t) + CE(decoder scores, y_{t+offset+j}) (Xu et al. 2019, Eq. 7)."""
     scores, dec_scores = outputs["scores"], outputs["future_scores"]
     B, L, K, C = dec_scores.shape
