@@ -6,7 +6,7 @@ import json
 import pytest
 
 from jaxmodels.config import load_config
-from jaxmodels.models.lm.model import build_task as lm_task
+from jaxmodels.models.lm.task import build_task as lm_task
 from jaxmodels.train import loop
 from jaxmodels.train import metrics as metrics_lib
 from jaxmodels.train.flops import transformer_train_flops
