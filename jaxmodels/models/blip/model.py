@@ -81,8 +81,9 @@ class BertText(nn.Module):
         L = ids_BxL.shape[1]
         offset = 0
         if self.decode:
+            caching = self.has_variable("cache", "position")  # False while init builds it
             index = self.variable("cache", "position", lambda: jnp.array(0, jnp.int32))
-            if self.is_mutable_collection("cache") and self.has_variable("cache", "position"):
+            if caching:
                 offset = index.value
                 index.value = offset + L
         pos_init = nn.with_logical_partitioning(nn.initializers.normal(0.02), ("length", "embed"))
