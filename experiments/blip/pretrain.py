@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
     m.attention_impl = "auto"  # auto | xla | cudnn | splash
     img = m.image = ml_collections.ConfigDict()
     img.width = 128  # ViT width (BLIP base: ViT-B/16, 768)
-    img.depth = 3  # ViT blocks
+    img.depth = 2  # ViT blocks
     img.mlp_dim = 512  # ViT MLP hidden size
     img.num_heads = 4  # ViT heads
     img.patch_size = 8  # 32 px -> 4x4 patches + [CLS]
@@ -37,10 +37,10 @@ def get_config(arg: str | None = None):
     img.norm_eps = 1e-6  # ViT LayerNorm epsilon
     txt = m.text = ml_collections.ConfigDict()
     txt.width = 128  # BERT width (BLIP base: 768)
-    txt.depth = 3  # BERT layers (BLIP base: 12), each with self-, cross-attention and MLP
+    txt.depth = 2  # BERT layers (BLIP base: 12), each with self-, cross-attention and MLP
     txt.mlp_dim = 512  # BERT intermediate size
     txt.num_heads = 4  # BERT heads
-    txt.max_len = 72  # position table: text and "[DEC] a picture of " + caption
+    txt.max_len = 24  # position table: text, and "[DEC] a picture of" + caption
 
     d = c.data
     d.name = "scenes"  # scenes (rendered) | file (an .npz written by experiments/blip/capfilt.py)
@@ -50,7 +50,7 @@ def get_config(arg: str | None = None):
     d.eval_size = 1000  # held-out scenes (independent seed)
     d.image_size = 32  # pixels
     d.seed = 0  # scene seed
-    d.max_len = 52  # text tokens: [CLS] + caption bytes (<= 48) + [EOS], padded
+    d.max_len = 12  # text tokens: [CLS] + caption words (<= 8) + [EOS], padded
     d.eval_batch_size = 250  # evaluator batch
     d.retrieval_size = 1000  # held-out images for recall@K (captions deduplicated)
     d.rerank_k = 16  # ITM re-ranks each query's top k by ITC (BLIP: k = 256 on COCO)
@@ -59,16 +59,16 @@ def get_config(arg: str | None = None):
     c.sample.n = 16  # images in the `jaxmodels sample` grid
 
     t = c.train
-    t.steps = 1500
+    t.steps = 600
     t.batch_size = 64
     t.learning_rate = 5e-4
-    t.warmup_steps = 100
+    t.warmup_steps = 60
     t.weight_decay = 0.05  # BLIP pre-training weight decay
     t.b2 = 0.999
     t.log_every = 50
     t.eval_every = 0  # evaluate at the end only
     t.eval_batches = 4
-    t.checkpoint_every = 500
+    t.checkpoint_every = 300
 
     if "smoke" in args:
         for tower in (img, txt):

@@ -38,9 +38,7 @@ def _exhaustive(logits_of, prompt):
     best, best_seq = -np.inf, None
     for seq in itertools.product(range(V), repeat=N):
         toks = jnp.asarray([*prompt, *seq, *[0] * (T - P - N)])[None]
-        score = sum(
-            float(jax.nn.log_softmax(logits_of(toks, P + n))[0, seq[n]]) for n in range(N)
-        )
+        score = sum(float(jax.nn.log_softmax(logits_of(toks, P + n))[0, seq[n]]) for n in range(N))
         if score > best:
             best, best_seq = score, seq
     return best_seq, best

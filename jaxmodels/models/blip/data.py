@@ -6,9 +6,10 @@ two green triangles"): colours, shapes, counts 1-3 and four spatial relations, s
 right only if every word is. Shapes and colours come from :mod:`jaxmodels.data.image_text`.
 Train and held-out scenes are drawn from independent seeds.
 
-Token layout (ByteTokenizer bytes 0..255, PAD 256, BOS 257 = BLIP's [DEC], EOS 258 = [SEP]):
-``text`` rows are ``[CLS] caption [EOS]`` (the task swaps [CLS] for [ENC] for ITM) and
-``caption`` rows are ``[DEC] prompt caption [EOS]`` for the decoder (BLIP Sec. 3.1, 4.1).
+Tokens are the grammar's words (:class:`~jaxmodels.data.tokenizers.WordTokenizer`; BOS is
+BLIP's [DEC], EOS its [SEP]): ``text`` rows are ``[CLS] caption [EOS]`` (the task swaps [CLS]
+for [ENC] for ITM) and ``caption`` rows ``[DEC] prompt caption [EOS]`` for the decoder
+(BLIP Sec. 3.1, 4.1).
 """
 
 from __future__ import annotations
@@ -18,13 +19,22 @@ import functools
 import numpy as np
 
 from jaxmodels.data.image_text import COLORS, RELATIONS, SHAPES, render_objects
-from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.data.tokenizers import WordTokenizer
 
-TOKENIZER = ByteTokenizer()
-CLS_ID, ENC_ID = 259, 260  # BLIP's [CLS] and [ENC], after the byte tokenizer's ids
-VOCAB_SIZE = 261
 PROMPT = "a picture of "  # BLIP's captioning prompt (Sec. 4.1)
 NUMBERS = ("a", "two", "three")
+WORDS = (
+    *NUMBERS,
+    *COLORS,
+    *SHAPES,
+    *(f"{s}s" for s in SHAPES),
+    *sorted({w for r in RELATIONS for w in r.split()}),
+    "picture",
+)
+TOKENIZER = WordTokenizer(WORDS, specials=("[CLS]", "[ENC]"))
+CLS_ID, ENC_ID = TOKENIZER.token_id("[CLS]"), TOKENIZER.token_id("[ENC]")
+VOCAB_SIZE = TOKENIZER.vocab_size
+PROMPT_IDS = TOKENIZER.encode(PROMPT)
 
 
 def _phrase(n: int, color: str, shape: str) -> str:
@@ -116,7 +126,7 @@ def encode(captions, max_len: int) -> dict[str, np.ndarray]:
         ids[np.arange(len(texts)), lengths + 1] = tok.eos_id
         return ids
 
-    caption_len = max_len + len(PROMPT)
+    caption_len = max_len + len(PROMPT_IDS)
     return {
         "text": rows(CLS_ID, list(captions), max_len),
         "caption": rows(tok.bos_id, [PROMPT + c for c in captions], caption_len),

@@ -28,7 +28,7 @@ METHODS = {
 
 
 def _prompt(batch: int) -> np.ndarray:
-    ids = [data.TOKENIZER.bos_id, *data.TOKENIZER.encode(data.PROMPT)]
+    ids = [data.TOKENIZER.bos_id, *data.PROMPT_IDS]
     return np.tile(np.asarray(ids, np.int32), (batch, 1))
 
 

@@ -47,7 +47,7 @@ def _scaled(images_uint8):
 
 def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
     """The three objectives of one batch (run as ``model.apply(..., method=pretrain_losses)``)."""
-    text, caption = batch["text"], batch["caption"]
+    text, caption = jnp.asarray(batch["text"]), jnp.asarray(batch["caption"])
     pad = data.TOKENIZER.pad_id
     image = m.image_tokens(_scaled(batch["image"]))
     mask = text != pad
@@ -61,19 +61,19 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
 
     neg_text_N, neg_image_N = blip_losses.hard_negatives(key, sim_i2t_NxN, pos_NxN)
     enc = text.at[:, 0].set(data.ENC_ID)
-    itm_pos = m.itm_from_tokens(image, enc, mask)
-    itm_neg = m.itm_from_tokens(
-        jnp.concatenate([image[neg_image_N], image]),
-        jnp.concatenate([enc, enc[neg_text_N]]),
-        jnp.concatenate([mask, mask[neg_text_N]]),
+    n = len(text)  # one encoder pass over [positives; (neg image, text); (image, neg text)]
+    itm_logits = m.itm_from_tokens(
+        jnp.concatenate([image, image[neg_image_N], image]),
+        jnp.concatenate([enc, enc, enc[neg_text_N]]),
+        jnp.concatenate([mask, mask, mask[neg_text_N]]),
     )
-    itm, itm_acc = blip_losses.itm_loss(itm_pos, itm_neg)
+    itm, itm_acc = blip_losses.itm_loss(itm_logits[:n], itm_logits[n:])
 
     logits = m.decoder_logits(image, caption, caption != pad)
     targets = caption[:, 1:]
-    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= len(data.PROMPT))[None]
+    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= len(data.PROMPT_IDS))[None]
     lm = blip_losses.lm_loss(logits[:, :-1], targets, scored, label_smoothing)
-    acc = jnp.mean(jnp.argmax(sim_i2t_NxN, axis=1) == jnp.arange(len(text)))
+    acc = jnp.mean(jnp.argmax(sim_i2t_NxN, axis=1) == jnp.arange(n))
     metrics = dict(itc=itc, itm=itm, lm=lm, itm_accuracy=itm_acc, batch_i2t_top1=acc, temp=temp)
     return itc + itm + lm, metrics
 
