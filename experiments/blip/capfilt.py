@@ -53,7 +53,8 @@ def main(argv=None):
     out = args.out or os.path.join(args.workdir, "capfilt.npz")
     new_images, new_captions = result.dataset(images, captions)
     data.save_pairs(out, new_images, new_captions)
-    clean = data.split("train", config.data.train_size, config.data.image_size, config.data.seed)
+    d = config.data
+    clean = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
     corrupted = np.asarray([a != b for a, b in zip(captions, clean[1], strict=True)])
     report = {
         "step": int(step),

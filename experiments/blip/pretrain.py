@@ -50,6 +50,7 @@ def get_config(arg: str | None = None):
     d.eval_size = 1000  # held-out scenes (independent seed)
     d.image_size = 32  # pixels
     d.seed = 0  # scene seed
+    d.object_scale = 1.4  # object radii x this (1.0: ~3-4 px; small shapes slow ITM down)
     d.max_len = 12  # text tokens: [CLS] + caption words (<= 8) + [EOS], padded
     d.eval_batch_size = 250  # evaluator batch
     d.retrieval_size = 1000  # held-out images for recall@K (captions deduplicated)
@@ -59,16 +60,16 @@ def get_config(arg: str | None = None):
     c.sample.n = 16  # images in the `jaxmodels sample` grid
 
     t = c.train
-    t.steps = 600
+    t.steps = 1200
     t.batch_size = 64
     t.learning_rate = 5e-4
-    t.warmup_steps = 60
+    t.warmup_steps = 100
     t.weight_decay = 0.05  # BLIP pre-training weight decay
     t.b2 = 0.999
     t.log_every = 50
-    t.eval_every = 0  # evaluate at the end only
+    t.eval_every = 1200  # evaluate at the end
     t.eval_batches = 4
-    t.checkpoint_every = 300
+    t.checkpoint_every = 400
 
     if "smoke" in args:
         for tower in (img, txt):

@@ -7,6 +7,15 @@ import os
 import numpy as np
 
 
+def _encode_batch(tokenizer, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((len(texts), max_len), tokenizer.pad_id, np.int32)
+    lengths = np.zeros(len(texts), np.int32)
+    for i, text in enumerate(texts):
+        row = tokenizer.encode(text)[:max_len]
+        ids[i, : len(row)], lengths[i] = row, len(row)
+    return ids, lengths
+
+
 class ByteTokenizer:
     """UTF-8 bytes are ids 0..255; then PAD=256, BOS=257, EOS=258."""
 
@@ -19,12 +28,7 @@ class ByteTokenizer:
 
     def encode_batch(self, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Encodes ``texts`` into ``(ids_BxL, lengths_B)``: truncated to ``max_len``, PAD after."""
-        ids = np.full((len(texts), max_len), self.pad_id, np.int32)
-        lengths = np.zeros(len(texts), np.int32)
-        for i, text in enumerate(texts):
-            row = self.encode(text)[:max_len]
-            ids[i, : len(row)], lengths[i] = row, len(row)
-        return ids, lengths
+        return _encode_batch(self, texts, max_len)
 
     def decode(self, ids) -> str:
         data = bytes(int(i) for i in np.asarray(ids).reshape(-1) if 0 <= int(i) < 256)
@@ -95,12 +99,7 @@ class WordTokenizer:
 
     def encode_batch(self, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ids_BxL, lengths_B)``: truncated to ``max_len``, PAD after (as ByteTokenizer)."""
-        ids = np.full((len(texts), max_len), self.pad_id, np.int32)
-        lengths = np.zeros(len(texts), np.int32)
-        for i, text in enumerate(texts):
-            row = self.encode(text)[:max_len]
-            ids[i, : len(row)], lengths[i] = row, len(row)
-        return ids, lengths
+        return _encode_batch(self, texts, max_len)
 
     def decode(self, ids) -> str:
         """Words of the ids, skipping PAD/BOS/EOS/UNK and the specials."""

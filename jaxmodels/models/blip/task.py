@@ -85,7 +85,7 @@ def train_pairs(config) -> tuple[np.ndarray, list[str]]:
         return data.load_pairs(d.path)
     if d.name != "scenes":
         raise ValueError(f"config.data.name={d.name!r}: use 'scenes' or 'file'")
-    images, captions = data.split("train", d.train_size, d.image_size, d.seed)
+    images, captions = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
     if d.noise:
         captions, _ = data.corrupt(captions, d.noise, d.seed)
     return images, list(captions)
@@ -98,7 +98,9 @@ def build_task(config, mesh) -> Task:
 
     d, model = config.data, make_model(config)
     images, captions = train_pairs(config)
-    held_images, held_captions = data.split("eval", d.eval_size, d.image_size, d.seed)
+    held_images, held_captions = data.split(
+        "eval", d.eval_size, d.image_size, d.seed, d.object_scale
+    )
 
     def source(imgs, caps):
         return pipeline.ArraySource({"image": imgs, **data.encode(caps, d.max_len)})
