@@ -63,8 +63,8 @@ def test_capfilt_on_a_toy_model_writes_a_dataset_the_file_config_trains_on(smoke
     assert len(new_images) == len(new_caps) == res.keep_original.sum() + res.keep_synthetic.sum()
     report = capfilt.noise_report(res, corrupted)
     assert report["clean_kept"] == pytest.approx(res.keep_original[~corrupted].mean())
-    everything = capfilt.capfilt(*args, threshold=0.0, batch=8)
-    assert everything.keep_original.all() and everything.keep_synthetic.all()
+    assert ((res.p_synthetic >= 0.5) == res.keep_synthetic).all()
+    assert all(isinstance(t, str) for t in res.synthetic)
 
     path = os.path.join(tmp_path, "boot.npz")
     data.save_pairs(path, new_images, new_caps)
