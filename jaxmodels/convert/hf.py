@@ -29,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmodels.convert.hf_arch import BUILDERS
+from jaxmodels.convert import hf_blip
+from jaxmodels.convert.hf_arch import BUILDERS as _ARCH_BUILDERS
 
+BUILDERS = {**_ARCH_BUILDERS, **hf_blip.BUILDERS}
 SUPPORTED = tuple(BUILDERS)
 
 
@@ -43,7 +45,7 @@ def from_hf(hf_model_or_dir: Any, *, dtype=None) -> tuple[Any, dict]:
         )
     build, convert = BUILDERS[arch]
     model = build(config, dtype)
-    params = _fill(model, convert(state, config), arch)
+    params = _fill(model, convert(state, config), arch, config)
     return model, params
 
 
@@ -127,10 +129,13 @@ def _load_dir(path: str) -> tuple[Any, str, dict[str, np.ndarray]]:
     return config, archs[0], {k: np.asarray(v, np.float32) for k, v in state.items()}
 
 
-def _fill(model, flat: dict[tuple[str, ...], np.ndarray], arch: str) -> dict:
+def _fill(model, flat: dict[tuple[str, ...], np.ndarray], arch: str, config) -> dict:
     """Checks ``flat`` against the module's parameter shapes and returns the nested params."""
-    ids = jnp.zeros((1, 2), jnp.int32)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), ids))["params"]
+    if arch in hf_blip.ARCHS:
+        inputs = hf_blip.example_inputs(config)
+    else:
+        inputs = (jnp.zeros((1, 2), jnp.int32),)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))["params"]
     expected = {
         k: v.value.shape if hasattr(v, "value") else v.shape
         for k, v in traverse_util.flatten_dict(shapes).items()

@@ -58,7 +58,7 @@ def _shape_mask(shape: str, cy: float, cx: float, r: float, size: int) -> np.nda
     return (dy <= r) & (dy >= -r) & (np.abs(dx) <= (dy + r) / 2)
 
 
-def _render(objects, size: int, rng: np.random.Generator) -> np.ndarray:
+def render_objects(objects, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draws ``(shape, colour, cy, cx, r)`` objects on a dark noisy background."""
     img = rng.integers(0, 40, size=(size, size, 3)).astype(np.float32)
     for shape, color, cy, cx, r in objects:
@@ -75,7 +75,7 @@ def _one_object(size, rng):
     name = f"{color} {shape}"
     template = SHAPE_TEMPLATES[rng.integers(len(SHAPE_TEMPLATES))]
     label = list(COLORS).index(color) * len(SHAPES) + SHAPES.index(shape)
-    return _render([(shape, color, cy, cx, r)], size, rng), template.format(name), label
+    return render_objects([(shape, color, cy, cx, r)], size, rng), template.format(name), label
 
 
 def _two_objects(size, rng):
@@ -91,7 +91,7 @@ def _two_objects(size, rng):
         shape, color = SHAPES[rng.integers(3)], list(COLORS)[rng.integers(len(COLORS))]
         objs.append((shape, color, pos[k, 0], pos[k, 1], r))
         words.append(f"a {color} {shape}")
-    return _render(objs, size, rng), f"{words[0]} {rel} {words[1]}"
+    return render_objects(objs, size, rng), f"{words[0]} {rel} {words[1]}"
 
 
 @functools.lru_cache(maxsize=4)

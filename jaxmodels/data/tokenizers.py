@@ -9,6 +9,15 @@ import os
 import numpy as np
 
 
+def _encode_batch(tokenizer, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((len(texts), max_len), tokenizer.pad_id, np.int32)
+    lengths = np.zeros(len(texts), np.int32)
+    for i, text in enumerate(texts):
+        row = tokenizer.encode(text)[:max_len]
+        ids[i, : len(row)], lengths[i] = row, len(row)
+    return ids, lengths
+
+
 class ByteTokenizer:
     """UTF-8 bytes are ids 0..255; then PAD=256, BOS=257, EOS=258."""
 
@@ -21,12 +30,7 @@ class ByteTokenizer:
 
     def encode_batch(self, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Encodes ``texts`` into ``(ids_BxL, lengths_B)``: truncated to ``max_len``, PAD after."""
-        ids = np.full((len(texts), max_len), self.pad_id, np.int32)
-        lengths = np.zeros(len(texts), np.int32)
-        for i, text in enumerate(texts):
-            row = self.encode(text)[:max_len]
-            ids[i, : len(row)], lengths[i] = row, len(row)
-        return ids, lengths
+        return _encode_batch(self, texts, max_len)
 
     def decode(self, ids) -> str:
         data = bytes(int(i) for i in np.asarray(ids).reshape(-1) if 0 <= int(i) < 256)
@@ -134,3 +138,37 @@ def make_tokenizer(data_config):
     if kind == "sentencepiece":
         return SentencePieceTokenizer(data_config.spm_model)
     raise ValueError(f"config.data.tokenizer must be 'byte' or 'sentencepiece', got {kind!r}")
+
+
+class WordTokenizer:
+    """Whitespace words of a fixed vocabulary: PAD=0, BOS=1, EOS=2, UNK=3, ``specials``, words.
+
+    For closed-vocabulary caption grammars (the embedded scenes), where bytes would make every
+    sequence several times longer.
+    """
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+    is_bytes = False
+
+    def __init__(self, words, specials=()):
+        self.itos = ["[PAD]", "[BOS]", "[EOS]", "[UNK]", *specials, *words]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("WordTokenizer: words and specials must be distinct")
+        self.vocab_size = len(self.itos)
+        self._n_special = 4 + len(specials)
+
+    def token_id(self, word: str) -> int:
+        return self.stoi.get(word, self.unk_id)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray([self.token_id(w) for w in text.lower().split()], np.int32)
+
+    def encode_batch(self, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids_BxL, lengths_B)``: truncated to ``max_len``, PAD after (as ByteTokenizer)."""
+        return _encode_batch(self, texts, max_len)
+
+    def decode(self, ids) -> str:
+        """Words of the ids, skipping PAD/BOS/EOS/UNK and the specials."""
+        keep = [int(i) for i in np.asarray(ids).reshape(-1)]
+        return " ".join(self.itos[i] for i in keep if self._n_special <= i < self.vocab_size)

@@ -58,6 +58,9 @@ class BlockConfig:
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     dropout_rate: float = 0.0  # residual and MLP dropout
     cross_attention: bool = False  # add a cross-attention sub-layer over `encoded`
+    # param name of the self-attention sub-layer (and "<name>_norm" of its norm): blocks that
+    # differ only there share every other weight (BLIP's text encoder and decoder, Sec. 3.1)
+    self_attention_name: str = "attention"
 
     def __post_init__(self):
         if self.norm_position not in ("pre", "post"):
@@ -119,7 +122,7 @@ class TransformerBlock(nn.Module):
     ):
         c = self.config
         x = x_BxLxE.astype(self.dtype)
-        self_attn = self._attention("attention", cross=False)
+        self_attn = self._attention(c.self_attention_name, cross=False)
         x = self._residual(
             x,
             lambda h: self_attn(
@@ -129,7 +132,7 @@ class TransformerBlock(nn.Module):
                 kv_mask_BxS=kv_mask_BxL,
                 bias=bias,
             ),
-            "attention_norm",
+            f"{c.self_attention_name}_norm",
         )
         if c.cross_attention:
             cross_attn = self._attention("cross_attention", cross=True)

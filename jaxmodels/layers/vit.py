@@ -61,15 +61,24 @@ def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) 
     return pe[None].astype(np.float32)
 
 
-def encoder_config(width, mlp_dim, num_heads, *, causal=False, attention_impl="auto"):
+def encoder_config(
+    width,
+    mlp_dim,
+    num_heads,
+    *,
+    causal=False,
+    attention_impl="auto",
+    activation="gelu_tanh",
+    norm_eps=1e-6,
+):
     """The ViT/CLIP encoder block as the shared :class:`BlockConfig`: pre-LN, GELU MLP, biases."""
     return BlockConfig(
         d_model=width,
         num_heads=num_heads,
         d_ff=mlp_dim,
-        activation="gelu_tanh",
+        activation=activation,
         norm="layernorm",
-        norm_eps=1e-6,
+        norm_eps=norm_eps,
         norm_position="pre",
         use_bias=True,
         causal=causal,
@@ -118,7 +127,9 @@ class ViT(nn.Module):
     num_heads: int
     patch_size: int
     posemb: str = "learn"  # learn | sincos2d
-    pool: str = "map"  # map | gap | cls
+    pool: str = "map"  # map | gap | cls | none (all tokens, B x T x width)
+    activation: str = "gelu_tanh"  # MLP activation (BLIP's ViT: exact "gelu")
+    norm_eps: float = 1e-6  # LayerNorm epsilon (BLIP's ViT: 1e-5)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str = "auto"  # auto | xla | cudnn | splash (jaxmodels.layers.attention)
@@ -144,7 +155,7 @@ class ViT(nn.Module):
         )(images_BxHxWxC.astype(self.dtype))
         b, h, w, _ = x.shape
         x = x.reshape(b, h * w, self.width) + self._positions(h, w)
-        if self.pool == "cls":
+        if self.pool in ("cls", "none"):
             cls = self.param(
                 "cls",
                 nn.with_logical_partitioning(nn.initializers.zeros, (None, None, "embed")),
@@ -156,7 +167,12 @@ class ViT(nn.Module):
             )
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         block = encoder_config(
-            self.width, self.mlp_dim, self.num_heads, attention_impl=self.attention_impl
+            self.width,
+            self.mlp_dim,
+            self.num_heads,
+            attention_impl=self.attention_impl,
+            activation=self.activation,
+            norm_eps=self.norm_eps,
         )
         x = TransformerStack(
             block,
@@ -196,4 +212,6 @@ class ViT(nn.Module):
             return jnp.mean(x_BxTxW, axis=1)
         if self.pool == "cls":
             return x_BxTxW[:, 0]
-        raise ValueError(f"model.image.pool={self.pool!r}: use 'map', 'gap' or 'cls'")
+        if self.pool == "none":
+            return x_BxTxW
+        raise ValueError(f"model.image.pool={self.pool!r}: use 'map', 'gap', 'cls' or 'none'")

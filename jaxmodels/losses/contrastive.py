@@ -56,6 +56,57 @@ def sigmoid_loss(zimg: jax.Array, ztxt: jax.Array, t_prime: jax.Array, b: jax.Ar
     return -jnp.sum(jax.nn.log_sigmoid(labels_NxN * logits_NxN)) / n
 
 
+def soft_target_softmax_loss(
+    logits_i2t_NxM: jax.Array,
+    logits_t2i_NxM: jax.Array,
+    targets_i2t_NxM: jax.Array,
+    targets_t2i_NxM: jax.Array,
+) -> jax.Array:
+    """ITC with soft targets (ALBEF eq. 2-3; BLIP Sec. 3.2): mean of ``-sum_j y_ij log p_ij``.
+
+    Rows are the N images (i2t) / N texts (t2i) of the batch; the M columns are the batch's
+    other modality plus any queued momentum features. With one-hot diagonal targets and no
+    queue this is :func:`softmax_loss` at ``t = 1 / temp``.
+    """
+    ce_i2t = -jnp.sum(targets_i2t_NxM * jax.nn.log_softmax(logits_i2t_NxM, axis=1), axis=1)
+    ce_t2i = -jnp.sum(targets_t2i_NxM * jax.nn.log_softmax(logits_t2i_NxM, axis=1), axis=1)
+    return 0.5 * (ce_i2t.mean() + ce_t2i.mean())
+
+
+def itc_targets(
+    positives_NxM: jax.Array, momentum_logits_NxM: jax.Array | None = None, alpha: float = 0.4
+) -> jax.Array:
+    """ITC targets: ground truth spread over the positives, mixed with the momentum model's
+    softmax as ``alpha * softmax(s_m) + (1 - alpha) * y`` (ALBEF Sec. 3.3; BLIP alpha = 0.4).
+    """
+    pos = positives_NxM.astype(jnp.float32)
+    y = pos / jnp.maximum(pos.sum(axis=1, keepdims=True), 1.0)
+    if momentum_logits_NxM is None:
+        return y
+    soft = jax.nn.softmax(jax.lax.stop_gradient(momentum_logits_NxM).astype(jnp.float32), axis=1)
+    return alpha * soft + (1.0 - alpha) * y
+
+
+def momentum_update(params_m, params, decay: float = 0.995):
+    """Momentum encoder: ``theta_m <- decay * theta_m + (1 - decay) * theta`` (BLIP: 0.995)."""
+    return jax.tree.map(
+        lambda m, p: decay * m + (1.0 - decay) * jax.lax.stop_gradient(p), params_m, params
+    )
+
+
+def enqueue(queue_QxD: jax.Array, feats_NxD: jax.Array, ptr: jax.Array):
+    """Writes momentum features into the FIFO feature queue at ``ptr``; returns (queue, ptr).
+
+    The queue length must be a multiple of N (as in ALBEF/BLIP), so a write never wraps.
+    """
+    n, q = feats_NxD.shape[0], queue_QxD.shape[0]
+    if q % n:
+        raise ValueError(f"queue length {q} must be a multiple of the global batch {n}")
+    feats = jax.lax.stop_gradient(feats_NxD).astype(queue_QxD.dtype)
+    queue = jax.lax.dynamic_update_slice_in_dim(queue_QxD, feats, ptr, axis=0)
+    return queue, (ptr + n) % q
+
+
 # ----------------------------------------------------------------------------------------------
 # Helpers shared by the shard_map kernels.
 # ----------------------------------------------------------------------------------------------

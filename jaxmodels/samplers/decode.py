@@ -1,7 +1,9 @@
-"""Autoregressive decoding with a KV cache: greedy, temperature, top-k and nucleus (top-p).
+"""Autoregressive decoding with a KV cache: greedy, temperature, top-k, nucleus (top-p), beam.
 
 ``generate`` prefills the cache with the prompt, then runs one ``lax.scan`` step per new token
 (no Python loop per token); every step feeds the last token and the cache to ``apply_fn``.
+``beam_search`` keeps the ``beam_size`` best partial sequences per row in the same way,
+reordering the cache rows of the surviving beams after each step.
 """
 
 from __future__ import annotations
@@ -104,3 +106,72 @@ def generate(
     _, (tokens, logits) = jax.lax.scan(step, carry, jax.random.split(rng, max_new_tokens))
     tokens_BxN = tokens.T
     return (tokens_BxN, jnp.swapaxes(logits, 0, 1)) if return_logits else tokens_BxN
+
+
+def _reorder_rows(tree, src_BxK: jax.Array):
+    """Gathers beams ``src_BxK`` from every cache leaf with a leading ``B * K`` axis."""
+    B, K = src_BxK.shape
+    flat = (jnp.arange(B)[:, None] * K + src_BxK).reshape(-1)
+
+    def take(x):
+        return x[flat] if x.ndim and x.shape[0] == B * K else x
+
+    return jax.tree.map(take, tree)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("apply_fn", "beam_size", "max_new_tokens", "eos_id", "pad_id"),
+)
+def beam_search(
+    apply_fn: ApplyFn,
+    params: Any,
+    cache: Any,
+    prompt_BxP: jax.Array,
+    *,
+    beam_size: int,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+    length_penalty: float = 1.0,
+):
+    """Beam search (e.g. BLIP's captioning, beam 3): returns ``(tokens_BxN, scores_B)``.
+
+    ``cache`` holds ``B * beam_size`` rows (beam-major within each row: row ``b * K + k``) and
+    ``apply_fn`` sees that many rows. Scores are summed log-probabilities; a beam that emitted
+    ``eos_id`` is finished, extends only with ``pad_id`` at no cost, and keeps its place in the
+    beam. The best beam maximises ``score / length ** length_penalty`` (length up to its EOS).
+    """
+    B, K = prompt_BxP.shape[0], beam_size
+    logits, cache = apply_fn(params, cache, jnp.repeat(prompt_BxP, K, axis=0))
+    logp = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
+    V = logp.shape[-1]
+    scores = jnp.where(jnp.arange(K) == 0, 0.0, -jnp.inf)[None].repeat(B, 0)  # one live beam
+    pad_row = jnp.where(jnp.arange(V) == pad_id, 0.0, -jnp.inf)
+
+    def step(carry, n):
+        cache, logp_BKxV, scores_BxK, tokens_BxKxN, done_BxK, length_BxK = carry
+        logp_BxKxV = jnp.where(done_BxK[..., None], pad_row, logp_BKxV.reshape(B, K, V))
+        cand_BxKV = (scores_BxK[..., None] + logp_BxKxV).reshape(B, K * V)
+        scores_BxK, idx_BxK = jax.lax.top_k(cand_BxKV, K)
+        src_BxK, tok_BxK = idx_BxK // V, (idx_BxK % V).astype(jnp.int32)
+        pick = lambda x: jnp.take_along_axis(x, src_BxK.reshape(B, K, *[1] * (x.ndim - 2)), 1)
+        tokens_BxKxN = pick(tokens_BxKxN).at[:, :, n].set(tok_BxK)
+        done_BxK, length_BxK = pick(done_BxK), pick(length_BxK)
+        length_BxK = length_BxK + (~done_BxK)
+        if eos_id is not None:
+            done_BxK = done_BxK | (tok_BxK == eos_id)
+        cache = _reorder_rows(cache, src_BxK)
+        logits, cache = apply_fn(params, cache, tok_BxK.reshape(B * K, 1))
+        logp = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
+        return (cache, logp, scores_BxK, tokens_BxKxN, done_BxK, length_BxK), None
+
+    tokens = jnp.full((B, K, max_new_tokens), pad_id, jnp.int32)
+    done, length = jnp.zeros((B, K), bool), jnp.zeros((B, K), jnp.int32)
+    carry = (cache, logp, scores, tokens, done, length)
+    carry, _ = jax.lax.scan(step, carry, jnp.arange(max_new_tokens))
+    _, _, scores, tokens, _, length = carry
+    normed = scores / jnp.maximum(length, 1).astype(jnp.float32) ** length_penalty
+    best_B = jnp.argmax(normed, axis=1)
+    take = lambda x: jnp.take_along_axis(x, best_B.reshape(B, 1, *[1] * (x.ndim - 2)), 1)[:, 0]
+    return take(tokens), take(scores)

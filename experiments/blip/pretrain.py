@@ -1,0 +1,85 @@
+"""BLIP pre-training (ITC + ITM + LM) on the embedded rendered scenes.
+
+jaxmodels train --config experiments/blip/pretrain.py --workdir runs/blip
+jaxmodels train --config experiments/blip/pretrain.py:smoke --workdir /tmp/blip-smoke
+jaxmodels eval --config experiments/blip/pretrain.py --workdir runs/blip
+jaxmodels sample --config experiments/blip/pretrain.py --workdir runs/blip
+
+Args (comma-separated): ``smoke`` (tiny, for CI); ``noisy`` (30% of the training captions
+swapped to another image's, the CapFilt experiment's noisy set). To train on a CapFilt output
+add ``--config.data.name=file --config.data.path=runs/blip/capfilt.npz``.
+The model is a scaled-down BLIP (ViT + BERT text side) sized for a 2-core CPU.
+"""
+
+import ml_collections
+
+from jaxmodels.config import base_config, config_args
+
+
+def get_config(arg: str | None = None):
+    args = config_args(arg, ("smoke", "noisy"))
+    c = base_config()
+    c.family = "blip"
+
+    m = c.model
+    m.embed_dim = 64  # ITC feature width (BLIP: 256)
+    m.t_init = 0.07  # ITC temperature init (BLIP: 0.07, learnable, clamped to [0.001, 0.5])
+    m.label_smoothing = 0.1  # LM loss label smoothing (BLIP Sec. 3.2)
+    m.attention_impl = "auto"  # auto | xla | cudnn | splash
+    img = m.image = ml_collections.ConfigDict()
+    img.width = 128  # ViT width (BLIP base: ViT-B/16, 768)
+    img.depth = 2  # ViT blocks
+    img.mlp_dim = 512  # ViT MLP hidden size
+    img.num_heads = 4  # ViT heads
+    img.patch_size = 8  # 32 px -> 4x4 patches + [CLS]
+    img.posemb = "learn"  # learned positions (ViT)
+    img.activation = "gelu"  # exact GELU (ViT/BERT)
+    img.norm_eps = 1e-6  # ViT LayerNorm epsilon
+    txt = m.text = ml_collections.ConfigDict()
+    txt.width = 128  # BERT width (BLIP base: 768)
+    txt.depth = 2  # BERT layers (BLIP base: 12), each with self-, cross-attention and MLP
+    txt.mlp_dim = 512  # BERT intermediate size
+    txt.num_heads = 4  # BERT heads
+    txt.max_len = 24  # position table: text, and "[DEC] a picture of" + caption
+
+    d = c.data
+    d.name = "scenes"  # scenes (rendered) | file (an .npz written by experiments/blip/capfilt.py)
+    d.path = ""  # data.name=file: the .npz path
+    d.noise = 0.3 if "noisy" in args else 0.0  # share of training captions swapped
+    d.train_size = 20000  # rendered training scenes
+    d.eval_size = 1000  # held-out scenes (independent seed)
+    d.image_size = 32  # pixels
+    d.seed = 0  # scene seed
+    d.object_scale = 1.4  # object radii x this (1.0: ~3-4 px; small shapes slow ITM down)
+    d.max_len = 12  # text tokens: [CLS] + caption words (<= 8) + [EOS], padded
+    d.eval_batch_size = 250  # evaluator batch
+    d.retrieval_size = 1000  # held-out images for recall@K (captions deduplicated)
+    d.rerank_k = 16  # ITM re-ranks each query's top k by ITC (BLIP: k = 256 on COCO)
+    d.caption_eval_size = 500  # held-out images captioned (beam 3) for BLEU-4 / CIDEr
+
+    c.sample.n = 16  # images in the `jaxmodels sample` grid
+
+    t = c.train
+    t.steps = 1200
+    t.batch_size = 64
+    t.learning_rate = 5e-4
+    t.warmup_steps = 100
+    t.weight_decay = 0.05  # BLIP pre-training weight decay
+    t.b2 = 0.999
+    t.log_every = 50
+    t.eval_every = 1200  # evaluate at the end
+    t.eval_batches = 4
+    t.checkpoint_every = 400
+
+    if "smoke" in args:
+        for tower in (img, txt):
+            tower.width, tower.depth, tower.mlp_dim, tower.num_heads = 32, 1, 64, 2
+        m.embed_dim = 16
+        d.image_size = 16
+        d.train_size, d.eval_size, d.retrieval_size, d.caption_eval_size = 128, 32, 32, 8
+        d.eval_batch_size = 16
+        d.rerank_k = 4
+        c.sample.n = 4
+        t.steps, t.batch_size, t.warmup_steps = 3, 16, 1
+        t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 3, 1, 3
+    return c

@@ -1,0 +1,67 @@
+"""BLIP's image-text matching and captioning objectives (Li et al., ICML 2022, Sec. 3.2).
+
+- :func:`hard_negatives`: for every image a negative text, and for every text a negative image,
+  drawn from the softmax of the ITC similarities with the positives masked out (ALBEF Sec. 3.2's
+  contrastive-similarity hard-negative mining, which BLIP adopts). The arrays are the *global*
+  batch: under ``jax.jit`` with the batch sharded over the mesh, the draw ranges over every
+  device's examples (BLIP all-gathers the features for the same effect).
+- :func:`itm_loss`: binary cross-entropy (2-way softmax) over the positives and both kinds of
+  hard negatives.
+- :func:`lm_loss`: the captioning language-modelling loss, next-token cross-entropy with label
+  smoothing 0.1 over the target tokens (BLIP Sec. 3.2: "label smoothing of 0.1").
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def hard_negatives(
+    key: jax.Array, sim_i2t_NxN: jax.Array, positives_NxN: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(neg_text_N, neg_image_N)`` global indices, never a positive.
+
+    ``sim_i2t_NxN[i, j]`` is the ITC logit (similarity / temperature) of image i and text j;
+    ``positives_NxN[i, j]`` marks matching pairs (the diagonal, plus texts equal to image i's
+    caption). Each row needs at least one negative.
+    """
+    k_txt, k_img = jax.random.split(key)
+    sim = jax.lax.stop_gradient(sim_i2t_NxN).astype(jnp.float32)
+    masked = jnp.where(positives_NxN, -jnp.inf, sim)
+    neg_text_N = jax.random.categorical(k_txt, masked, axis=1)  # per image, over texts
+    neg_image_N = jax.random.categorical(k_img, masked.T, axis=1)  # per text, over images
+    return neg_text_N.astype(jnp.int32), neg_image_N.astype(jnp.int32)
+
+
+def itm_loss(logits_pos_Nx2: jax.Array, logits_neg_Kx2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """ITM cross-entropy: class 1 (match) for positives, 0 for negatives; also returns accuracy."""
+    logits = jnp.concatenate([logits_pos_Nx2, logits_neg_Kx2]).astype(jnp.float32)
+    labels = jnp.concatenate(
+        [
+            jnp.ones(logits_pos_Nx2.shape[0], jnp.int32),
+            jnp.zeros(logits_neg_Kx2.shape[0], jnp.int32),
+        ]
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def lm_loss(
+    logits_BxLxV: jax.Array,
+    targets_BxL: jax.Array,
+    weights_BxL: jax.Array,
+    label_smoothing: float = 0.1,
+) -> jax.Array:
+    """Token-mean cross-entropy against ``(1 - eps) onehot + eps / V`` over weighted targets.
+
+    ``logits_BxLxV[:, t]`` predicts ``targets_BxL[:, t]`` (already shifted); weights zero out
+    padding and prompt tokens. Matches ``torch.nn.CrossEntropyLoss(label_smoothing=eps)``.
+    """
+    V = logits_BxLxV.shape[-1]
+    onehot = jax.nn.one_hot(targets_BxL, V, dtype=jnp.float32)
+    soft = optax.smooth_labels(onehot, label_smoothing)
+    ce_BxL = optax.softmax_cross_entropy(logits_BxLxV.astype(jnp.float32), soft)
+    w = weights_BxL.astype(jnp.float32)
+    return jnp.sum(ce_BxL * w) / jnp.maximum(jnp.sum(w), 1.0)

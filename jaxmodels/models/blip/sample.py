@@ -1,0 +1,121 @@
+"""Captioning with the BLIP decoder: greedy, beam search and nucleus sampling from a prompt.
+
+The decoder runs with a KV cache on its causal self-attention (``BLIP(decode=True)``); the
+image tokens ride along with the parameters, repeated once per beam. Token choice is the
+shared :mod:`jaxmodels.samplers.decode` (greedy/nucleus: ``generate``; beam: ``beam_search``).
+Captions are generated after BLIP's prompt "a picture of " (Sec. 4.1), which is stripped.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmodels.models.blip import data
+from jaxmodels.models.blip.model import BLIP
+from jaxmodels.samplers.decode import beam_search, generate
+
+# method: (decoding options); BLIP Sec. 4.1/4.4: beam 3 for captioning, nucleus p = 0.9 CapFilt
+METHODS = {
+    "greedy": dict(temperature=0.0),
+    "beam": dict(beam_size=3),
+    "nucleus": dict(temperature=1.0, top_p=0.9),
+}
+
+
+def _prompt(batch: int) -> np.ndarray:
+    ids = [data.TOKENIZER.bos_id, *data.PROMPT_IDS]
+    return np.tile(np.asarray(ids, np.int32), (batch, 1))
+
+
+def decode_text(tokens) -> str:
+    """Generated ids -> text up to the first [EOS]."""
+    row = list(np.asarray(tokens))
+    if data.TOKENIZER.eos_id in row:
+        row = row[: row.index(data.TOKENIZER.eos_id)]
+    return data.TOKENIZER.decode(row)
+
+
+class Captioner:
+    """``captioner(params, images_uint8, rng, method) -> list of captions`` (jitted parts)."""
+
+    def __init__(self, model: BLIP, max_new_tokens: int, rules=()):
+        self.model, self.rules = model, tuple(rules)
+        self.decoder = model.clone(decode=True)
+        self.max_new_tokens = max_new_tokens
+        self._image_tokens = jax.jit(self._tokens)
+
+    def _tokens(self, params, images):
+        with nn.logical_axis_rules(self.rules):
+            x = images.astype(jnp.float32) / 127.5 - 1.0
+            return self.model.apply({"params": params}, x, method=BLIP.image_tokens)
+
+    @functools.cached_property
+    def apply_fn(self):
+        def apply_fn(params_and_image, cache, tokens_BxT):
+            params, image = params_and_image
+            with nn.logical_axis_rules(self.rules):
+                logits, mut = self.decoder.apply(
+                    {"params": params, "cache": cache},
+                    image,
+                    tokens_BxT,
+                    None,
+                    method=BLIP.decoder_logits,
+                    mutable=["cache"],
+                )
+            return logits, mut["cache"]
+
+        return apply_fn
+
+    def _cache(self, image_BxSxW, length: int):
+        rows = image_BxSxW.shape[0]
+        ids = jnp.zeros((rows, length), jnp.int32)
+        shapes = jax.eval_shape(
+            lambda: self.decoder.init(
+                jax.random.key(0), image_BxSxW, ids, None, method=BLIP.decoder_logits
+            )
+        )["cache"]
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def __call__(self, params, images, rng, method: str = "beam") -> list[str]:
+        if method not in METHODS:
+            raise ValueError(f"caption method {method!r}: use one of {list(METHODS)}")
+        opts = METHODS[method]
+        image = self._image_tokens(params, images)
+        prompt = jnp.asarray(_prompt(len(images)))
+        length = prompt.shape[1] + self.max_new_tokens
+        common = dict(max_new_tokens=self.max_new_tokens, eos_id=data.TOKENIZER.eos_id)
+        common["pad_id"] = data.TOKENIZER.pad_id
+        if method == "beam":
+            k = opts["beam_size"]
+            image = jnp.repeat(image, k, axis=0)
+            tokens, _ = beam_search(
+                self.apply_fn, (params, image), self._cache(image, length), prompt, **opts, **common
+            )
+        else:
+            cache = self._cache(image, length)
+            tokens = generate(self.apply_fn, (params, image), cache, prompt, rng, **opts, **common)
+        return [decode_text(t) for t in np.asarray(tokens)]
+
+
+def caption_grid(path: str, images: np.ndarray, captions, columns: int = 4) -> None:
+    """Writes a PNG grid of images titled with their captions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), images, captions, strict=False):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title("".join(ch if ch.isprintable() else "?" for ch in cap), fontsize=8, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,92 @@
+"""HF transformers BLIP (random tiny configs, no downloads) vs the converted JAX BLIP, fp32."""
+
+import numpy as np
+import pytest
+import torch
+
+from jaxmodels.convert import from_hf
+
+transformers = pytest.importorskip("transformers")
+
+B, L, SIZE = 3, 7, 16
+
+
+def _config():
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=SIZE,
+        patch_size=8,
+    )
+    text = dict(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        encoder_hidden_size=32,
+    )
+    return transformers.BlipConfig(
+        vision_config=vision, text_config=text, image_text_hidden_size=24
+    )
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.normal(size=(B, 3, SIZE, SIZE)).astype(np.float32)
+    ids = rng.integers(1, 50, size=(B, L))
+    mask = np.ones((B, L), np.int64)
+    mask[1, 4:] = 0  # padding in the attention mask
+    mask[2, 6:] = 0
+    return pixels, ids, mask
+
+
+def _randomise(model):
+    """HF initialises some weights to constants (LayerNorm 1/0): draw them all at random."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "cls.predictions.decoder" not in name:
+                p.copy_(torch.randn_like(p) * 0.2)
+    model.tie_weights()
+    return model.eval()
+
+
+def _jax(model, params, method, pixels, ids, mask):
+    images = np.transpose(pixels, (0, 2, 3, 1))
+    return np.asarray(model.apply({"params": params}, images, ids, mask, method=method))
+
+
+def test_retrieval_itm_and_itc_match_hf():
+    hf = _randomise(transformers.BlipForImageTextRetrieval(_config()))
+    pixels, ids, mask = _inputs()
+    model, params = from_hf(hf)
+    args = (torch.tensor(ids), torch.tensor(pixels))
+    with torch.no_grad():
+        itm = hf(*args, attention_mask=torch.tensor(mask), use_itm_head=True).itm_score.numpy()
+        itc = hf(*args, attention_mask=torch.tensor(mask), use_itm_head=False).itm_score.numpy()
+    np.testing.assert_allclose(
+        _jax(model, params, "itm_logits", pixels, ids, mask), itm, atol=1e-4, rtol=1e-4
+    )
+    sims = _jax(model, params, "itc_similarity", pixels, ids, mask)
+    assert sims.shape == (B, B)
+    np.testing.assert_allclose(sims, itc, atol=1e-4, rtol=1e-4)
+
+
+def test_captioning_logits_match_hf():
+    hf = _randomise(transformers.BlipForConditionalGeneration(_config()))
+    pixels, ids, mask = _inputs(1)
+    model, params = from_hf(hf)
+    with torch.no_grad():
+        out = hf(
+            pixel_values=torch.tensor(pixels),
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+        ).logits.numpy()
+    got = _jax(model, params, "caption_logits", pixels, ids, mask)
+    assert got.shape == (B, L, 50)
+
+    np.testing.assert_allclose(got, out, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,100 @@
+"""BLIP objectives: hard negatives (never a positive, drawn over the global batch), ITC, LM."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmodels.losses import blip, contrastive
+
+N = 16
+
+
+def test_hard_negatives_never_pick_a_positive():
+    rng = np.random.default_rng(0)
+    sim = jnp.asarray(rng.normal(size=(N, N)) * 5, jnp.float32)
+    pos = np.eye(N, dtype=bool)
+    pos[3, 7] = pos[7, 3] = pos[3, 3] = True  # duplicate captions also count as positives
+    pos[3, 11] = True
+    for seed in range(20):
+        neg_t, neg_i = blip.hard_negatives(jax.random.key(seed), sim, jnp.asarray(pos))
+        assert not pos[np.arange(N), np.asarray(neg_t)].any()  # (image i, text neg_t[i])
+        assert not pos[np.asarray(neg_i), np.arange(N)].any()  # (image neg_i[j], text j)
+
+
+def test_hard_negatives_are_drawn_across_devices_under_the_mesh():
+    assert jax.device_count() == 8
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+    # image i's only likely negative is text (i + 8) % 16, held by another device (2 rows each)
+    partner = (np.arange(N) + N // 2) % N
+    sim = np.full((N, N), -30.0, np.float32)
+    sim[np.arange(N), partner] = 30.0
+    sim[np.arange(N), np.arange(N)] = 50.0  # positives score highest, yet are masked out
+    pos = np.eye(N, dtype=bool)
+    rows = NamedSharding(mesh, P("data", None))
+    fn = jax.jit(blip.hard_negatives)
+    with jax.set_mesh(mesh):
+        sim_s, pos_s = jax.device_put(sim, rows), jax.device_put(pos, rows)
+        neg_t, neg_i = fn(jax.random.key(0), sim_s, pos_s)
+    assert len(sim_s.sharding.device_set) == 8
+    np.testing.assert_array_equal(np.asarray(neg_t), partner)
+    np.testing.assert_array_equal(np.asarray(neg_i), partner)  # partner is an involution
+    assert (np.asarray(neg_t) // 2 != np.arange(N) // 2).all()  # always another device's
+    # and the draw is the same as on one device: global semantics, not per-shard
+    ref_t, ref_i = fn(jax.random.key(0), jnp.asarray(sim), jnp.asarray(pos))
+    np.testing.assert_array_equal(np.asarray(neg_t), np.asarray(ref_t))
+
+
+def test_soft_target_itc_is_clip_softmax_loss_for_one_hot_targets():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(2, 8, 5))
+    zimg, ztxt = (x / np.linalg.norm(x, axis=-1, keepdims=True) for x in z)
+    temp = 0.07
+    sim = jnp.asarray(zimg @ ztxt.T / temp, jnp.float32)
+    eye = jnp.eye(8)
+    got = contrastive.soft_target_softmax_loss(sim, sim.T, eye, eye)
+    want = contrastive.softmax_loss(zimg, ztxt, jnp.log(1 / temp))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # targets: ground truth spread over duplicates, then mixed with the momentum softmax
+    pos = jnp.asarray([[1, 1, 0], [0, 1, 0], [0, 0, 1]], bool)
+    y = contrastive.itc_targets(pos)
+    np.testing.assert_allclose(y[0], [0.5, 0.5, 0])
+    mixed = contrastive.itc_targets(pos, jnp.zeros((3, 3)), alpha=0.4)
+    np.testing.assert_allclose(mixed[0], [0.4 / 3 + 0.3, 0.4 / 3 + 0.3, 0.4 / 3], rtol=1e-6)
+
+
+def test_momentum_update_and_queue():
+    m = {"w": jnp.zeros(3)}
+    p = {"w": jnp.ones(3)}
+    np.testing.assert_allclose(contrastive.momentum_update(m, p)["w"], 0.005)
+    queue, ptr = jnp.zeros((6, 2)), jnp.array(4)
+    queue, ptr = contrastive.enqueue(queue, jnp.ones((2, 2)), ptr)
+    assert int(ptr) == 0 and float(queue[4:].min()) == 1 and float(queue[:4].max()) == 0
+    with pytest.raises(ValueError, match="multiple"):
+        contrastive.enqueue(jnp.zeros((5, 2)), jnp.ones((2, 2)), jnp.array(0))
+
+
+def test_lm_loss_matches_torch_label_smoothing_and_ignores_masked_tokens():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 5, 11)).astype(np.float32)
+    targets = rng.integers(0, 11, size=(3, 5))
+    weights = np.ones((3, 5), bool)
+    weights[0, :2] = weights[2, 3:] = False  # prompt / padding
+    got = blip.lm_loss(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights), 0.1)
+    tgt = np.where(weights, targets, -100)
+    want = torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=-100)(
+        torch.tensor(logits.reshape(-1, 11)), torch.tensor(tgt.reshape(-1))
+    )
+    np.testing.assert_allclose(got, want.item(), rtol=1e-5)
+
+
+def test_itm_loss_labels_positives_one_and_negatives_zero():
+    pos = jnp.asarray([[0.0, 5.0], [0.0, 5.0]])
+    neg = jnp.asarray([[5.0, 0.0]] * 4)
+    loss, acc = blip.itm_loss(pos, neg)
+    assert float(acc) == 1.0 and float(loss) < 0.01
+    loss_bad, acc_bad = blip.itm_loss(neg[:2], pos.repeat(2, 0))
+    assert float(acc_bad) == 0.0 and float(loss_bad) > 4.9

@@ -1,0 +1,77 @@
+"""BLIP task on the smoke config: data, the three losses, evaluators, CapFilt on a toy model."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from jaxmodels.config import load_config
+from jaxmodels.models.blip import capfilt, data
+from jaxmodels.models.blip.sample import Captioner
+from jaxmodels.models.blip.task import Scorer, build_task, make_model
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    config = load_config("experiments/blip/pretrain.py:smoke")
+    task = build_task(config, None)
+    return config, task, nn.unbox(jax.jit(task.init)(jax.random.key(0)))
+
+
+def test_scenes_captions_are_compositional_and_splits_differ():
+    images, captions = data.split("train", 64, 32, 0)
+    held_images, _ = data.split("eval", 64, 32, 0)
+    assert images.shape == (64, 32, 32, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images, held_images)
+    words = {w for c in captions for w in c.split()}
+    assert {"two", "three", "left", "above"} & words and {"red", "blue"} <= words
+    enc = data.encode(captions[:4], 12)
+    assert (enc["text"][:, 0] == data.CLS_ID).all()
+    assert (enc["caption"][:, 1:4] == data.PROMPT_IDS).all()
+    noisy, corrupted = data.corrupt(captions, 0.3, 0)
+    assert 0.2 < corrupted.mean() <= 0.3
+    assert all((a != b) == c for a, b, c in zip(noisy, captions, corrupted, strict=True))
+
+
+def test_loss_is_the_sum_of_the_three_logged_objectives(smoke):
+    config, task, params = smoke
+    batch = next(task.train_data(0, 1))
+
+    def loss(p):
+        return task.loss_fn(p, batch, jax.random.key(1))
+
+    (value, m), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    np.testing.assert_allclose(value, m["itc"] + m["itm"] + m["lm"], rtol=1e-6)
+    assert all(np.isfinite(v) for v in m.values())
+    assert np.isfinite(sum(float(np.abs(g).sum()) for g in jax.tree.leaves(grads)))
+
+
+def test_capfilt_on_a_toy_model_writes_a_dataset_the_file_config_trains_on(smoke, tmp_path):
+    config, _, params = smoke
+    model = make_model(config)
+    images, captions = data.split("train", 16, config.data.image_size, 0)
+    noisy, corrupted = data.corrupt(captions, 0.5, 0)
+    captioner = Captioner(model, config.data.max_len - 2, config.mesh.rules)
+    scorer = Scorer(model, config.mesh.rules, 8)
+    args = (captioner, scorer, params, images, noisy, jax.random.key(0))
+    res = capfilt.capfilt(*args, threshold=0.5, batch=8)
+    assert len(res.synthetic) == 16 and res.p_original.shape == (16,)
+    assert ((res.p_original >= 0.5) == res.keep_original).all()
+    new_images, new_caps = res.dataset(images, noisy)
+    assert len(new_images) == len(new_caps) == res.keep_original.sum() + res.keep_synthetic.sum()
+    report = capfilt.noise_report(res, corrupted)
+    assert report["clean_kept"] == pytest.approx(res.keep_original[~corrupted].mean())
+    assert ((res.p_synthetic >= 0.5) == res.keep_synthetic).all()
+    assert all(isinstance(t, str) for t in res.synthetic)
+
+    path = os.path.join(tmp_path, "boot.npz")
+    data.save_pairs(path, new_images, new_caps)
+    config.data.name, config.data.path = "file", path
+    config.train.batch_size = 4
+    task = build_task(config, None)
+    batch = next(task.train_data(0, 1))
+    assert batch["image"].shape[0] == 4 and np.isfinite(
+        task.loss_fn(params, batch, jax.random.key(2))[0]
+    )
