@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from jaxmodels.layers.mlp import ACTIVATIONS, dense
 from jaxmodels.layers.norms import LayerNorm
+from jaxmodels.layers.positions import NOPE
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 from jaxmodels.layers.vit import ViT
 
@@ -67,7 +68,7 @@ class BertText(nn.Module):
             norm_position="post",
             use_bias=True,
             causal=mode == "decoder",
-            rope=False,
+            position=NOPE,
             attention_impl=self.attention_impl,
             cross_attention=cross,
             self_attention_name="causal_attention" if mode == "decoder" else "attention",
