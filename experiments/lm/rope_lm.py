@@ -106,7 +106,7 @@ def get_config(arg=None):
     t.eval_batches = 10  # validation batches per pass
     t.checkpoint_every = 200  # steps between checkpoints
 
-    if "extrapolation" in args:  # docs/positions.md: one small LM per encoding, L = 64 bytes
+    if "extrapolation" in args:  # docs/roformer.md: one small LM per encoding, L = 64 bytes
         m.d_model, m.num_layers, m.d_ff, m.attention_impl = 128, 2, 384, "xla"
         p.max_len = 64  # learned table: the training length (longer positions are clipped)
         d.seq_len, d.stream, c.evals = 64, True, ("extrapolation",)
