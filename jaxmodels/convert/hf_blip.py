@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmodels.convert.hf_siglip import _attention, _dense, _linear, _ln, _mlp, _np
+from jaxmodels.convert.torch_weights import attention, dense, layer_norm, linear, mlp, to_numpy
 
 ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
 
@@ -22,26 +22,26 @@ ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
 def _vision(sd, depth: int, num_heads: int) -> dict:
     """``vision_model.*`` -> ViT(pool="none") params."""
     sd = {k.removeprefix("vision_model."): v for k, v in sd.items()}
-    pos = _np(sd["embeddings.position_embedding"])
+    pos = to_numpy(sd["embeddings.position_embedding"])
     layers = {}
     for i in range(depth):
         p = f"encoder.layers.{i}"
-        w_qkv, b_qkv = _linear(sd, f"{p}.self_attn.qkv")
+        w_qkv, b_qkv = linear(sd, f"{p}.self_attn.qkv")
         q, k, v = zip(np.split(w_qkv, 3), np.split(b_qkv, 3), strict=True)
-        out = _linear(sd, f"{p}.self_attn.projection")
+        out = linear(sd, f"{p}.self_attn.projection")
         layers[f"layers_{i}"] = {
-            "attention_norm": _ln(sd, f"{p}.layer_norm1"),
-            "attention": _attention(q, k, v, out, num_heads),
-            "mlp_norm": _ln(sd, f"{p}.layer_norm2"),
-            "mlp": _mlp(sd, f"{p}.mlp"),
+            "attention_norm": layer_norm(sd, f"{p}.layer_norm1"),
+            "attention": attention(q, k, v, out, num_heads),
+            "mlp_norm": layer_norm(sd, f"{p}.layer_norm2"),
+            "mlp": mlp(sd, f"{p}.mlp"),
         }
-    layers["final_norm"] = _ln(sd, "post_layernorm")
+    layers["final_norm"] = layer_norm(sd, "post_layernorm")
     return {
         "embedding": {
-            "kernel": _np(sd["embeddings.patch_embedding.weight"]).transpose(2, 3, 1, 0),
-            "bias": _np(sd["embeddings.patch_embedding.bias"]),
+            "kernel": to_numpy(sd["embeddings.patch_embedding.weight"]).transpose(2, 3, 1, 0),
+            "bias": to_numpy(sd["embeddings.patch_embedding.bias"]),
         },
-        "cls": _np(sd["embeddings.class_embedding"]) + pos[:, :1],
+        "cls": to_numpy(sd["embeddings.class_embedding"]) + pos[:, :1],
         "pos_embedding": pos[:, 1:],
         "encoder": layers,
     }
@@ -49,7 +49,7 @@ def _vision(sd, depth: int, num_heads: int) -> dict:
 
 def _bert_attention(sd, prefix, num_heads):
     names = ("self.query", "self.key", "self.value", "output.dense")
-    return _attention(*(_linear(sd, f"{prefix}.{n}") for n in names), num_heads)
+    return attention(*(linear(sd, f"{prefix}.{n}") for n in names), num_heads)
 
 
 def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
@@ -61,19 +61,19 @@ def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
         p = f"encoder.layer.{i}"
         layers[f"layers_{i}"] = {
             self_name: _bert_attention(sd, f"{p}.attention", num_heads),
-            f"{self_name}_norm": _ln(sd, f"{p}.attention.output.LayerNorm"),
+            f"{self_name}_norm": layer_norm(sd, f"{p}.attention.output.LayerNorm"),
             "cross_attention": _bert_attention(sd, f"{p}.crossattention", num_heads),
-            "cross_attention_norm": _ln(sd, f"{p}.crossattention.output.LayerNorm"),
+            "cross_attention_norm": layer_norm(sd, f"{p}.crossattention.output.LayerNorm"),
             "mlp": {
-                "up": _dense(sd, f"{p}.intermediate.dense"),
-                "down": _dense(sd, f"{p}.output.dense"),
+                "up": dense(sd, f"{p}.intermediate.dense"),
+                "down": dense(sd, f"{p}.output.dense"),
             },
-            "mlp_norm": _ln(sd, f"{p}.output.LayerNorm"),
+            "mlp_norm": layer_norm(sd, f"{p}.output.LayerNorm"),
         }
     return {
-        "word": {"embedding": _np(sd["embeddings.word_embeddings.weight"])},
-        "position": _np(sd["embeddings.position_embeddings.weight"]),
-        "embed_norm": _ln(sd, "embeddings.LayerNorm"),
+        "word": {"embedding": to_numpy(sd["embeddings.word_embeddings.weight"])},
+        "position": to_numpy(sd["embeddings.position_embeddings.weight"]),
+        "embed_norm": layer_norm(sd, "embeddings.LayerNorm"),
         "layers": layers,
     }
 
@@ -81,12 +81,12 @@ def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
 def _lm_head(sd, word_embedding) -> dict:
     """BERT's LM head; its output weights must be the tied word embeddings."""
     p = "text_decoder.cls.predictions"
-    if not np.array_equal(_np(sd[f"{p}.decoder.weight"]), word_embedding):
+    if not np.array_equal(to_numpy(sd[f"{p}.decoder.weight"]), word_embedding):
         raise ValueError("from_hf(BLIP): LM head weights are not tied to the word embeddings")
     return {
-        "lm_dense": _dense(sd, f"{p}.transform.dense"),
-        "lm_norm": _ln(sd, f"{p}.transform.LayerNorm"),
-        "lm_bias": _np(sd[f"{p}.bias"]),
+        "lm_dense": dense(sd, f"{p}.transform.dense"),
+        "lm_norm": layer_norm(sd, f"{p}.transform.LayerNorm"),
+        "lm_bias": to_numpy(sd[f"{p}.bias"]),
     }
 
 
@@ -99,7 +99,7 @@ def convert(sd, config, arch: str) -> dict[tuple[str, ...], np.ndarray]:
             sd, "text_encoder.", t.num_hidden_layers, t.num_attention_heads, False
         )
         for name in ("vision_proj", "text_proj", "itm_head"):
-            params[name] = _dense(sd, name)
+            params[name] = dense(sd, name)
         params["temp"] = np.asarray(0.07, np.float32)  # HF's retrieval model has no temperature
     else:
         text = _text(sd, "text_decoder.bert.", t.num_hidden_layers, t.num_attention_heads, True)
