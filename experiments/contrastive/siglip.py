@@ -70,7 +70,7 @@ def base_text():
     import ml_collections
 
     txt = ml_collections.ConfigDict()
-    txt.vocab_size = 257  # bytes + padding id 0
+    txt.vocab_size = 259  # ByteTokenizer: bytes 0..255, PAD 256, BOS 257, EOS 258
     txt.width = 96  # model width
     txt.depth = 2  # encoder blocks
     txt.mlp_dim = 384  # MLP hidden size

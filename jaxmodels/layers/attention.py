@@ -192,6 +192,7 @@ def dot_product_attention(
     kv_segment_ids: jax.Array | None = None,
     mask: jax.Array | None = None,
     bias: jax.Array | None = None,
+    kv_lengths_B: jax.Array | None = None,
     impl: str = "auto",
     scale: float | None = None,
 ) -> jax.Array:
@@ -199,12 +200,14 @@ def dot_product_attention(
 
     ``causal`` is the top-left aligned lower-triangular mask (``T == S`` self-attention);
     ``mask`` is any extra boolean ``[B|1, 1|N, T, S]`` mask and ``bias`` an additive
-    ``[B|1, N|1, T, S]`` bias (ALiBi, T5 relative positions).
+    ``[B|1, N|1, T, S]`` bias (ALiBi, T5 relative positions). ``kv_lengths_B`` keeps keys
+    ``j < kv_lengths_B[b]`` (right padding) as sequence lengths, which cuDNN takes as its
+    padding mask where it refuses a general mask or bias.
     """
     T, H = q_BxTxNxH.shape[1], q_BxTxNxH.shape[-1]
     S = k_BxSxKxH.shape[1]
     scale = 1.0 / math.sqrt(H) if scale is None else scale
-    has_extra = mask is not None or bias is not None
+    has_extra = mask is not None or bias is not None or kv_lengths_B is not None
     kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
         return _splash(
@@ -230,6 +233,7 @@ def dot_product_attention(
         mask=mask,
         is_causal=causal,
         scale=scale,
+        key_value_seq_lengths=None if kv_lengths_B is None else kv_lengths_B.astype(jnp.int32),
     )
     if kernel == "cudnn":
         try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
@@ -348,8 +352,13 @@ class MultiHeadAttention(nn.Module):
         kv_segment_ids_BxS: jax.Array | None = None,
         kv_mask_BxS: jax.Array | None = None,
         bias: jax.Array | None = None,
+        kv_lengths_B: jax.Array | None = None,
     ) -> jax.Array:
-        """Returns ``[B, T, E]``; ``kv_BxSxE`` switches to cross-attention (no RoPE, no cache)."""
+        """Returns ``[B, T, E]``; ``kv_BxSxE`` switches to cross-attention (no RoPE, no cache).
+
+        ``kv_lengths_B`` (keys ``j < length`` are kept) reaches the kernel as sequence lengths;
+        the decode-cache and Shaw paths, which build a full mask, fold it into ``kv_mask_BxS``.
+        """
         B, T, E = x_BxTxE.shape
         N = self.num_heads
         K = self.num_kv_heads or N
@@ -387,6 +396,11 @@ class MultiHeadAttention(nn.Module):
             )
 
         causal, mask = self.causal and not cross, None
+        if kv_lengths_B is not None and (caching or self.shaw_max_distance):
+            S = cache_k.value.shape[1] if caching else k.shape[1]
+            keep_BxS = jnp.arange(S)[None, :] < kv_lengths_B[:, None]
+            kv_mask_BxS = keep_BxS if kv_mask_BxS is None else keep_BxS & kv_mask_BxS
+            kv_lengths_B = None
         if caching:
             idx = (0, offset, 0, 0)
             cache_k.value = jax.lax.dynamic_update_slice(cache_k.value, k, idx)
@@ -421,6 +435,7 @@ class MultiHeadAttention(nn.Module):
                 kv_segment_ids=kv_segment_ids_BxS,
                 mask=mask,
                 bias=bias,
+                kv_lengths_B=kv_lengths_B,
                 impl=self.attention_impl,
             )
         out_BxTxNxH = nn.with_logical_constraint(

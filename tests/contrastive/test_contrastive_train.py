@@ -8,7 +8,8 @@ import pytest
 from jax.sharding import AxisType
 
 from jaxmodels.config import load_config
-from jaxmodels.models.contrastive import model as two_towers
+from jaxmodels.models.contrastive import model as contrastive_model
+from jaxmodels.models.contrastive import task as contrastive_task
 from jaxmodels.train import loop
 
 
@@ -32,19 +33,27 @@ def test_family_loss_impls_agree():
     """The chunked, all-gather and dense sigmoid losses agree on a real model's embeddings."""
     config = _config("siglip")
     mesh = jax.make_mesh((4, 2, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
-    model = two_towers.make_model(config)
+    model = contrastive_model.make_model(config)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(8, 16, 16, 3), dtype=np.uint8)
-    tokens = rng.integers(1, 257, size=(8, config.model.text.max_len))
-    params = model.init(jax.random.key(0), images, tokens)
-    z = model.apply(params, images, tokens)
+    tokens = rng.integers(0, 256, size=(8, config.model.text.max_len))
+    lengths = rng.integers(1, config.model.text.max_len, size=(8,))
+    params = model.init(jax.random.key(0), images, tokens, lengths)
+    z = model.apply(params, images, tokens, lengths)
     values = {}
     for impl in ("chunked", "allgather", "dense"):
         config.model.loss_impl = impl
         with jax.set_mesh(mesh):
-            values[impl] = float(jax.jit(two_towers.make_loss(config, mesh))(*z))
+            values[impl] = float(jax.jit(contrastive_task.make_loss(config, mesh))(*z))
     np.testing.assert_allclose(values["chunked"], values["dense"], rtol=1e-5)
     np.testing.assert_allclose(values["allgather"], values["dense"], rtol=1e-5)
     config.model.loss_impl = "ring"
     with pytest.raises(ValueError, match="loss_impl='ring'"):
-        two_towers.make_loss(config, mesh)
+        contrastive_task.make_loss(config, mesh)
+
+
+def test_old_vocab_size_is_refused(tmp_path):
+    config = _config("siglip")
+    config.model.text.vocab_size = 257
+    with pytest.raises(ValueError, match="byte_vocab_257_to_259"):
+        loop.train(config, str(tmp_path))
