@@ -57,3 +57,38 @@ def test_old_vocab_size_is_refused(tmp_path):
     config.model.text.vocab_size = 257
     with pytest.raises(ValueError, match="byte_vocab_257_to_259"):
         loop.train(config, str(tmp_path))
+
+
+def _study():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "loss_study", "experiments/contrastive/loss_study.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_loss_study_configs_differ_only_in_the_loss():
+    """Same towers, data and optimizer, equal examples; b = -log(n - 1) under b_init='auto'."""
+    study = _study()
+    configs = {v: study.study_config(v, 32, 1, 9600) for v in study.VARIANTS}
+    flat = {v: dict(_flatten(c.to_dict())) for v, c in configs.items()}
+    differ = {k for k in flat["softmax"] if len({str(f[k]) for f in flat.values()}) > 1}
+    assert differ == {"model.loss", "model.t_prime_init", "model.b_init"}
+    c = configs["sigmoid-auto"]
+    assert c.train.steps * c.train.batch_size == 9600 and c.seed == 1
+    assert contrastive_model.make_model(c).b_init == pytest.approx(-np.log(31))
+    assert contrastive_model.make_model(configs["sigmoid-10"]).b_init == -10.0
+    assert contrastive_model.make_model(configs["softmax"]).b_init is None
+    with pytest.raises(ValueError, match="a number or 'auto'"):
+        contrastive_model.bias_init("atuo", 32)
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v

@@ -8,6 +8,7 @@ and, for SigLIP (Zhai et al., 2023, Alg. 1), the bias ``b``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -92,15 +93,33 @@ def tower_kwargs(config) -> tuple[dict, dict]:
     return image, text
 
 
+def bias_init(b_init, batch_size: int) -> float:
+    """SigLIP's initial logit bias: a number, or ``"auto"`` for ``-log(n - 1)`` at batch n.
+
+    With near-orthogonal embeddings at initialisation every logit is about b, so
+    ``sigmoid(-log(n - 1)) = 1/n`` predicts the share of positives among the n² pairs. SigLIP
+    (Zhai et al., 2023, Sec. 3.2) uses b = -10, about -log(32k) for its 32k batch; at a small
+    batch that starts the negatives saturated.
+    """
+    if b_init == "auto":
+        if batch_size < 2:
+            raise ValueError("model.b_init='auto' needs train.batch_size >= 2")
+        return -math.log(batch_size - 1)
+    if isinstance(b_init, str):
+        raise ValueError(f"model.b_init={b_init!r}: a number or 'auto'")
+    return float(b_init)
+
+
 def make_model(config) -> TwoTowers:
     m = config.model
     image, text = tower_kwargs(config)
+    b_init = bias_init(m.b_init, config.train.batch_size) if m.loss == "sigmoid" else None
     return TwoTowers(
         image,
         text,
         m.embed_dim,
         m.t_prime_init,
-        m.b_init if m.loss == "sigmoid" else None,
+        b_init,
         dtype=jnp.dtype(config.train.compute_dtype),
     )
 
