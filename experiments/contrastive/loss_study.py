@@ -91,7 +91,10 @@ def load(path: str) -> list[dict]:
 
 
 def report(results: list[dict]) -> str:
-    """A markdown table: mean ± sample std over seeds per (batch, variant, examples)."""
+    """A markdown table: mean ± sample std over seeds per (batch, variant, examples).
+
+    A cell with one seed shows its value alone.
+    """
     cells: dict[tuple, list[dict]] = {}
     for r in results:
         cells.setdefault((r["batch"], r["variant"], r["examples"]), []).append(r)
@@ -104,8 +107,8 @@ def report(results: list[dict]) -> str:
             if not xs:
                 vals.append("—")
                 continue
-            sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
-            vals.append(f"{statistics.fmean(xs):.3f} ± {sd:.3f}")
+            spread = f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else ""
+            vals.append(f"{statistics.fmean(xs):.3f}{spread}")
         rows.append(
             f"| {batch} | {variant} | {examples} | {len(runs)} | " + " | ".join(vals) + " |"
         )
