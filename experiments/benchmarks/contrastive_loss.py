@@ -168,13 +168,14 @@ def time_siglip_step(model, loss, tx, n: int, iters: int, px: int, parts=("full"
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 255, size=(n, px, px, 3), dtype=np.uint8))
     tokens = jnp.asarray(rng.integers(1, 32_000, size=(n, 64)), jnp.int32)
-    init = jax.jit(lambda k: model.init(k, images[:1], tokens[:1])["params"])
+    lengths = jnp.asarray(rng.integers(16, 65, size=(n,)), jnp.int32)  # padded captions
+    init = jax.jit(lambda k: model.init(k, images[:1], tokens[:1], lengths[:1])["params"])
     params = nn_unbox(init(jax.random.key(0)))
 
-    def step(state, images, tokens):
+    def step(state, images, tokens, lengths):
         params, opt_state = state
         value, grads = jax.value_and_grad(
-            lambda p: loss(*model.apply({"params": p}, images, tokens))
+            lambda p: loss(*model.apply({"params": p}, images, tokens, lengths))
         )(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
@@ -188,11 +189,11 @@ def time_siglip_step(model, loss, tx, n: int, iters: int, px: int, parts=("full"
     if "full" in parts:
         box[0] = (params, tx.init(params))
 
-        def run_full(images, tokens):
-            box[0], value = full(box[0], images, tokens)
+        def run_full(*batch):
+            box[0], value = full(box[0], *batch)
             return value
 
-        out["full"] = _time(run_full, images, tokens, iters=iters)
+        out["full"] = _time(run_full, images, tokens, lengths, iters=iters)
     if "tower" in parts:
         out["tower"] = _time(jax.jit(tower), box[0][0], images, iters=iters)
     return out
@@ -209,13 +210,14 @@ def run_gpu(args) -> None:
     import optax
     from jax.sharding import AxisType
 
-    from jaxmodels.models.contrastive import model as two_towers
+    from jaxmodels.models.contrastive import model as contrastive_model
+    from jaxmodels.models.contrastive import task as contrastive_task
 
     print(f"jax {jax.__version__}, device: {jax.devices()[0].device_kind}")
     config = siglip_config(args.attention, args.variant)
-    model = two_towers.make_model(config)
+    model = contrastive_model.make_model(config)
     mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
-    loss = two_towers.make_loss(config, mesh)
+    loss = contrastive_task.make_loss(config, mesh)
     tx = optax.adamw(1e-4, weight_decay=1e-4)
     with jax.set_mesh(mesh):
         for n in _ints(args.batches):

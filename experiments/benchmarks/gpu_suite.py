@@ -86,6 +86,7 @@ def _siglip(dry: bool, part: str) -> dict:
 
     from jaxmodels.layers.attention import record_kernels
     from jaxmodels.models.contrastive import model as two_towers
+    from jaxmodels.models.contrastive import task as contrastive_task
 
     b = _bench("contrastive_loss")
     variant, px, n = ("toy/16", 32, 8) if dry else ("B/16", 224, 256)
@@ -95,7 +96,7 @@ def _siglip(dry: bool, part: str) -> dict:
     model = two_towers.make_model(config)
     axes = ("data", "fsdp", "tensor")
     mesh = jax.make_mesh((1, 1, 1), axes, (AxisType.Auto,) * 3, devices=jax.devices()[:1])
-    loss = two_towers.make_loss(config, mesh)
+    loss = contrastive_task.make_loss(config, mesh)
     tx = optax.adamw(1e-4, weight_decay=1e-4)
     with jax.set_mesh(mesh), record_kernels() as log:
         t = b.time_siglip_step(model, loss, tx, n, 1 if dry else 10, px, parts=(part,))[part]

@@ -9,6 +9,8 @@ The same file trains CLIP with --config.model.loss=softmax (see clip.py for CLIP
 
 import math
 
+import ml_collections
+
 from jaxmodels.config import base_config, config_args
 
 
@@ -21,7 +23,8 @@ def get_config(arg: str | None = None):
     m.loss = "sigmoid"  # sigmoid (SigLIP) | softmax (CLIP)
     m.loss_impl = "chunked"  # sigmoid: chunked | allgather | dense; softmax: dense | allgather
     m.t_prime_init = math.log(10.0)  # log-temperature init; SigLIP Sec. 3.2: t' = log 10
-    m.b_init = -10.0  # logit bias init; SigLIP Sec. 3.2: b = -10
+    # logit bias init: a number (SigLIP Sec. 3.2: b = -10) or "auto" = -log(batch - 1)
+    m.b_init = ml_collections.FieldReference(-10.0, field_type=object)
     m.embed_dim = 96  # shared embedding width after the projection heads
     m.attention_impl = "auto"  # auto (cuDNN on GPU, splash on TPU, else XLA) | xla | cudnn | splash
     m.remat_policy = "none"  # none | full | dots_saveable | ... (layers.transformer.REMAT_POLICIES)
@@ -51,8 +54,6 @@ def get_config(arg: str | None = None):
 
 def base_image():
     """A small ViT for 32 px images (for paper sizes set variant, e.g. "B/16", "So400m/14")."""
-    import ml_collections
-
     img = ml_collections.ConfigDict()
     img.variant = ""  # "" uses the explicit sizes below; else "Ti/16", "B/16", "So400m/14", ...
     img.width = 96  # model width
@@ -67,10 +68,8 @@ def base_image():
 
 def base_text():
     """A small byte-level text transformer."""
-    import ml_collections
-
     txt = ml_collections.ConfigDict()
-    txt.vocab_size = 257  # bytes + padding id 0
+    txt.vocab_size = 259  # ByteTokenizer: bytes 0..255, PAD 256, BOS 257, EOS 258
     txt.width = 96  # model width
     txt.depth = 2  # encoder blocks
     txt.mlp_dim = 384  # MLP hidden size

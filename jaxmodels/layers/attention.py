@@ -224,6 +224,11 @@ def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale, lo
     return sharded(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
 
 
+def lengths_mask(lengths_B: jax.Array, S: int) -> jax.Array:
+    """``[B, S]`` boolean: key ``j`` is kept where ``j < lengths_B[b]`` (right padding)."""
+    return jnp.arange(S)[None, :] < lengths_B[:, None]
+
+
 def dot_product_attention(
     q_BxTxNxH: jax.Array,
     k_BxSxKxH: jax.Array,
@@ -234,6 +239,7 @@ def dot_product_attention(
     kv_segment_ids: jax.Array | None = None,
     mask: jax.Array | None = None,
     bias: jax.Array | None = None,
+    kv_lengths_B: jax.Array | None = None,
     impl: str = "auto",
     scale: float | None = None,
 ) -> jax.Array:
@@ -241,12 +247,14 @@ def dot_product_attention(
 
     ``causal`` is the top-left aligned lower-triangular mask (``T == S`` self-attention);
     ``mask`` is any extra boolean ``[B|1, 1|N, T, S]`` mask and ``bias`` an additive
-    ``[B|1, N|1, T, S]`` bias (ALiBi, T5 relative positions).
+    ``[B|1, N|1, T, S]`` bias (ALiBi, T5 relative positions). ``kv_lengths_B`` keeps keys
+    ``j < kv_lengths_B[b]`` (right padding) as sequence lengths, which cuDNN takes as its
+    padding mask where it refuses a general mask or bias.
     """
     T, H = q_BxTxNxH.shape[1], q_BxTxNxH.shape[-1]
     S = k_BxSxKxH.shape[1]
     scale = 1.0 / math.sqrt(H) if scale is None else scale
-    has_extra = mask is not None or bias is not None
+    has_extra = mask is not None or bias is not None or kv_lengths_B is not None
     kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
         _ran("splash")
@@ -266,6 +274,9 @@ def dot_product_attention(
         mask = seg_mask if mask is None else mask & seg_mask
     if kernel == "blockwise":
         _ran("blockwise")
+        if kv_lengths_B is not None:
+            keep = lengths_mask(kv_lengths_B, S)[:, None, None, :]
+            mask = keep if mask is None else mask & keep
         return causal_blockwise_attention(
             q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, scale=scale, mask=mask, bias=bias
         )
@@ -278,6 +289,7 @@ def dot_product_attention(
         mask=mask,
         is_causal=causal,
         scale=scale,
+        key_value_seq_lengths=None if kv_lengths_B is None else kv_lengths_B.astype(jnp.int32),
     )
     if kernel == "cudnn":
         try:  # cuDNN checks shapes/masks while tracing; refuse cleanly rather than fail
@@ -423,8 +435,13 @@ class MultiHeadAttention(nn.Module):
         kv_segment_ids_BxS: jax.Array | None = None,
         kv_mask_BxS: jax.Array | None = None,
         bias: jax.Array | None = None,
+        kv_lengths_B: jax.Array | None = None,
     ) -> jax.Array:
-        """Returns ``[B, T, E]``; ``kv_BxSxE`` switches to cross-attention (no RoPE, no cache)."""
+        """Returns ``[B, T, E]``; ``kv_BxSxE`` switches to cross-attention (no RoPE, no cache).
+
+        ``kv_lengths_B`` (keys ``j < length`` are kept) reaches the kernel as sequence lengths;
+        the decode-cache and Shaw paths, which build a full mask, fold it into ``kv_mask_BxS``.
+        """
         B, T, E = x_BxTxE.shape
         N = self.num_heads
         K = self.num_kv_heads or N
@@ -444,12 +461,21 @@ class MultiHeadAttention(nn.Module):
         if cross:
             out_BxTxNxH = dot_product_attention(
                 q, k, v, kv_segment_ids=kv_segment_ids_BxS, impl=self.attention_impl,
+                kv_lengths_B=kv_lengths_B,
                 mask=None if kv_mask_BxS is None else make_mask(
                     T, k.shape[1], causal=False, kv_mask=kv_mask_BxS),
             )  # fmt: skip
         else:
             out_BxTxNxH = self._self_attention(
-                q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS, kv_mask_BxS, bias
+                q,
+                k,
+                v,
+                positions_BxT,
+                segment_ids_BxT,
+                kv_segment_ids_BxS,
+                kv_mask_BxS,
+                bias,
+                kv_lengths_B,
             )
         out_BxTxNxH = nn.with_logical_constraint(
             out_BxTxNxH, ("batch", "length", "heads", "head_dim")
@@ -466,13 +492,20 @@ class MultiHeadAttention(nn.Module):
         )(out_BxTxNxH)
 
     def _self_attention(self, q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS,
-                        kv_mask_BxS, bias):  # fmt: skip
+                        kv_mask_BxS, bias, kv_lengths_B=None):  # fmt: skip
         """Positions, the KV cache and the kernel for self-attention over ``T`` new tokens."""
         B, T = q.shape[:2]
         caching = self.decode and self.has_variable("cache", "cache_index")
         if self.decode:
             cache_i = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
         offset = cache_i.value if caching else 0
+        if kv_lengths_B is not None and (
+            caching or self.attention == "linear" or self.position.name == "shaw"
+        ):  # these paths take a key mask, not sequence lengths
+            S = self.variables["cache"]["cached_key"].shape[1] if caching else k.shape[1]
+            keep_BxS = lengths_mask(kv_lengths_B, S)
+            kv_mask_BxS = keep_BxS if kv_mask_BxS is None else keep_BxS & kv_mask_BxS
+            kv_lengths_B = None
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
         if self.attention == "linear":
@@ -505,5 +538,6 @@ class MultiHeadAttention(nn.Module):
             return self._shaw(q, k, v, positions_BxT, k_pos, full, bias)
         return dot_product_attention(
             q, k, v, causal=causal, q_segment_ids=segment_ids_BxT,
-            kv_segment_ids=kv_segment_ids_BxS, mask=mask, bias=bias, impl=self.attention_impl,
+            kv_segment_ids=kv_segment_ids_BxS, mask=mask, bias=bias, kv_lengths_B=kv_lengths_B,
+            impl=self.attention_impl,
         )  # fmt: skip

@@ -1,10 +1,11 @@
 """Text transformer tower for two-tower models (CLIP Sec. 2.4; SigLIP's text tower).
 
-Token ids (B, L) with 0 as padding -> token + learned position embeddings -> the shared
-transformer stack (:mod:`jaxmodels.layers.transformer`) with ViT-style pre-LN blocks (padding
-keys masked; optionally causal, as in CLIP) -> pooled features (B, width). Pooling ``last``
-takes the last non-padding token (CLIP's [EOS] activation), ``mean`` averages the non-padding
-tokens.
+Token ids (B, L) and their lengths (B,) -> token + learned position embeddings -> the shared
+transformer stack (:mod:`jaxmodels.layers.transformer`) with ViT-style pre-LN blocks (keys past
+each length masked, passed to the attention kernel as sequence lengths; optionally causal, as in
+CLIP) -> pooled features (B, width). Pooling ``last`` takes the last token within the length
+(CLIP's [EOS] activation), ``mean`` averages the tokens within the length. Any tokenizer fits:
+what sits after the length (its padding id) is never attended to or pooled.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmodels.layers.transformer import TransformerStack
 from jaxmodels.layers.vit import encoder_config
@@ -22,7 +23,7 @@ Dtype = Any
 
 
 class TextTransformer(nn.Module):
-    """Text tower: tokens (B, L) int, 0 = padding -> pooled features (B, width)."""
+    """Text tower: token ids (B, L) and lengths (B,) -> pooled features (B, width)."""
 
     vocab_size: int
     width: int
@@ -39,7 +40,8 @@ class TextTransformer(nn.Module):
     scan_layers: bool = False
 
     @nn.compact
-    def __call__(self, tokens_BxL):
+    def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array | None = None) -> jax.Array:
+        """``lengths_B``: valid tokens per row (right padding); None means every token is valid."""
         b, length = tokens_BxL.shape
         if length > self.max_len:
             raise ValueError(f"text of {length} tokens exceeds model.text.max_len={self.max_len}")
@@ -57,8 +59,8 @@ class TextTransformer(nn.Module):
         x = nn.with_logical_constraint(
             x + pos[:length].astype(self.dtype), ("batch", "length", "embed")
         )
-        mask_BxL = tokens_BxL != 0
-        lengths_B = jnp.maximum(jnp.sum(mask_BxL, axis=1), 1).astype(jnp.int32)
+        kv_lengths_B = None if lengths_B is None else jnp.clip(lengths_B, 1, length)
+        pool_lengths_B = jnp.full((b,), length) if lengths_B is None else kv_lengths_B
         block = encoder_config(
             self.width,
             self.mlp_dim,
@@ -74,8 +76,8 @@ class TextTransformer(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="encoder",
-        )(x, kv_mask_BxL=mask_BxL)
-        return self._pool(x, lengths_B)
+        )(x, kv_lengths_B=kv_lengths_B)
+        return self._pool(x, pool_lengths_B.astype(jnp.int32))
 
     def _pool(self, x_BxLxW, lengths_B):
         if self.pool == "last":
@@ -85,15 +87,3 @@ class TextTransformer(nn.Module):
             total = jnp.sum(jnp.where(mask_BxL[..., None], x_BxLxW, 0), axis=1)
             return total / lengths_B[:, None].astype(x_BxLxW.dtype)
         raise ValueError(f"model.text.pool={self.pool!r}: use 'last' or 'mean'")
-
-
-def byte_tokenize(texts, max_len: int) -> np.ndarray:
-    """UTF-8 bytes + 1 (so 0 is padding), truncated/padded to ``max_len``; vocabulary 257."""
-    out = np.zeros((len(texts), max_len), np.int32)
-    for i, t in enumerate(texts):
-        ids = np.frombuffer(t.encode("utf-8"), np.uint8)[:max_len].astype(np.int32) + 1
-        out[i, : len(ids)] = ids
-    return out
-
-
-BYTE_VOCAB = 257

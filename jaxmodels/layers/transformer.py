@@ -119,6 +119,7 @@ class TransformerBlock(nn.Module):
         bias: jax.Array | None = None,
         encoded_BxSxE: jax.Array | None = None,
         encoded_mask_BxS: jax.Array | None = None,
+        kv_lengths_B: jax.Array | None = None,
     ):
         c = self.config
         x = x_BxLxE.astype(self.dtype)
@@ -131,6 +132,7 @@ class TransformerBlock(nn.Module):
                 segment_ids_BxT=segment_ids_BxL,
                 kv_mask_BxS=kv_mask_BxL,
                 bias=bias,
+                kv_lengths_B=kv_lengths_B,
             ),
             f"{c.self_attention_name}_norm",
         )
@@ -188,8 +190,18 @@ class TransformerStack(nn.Module):
         bias: jax.Array | None = None,
         encoded_BxSxE: jax.Array | None = None,
         encoded_mask_BxS: jax.Array | None = None,
+        kv_lengths_B: jax.Array | None = None,
     ) -> jax.Array:
-        args = (positions_BxL, segment_ids_BxL, kv_mask_BxL, bias, encoded_BxSxE, encoded_mask_BxS)
+        """``kv_lengths_B``: self-attention keeps keys ``j < kv_lengths_B[b]`` (right padding)."""
+        args = (
+            positions_BxL,
+            segment_ids_BxL,
+            kv_mask_BxL,
+            bias,
+            encoded_BxSxE,
+            encoded_mask_BxS,
+            kv_lengths_B,
+        )
         kw = dict(
             config=self.config,
             decode=self.decode,

@@ -1,5 +1,6 @@
 """ViT / text towers: parity with HF SigLIP (random init, copied weights), properties, variants."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,9 +8,12 @@ import pytest
 import torch
 from transformers import SiglipTextConfig, SiglipTextModel, SiglipVisionConfig, SiglipVisionModel
 
+from jaxmodels.config import load_config
 from jaxmodels.convert import hf_siglip
-from jaxmodels.layers.text_encoder import TextTransformer, byte_tokenize
+from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.layers.text_encoder import TextTransformer
 from jaxmodels.layers.vit import ViT, decode_variant, posemb_sincos_2d
+from jaxmodels.models.contrastive import model as contrastive_model
 
 W, DEPTH, MLP, HEADS = 32, 2, 64, 4
 
@@ -37,7 +41,7 @@ def test_vit_matches_hf_siglip_vision():
 def test_text_matches_hf_siglip_text():
     torch.manual_seed(0)
     cfg = SiglipTextConfig(
-        vocab_size=257,
+        vocab_size=259,
         hidden_size=W,
         intermediate_size=MLP,
         num_hidden_layers=DEPTH,
@@ -48,24 +52,52 @@ def test_text_matches_hf_siglip_text():
         pad_token_id=0,
     )
     hf = SiglipTextModel(cfg).eval()
-    tokens = np.random.default_rng(0).integers(1, 257, size=(2, 12))
+    tokens = np.random.default_rng(0).integers(0, 259, size=(2, 12))
     with torch.no_grad():
         want = hf(input_ids=torch.tensor(tokens)).last_hidden_state[:, -1].numpy()
-    txt = TextTransformer(257, W, DEPTH, MLP, HEADS, max_len=12, pool="last")
+    txt = TextTransformer(259, W, DEPTH, MLP, HEADS, max_len=12, pool="last")
     params = hf_siglip.text_params(hf.state_dict(), DEPTH, HEADS)
     np.testing.assert_allclose(txt.apply({"params": params}, tokens), want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("pool,causal", [("mean", False), ("last", True)])
 def test_text_ignores_padding(pool, causal):
-    """Whatever sits in padded positions (ids masked as keys) cannot change the pooled output."""
-    txt = TextTransformer(257, 16, 1, 32, 2, max_len=10, pool=pool, causal=causal)
-    tokens = byte_tokenize(["a red circle", "hi"], 10)
-    params = txt.init(jax.random.key(0), tokens)
-    longer = byte_tokenize(["a red circle", "hi"], 8)  # different length, same content
-    a = txt.apply(params, tokens)
-    np.testing.assert_allclose(a[1], txt.apply(params, longer)[1], rtol=1e-5, atol=1e-6)
+    """Whatever sits after a row's length cannot change its pooled output."""
+    txt = TextTransformer(259, 16, 1, 32, 2, max_len=10, pool=pool, causal=causal)
+    tokens, lengths = ByteTokenizer().encode_batch(["a red circle", "hi"], 10)
+    params = txt.init(jax.random.key(0), tokens, lengths)
+    a = txt.apply(params, tokens, lengths)
+    junk = np.where(np.arange(10) < lengths[:, None], tokens, 7)  # other ids after the text
+    np.testing.assert_allclose(a, txt.apply(params, junk, lengths), rtol=1e-5, atol=1e-6)
+    shorter, n = ByteTokenizer().encode_batch(["a red circle", "hi"], 8)  # same text, L = 8
+    np.testing.assert_allclose(a[1], txt.apply(params, shorter, n)[1], rtol=1e-5, atol=1e-6)
     assert np.isfinite(a).all()
+    assert not np.allclose(a[1], txt.apply(params, tokens, np.array([12, 3]))[1], atol=1e-3)
+
+
+def test_old_byte_vocab_checkpoint_converts():
+    """A 257-row checkpoint (ids byte + 1, 0 = padding) gives the same text embeddings as
+    before after :func:`byte_vocab_257_to_259`, with the shared tokenizer's ids."""
+    config = load_config("experiments/contrastive/siglip.py:smoke")
+    model = contrastive_model.make_model(config)
+    texts = ["a red circle left of a blue square", "the number seven", "é"]
+    L = config.model.text.max_len
+    ids, lengths = ByteTokenizer().encode_batch(texts, L)
+    params = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.uint8), ids, lengths)
+    params = jax.tree.map(np.asarray, nn.unbox(params["params"]))  # as checkpoints hold them
+    old_table = np.random.default_rng(0).normal(size=(257, 32)).astype(np.float32)
+    old = {**params, "txt": {**params["txt"], "token_embedding": {"embedding": old_table}}}
+    # the old tokenizer: UTF-8 bytes + 1, padded with 0
+    old_ids = np.where(ids < 256, ids + 1, 0)
+    old_model = model.clone(text={**model.text, "vocab_size": 257})
+    want = old_model.apply({"params": old}, old_ids, lengths, method="encode_text")
+    new = contrastive_model.byte_vocab_257_to_259(old)
+    assert new["txt"]["token_embedding"]["embedding"].shape == (259, 32)
+    got = model.apply({"params": new}, ids, lengths, method="encode_text")
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert jax.tree.structure(new) == jax.tree.structure(params)
+    with pytest.raises(ValueError, match="259 rows, not 257"):
+        contrastive_model.byte_vocab_257_to_259(new)
 
 
 @pytest.mark.parametrize("pool,scan", [("map", True), ("gap", False), ("cls", False)])

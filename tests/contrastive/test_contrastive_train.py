@@ -8,7 +8,8 @@ import pytest
 from jax.sharding import AxisType
 
 from jaxmodels.config import load_config
-from jaxmodels.models.contrastive import model as two_towers
+from jaxmodels.models.contrastive import model as contrastive_model
+from jaxmodels.models.contrastive import task as contrastive_task
 from jaxmodels.train import loop
 
 
@@ -32,19 +33,62 @@ def test_family_loss_impls_agree():
     """The chunked, all-gather and dense sigmoid losses agree on a real model's embeddings."""
     config = _config("siglip")
     mesh = jax.make_mesh((4, 2, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
-    model = two_towers.make_model(config)
+    model = contrastive_model.make_model(config)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(8, 16, 16, 3), dtype=np.uint8)
-    tokens = rng.integers(1, 257, size=(8, config.model.text.max_len))
-    params = model.init(jax.random.key(0), images, tokens)
-    z = model.apply(params, images, tokens)
+    tokens = rng.integers(0, 256, size=(8, config.model.text.max_len))
+    lengths = rng.integers(1, config.model.text.max_len, size=(8,))
+    params = model.init(jax.random.key(0), images, tokens, lengths)
+    z = model.apply(params, images, tokens, lengths)
     values = {}
     for impl in ("chunked", "allgather", "dense"):
         config.model.loss_impl = impl
         with jax.set_mesh(mesh):
-            values[impl] = float(jax.jit(two_towers.make_loss(config, mesh))(*z))
+            values[impl] = float(jax.jit(contrastive_task.make_loss(config, mesh))(*z))
     np.testing.assert_allclose(values["chunked"], values["dense"], rtol=1e-5)
     np.testing.assert_allclose(values["allgather"], values["dense"], rtol=1e-5)
     config.model.loss_impl = "ring"
     with pytest.raises(ValueError, match="loss_impl='ring'"):
-        two_towers.make_loss(config, mesh)
+        contrastive_task.make_loss(config, mesh)
+
+
+def test_old_vocab_size_is_refused(tmp_path):
+    config = _config("siglip")
+    config.model.text.vocab_size = 257
+    with pytest.raises(ValueError, match="byte_vocab_257_to_259"):
+        loop.train(config, str(tmp_path))
+
+
+def _study():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "loss_study", "experiments/contrastive/loss_study.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_loss_study_configs_differ_only_in_the_loss():
+    """Same towers, data and optimizer, equal examples; b = -log(n - 1) under b_init='auto'."""
+    study = _study()
+    configs = {v: study.study_config(v, 32, 1, 9600) for v in study.VARIANTS}
+    flat = {v: dict(_flatten(c.to_dict())) for v, c in configs.items()}
+    differ = {k for k in flat["softmax"] if len({str(f[k]) for f in flat.values()}) > 1}
+    assert differ == {"model.loss", "model.t_prime_init", "model.b_init"}
+    c = configs["sigmoid-auto"]
+    assert c.train.steps * c.train.batch_size == 9600 and c.seed == 1
+    assert contrastive_model.make_model(c).b_init == pytest.approx(-np.log(31))
+    assert contrastive_model.make_model(configs["sigmoid-10"]).b_init == -10.0
+    assert contrastive_model.make_model(configs["softmax"]).b_init is None
+    with pytest.raises(ValueError, match="a number or 'auto'"):
+        contrastive_model.bias_init("atuo", 32)
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v

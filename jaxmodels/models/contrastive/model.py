@@ -1,20 +1,14 @@
-"""Two-tower image-text models: CLIP (softmax loss) and SigLIP (sigmoid loss).
+"""Two towers with projection heads and the loss's learnable temperature and bias.
 
-One family, registered as ``clip`` and ``siglip``; ``config.model.loss`` picks the loss:
-
-- ``softmax``: CLIP (Radford et al., 2021), t = exp(t_prime) with t_prime = log(1/0.07),
-  t clipped at 100; ``loss_impl`` ``dense`` (GSPMD) or ``allgather`` (shard_map).
-- ``sigmoid``: SigLIP (Zhai et al., 2023), t_prime = log 10, b = -10; ``loss_impl``
-  ``chunked`` (ring of text blocks, flat memory), ``allgather`` or ``dense``.
-
-Towers: a ViT (:mod:`jaxmodels.layers.vit`) and a byte-level text transformer
-(:mod:`jaxmodels.layers.text_encoder`), each followed by a linear projection to ``embed_dim``
-and L2 normalisation.
+A ViT (:mod:`jaxmodels.layers.vit`) and a text transformer (:mod:`jaxmodels.layers.text_encoder`),
+each followed by a linear projection to ``embed_dim`` and L2 normalisation (CLIP, Radford et
+al., 2021, Fig. 3: ``I_e``, ``T_e``), plus the scalars of the loss: ``t_prime`` (t = exp(t'))
+and, for SigLIP (Zhai et al., 2023, Alg. 1), the bias ``b``.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -22,21 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
 from jaxmodels.layers.vit import ViT, decode_variant
-from jaxmodels.losses import contrastive
-from jaxmodels.train.task import Task
 
 Dtype = Any
-LOSSES = {"softmax": ("dense", "allgather"), "sigmoid": ("chunked", "allgather", "dense")}
 
 
-def _l2_normalize(x, eps=1e-6):
+def l2_normalize(x, eps=1e-6):
     x = x.astype(jnp.float32)
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
 
-def _head(embed_dim, dtype, param_dtype, name):
+def projection_head(embed_dim, dtype, param_dtype, name):
+    """The bias-free linear map from a tower's width to the shared embedding width."""
     init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", None))
     return nn.Dense(
         embed_dim,
@@ -63,8 +56,8 @@ class TwoTowers(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.img = ViT(**self.image, **kw, name="img")
         self.txt = TextTransformer(**self.text, **kw, name="txt")
-        self.img_head = _head(self.embed_dim, **kw, name="img_head")
-        self.txt_head = _head(self.embed_dim, **kw, name="txt_head")
+        self.img_head = projection_head(self.embed_dim, **kw, name="img_head")
+        self.txt_head = projection_head(self.embed_dim, **kw, name="txt_head")
         const = lambda v: nn.with_logical_partitioning(nn.initializers.constant(v), ())
         self.t_prime = self.param("t_prime", const(self.t_prime_init), (), jnp.float32)
         if self.b_init is not None:
@@ -73,14 +66,16 @@ class TwoTowers(nn.Module):
     def encode_image(self, images_BxHxWxC):
         """uint8 images -> L2-normalised embeddings (B, embed_dim)."""
         x = images_BxHxWxC.astype(jnp.float32) / 127.5 - 1.0
-        return _l2_normalize(self.img_head(self.img(x)))
+        return l2_normalize(self.img_head(self.img(x)))
 
-    def encode_text(self, tokens_BxL):
-        return _l2_normalize(self.txt_head(self.txt(tokens_BxL)))
+    def encode_text(self, tokens_BxL, lengths_B=None):
+        """Token ids and their lengths (None: no padding) -> L2-normalised (B, embed_dim)."""
+        return l2_normalize(self.txt_head(self.txt(tokens_BxL, lengths_B)))
 
-    def __call__(self, images, tokens):
+    def __call__(self, images, tokens, lengths=None):
+        """Returns ``(zimg, ztxt, t_prime, b)``, the arguments of the contrastive losses."""
         b = self.b if self.b_init is not None else jnp.zeros((), jnp.float32)
-        return self.encode_image(images), self.encode_text(tokens), self.t_prime, b
+        return self.encode_image(images), self.encode_text(tokens, lengths), self.t_prime, b
 
 
 def tower_kwargs(config) -> tuple[dict, dict]:
@@ -98,10 +93,27 @@ def tower_kwargs(config) -> tuple[dict, dict]:
     return image, text
 
 
+def bias_init(b_init, batch_size: int) -> float:
+    """SigLIP's initial logit bias: a number, or ``"auto"`` for ``-log(n - 1)`` at batch n.
+
+    With near-orthogonal embeddings at initialisation every logit is about b, so
+    ``sigmoid(-log(n - 1)) = 1/n`` predicts the share of positives among the n² pairs. SigLIP
+    (Zhai et al., 2023, Sec. 3.2) uses b = -10, about -log(32k) for its 32k batch; at a small
+    batch that starts the negatives saturated.
+    """
+    if b_init == "auto":
+        if batch_size < 2:
+            raise ValueError("model.b_init='auto' needs train.batch_size >= 2")
+        return -math.log(batch_size - 1)
+    if isinstance(b_init, str):
+        raise ValueError(f"model.b_init={b_init!r}: a number or 'auto'")
+    return float(b_init)
+
+
 def make_model(config) -> TwoTowers:
     m = config.model
     image, text = tower_kwargs(config)
-    b_init = m.b_init if m.loss == "sigmoid" else None
+    b_init = bias_init(m.b_init, config.train.batch_size) if m.loss == "sigmoid" else None
     return TwoTowers(
         image,
         text,
@@ -112,138 +124,26 @@ def make_model(config) -> TwoTowers:
     )
 
 
-def batch_mesh_axes(config, mesh) -> tuple[str, ...]:
-    """The mesh axes the logical ``batch`` axis is sharded over (from ``config.mesh.rules``)."""
-    for name, target in config.mesh.rules:
-        if name == "batch":
-            axes = target if isinstance(target, list | tuple) else (target,)
-            return tuple(a for a in axes if a is not None and a in mesh.shape)
-    return ()
-
-
-def make_loss(config, mesh):
-    """``(zimg, ztxt, t_prime, b) -> loss`` for ``config.model.loss`` / ``loss_impl``."""
-    loss, impl = config.model.loss, config.model.loss_impl
-    if loss not in LOSSES:
-        raise ValueError(f"config.model.loss={loss!r}: choose one of {list(LOSSES)}")
-    if impl not in LOSSES[loss]:
-        raise ValueError(f"config.model.loss_impl={impl!r} for loss {loss!r}: use {LOSSES[loss]}")
-    axes = batch_mesh_axes(config, mesh)
-    if impl != "dense" and not axes:
-        raise ValueError(f"config.model.loss_impl={impl!r} needs the batch sharded on the mesh")
-    kw = dict(mesh=mesh, axis_name=axes)
-    table = {
-        ("softmax", "dense"): lambda zi, zt, tp, b: contrastive.softmax_loss(zi, zt, tp),
-        ("softmax", "allgather"): lambda zi, zt, tp, b: contrastive.allgather_softmax_loss(
-            zi, zt, tp, **kw
-        ),
-        ("sigmoid", "dense"): contrastive.sigmoid_loss,
-        ("sigmoid", "chunked"): functools.partial(contrastive.chunked_sigmoid_loss, **kw),
-        ("sigmoid", "allgather"): functools.partial(contrastive.allgather_sigmoid_loss, **kw),
-    }
-    return table[(loss, impl)]
-
-
-def batch_metrics(zimg, ztxt, t_prime, b, loss_name) -> dict:
-    """In-batch image->text top-1 accuracy and the current temperature (and bias)."""
-    acc = jnp.mean(jnp.argmax(zimg @ ztxt.T, axis=1) == jnp.arange(zimg.shape[0]))
-    t = contrastive.clip_temperature(t_prime) if loss_name == "softmax" else jnp.exp(t_prime)
-    out = {"batch_i2t_top1": acc, "t": t}
-    if loss_name == "sigmoid":
-        out["b"] = b
-    return out
-
-
-def build_task(config, mesh) -> Task:
-    """Builds the CLIP / SigLIP task: model, loss, (image, caption) data and evaluators."""
-    from jaxmodels.data import image_text
-
-    model = make_model(config)
-    loss = make_loss(config, mesh)
-    data = image_text.build(config)
-    m = config.model
-
-    def init(rng):
-        images = jnp.zeros((1, *data.image_shape), jnp.uint8)
-        tokens = jnp.ones((1, m.text.max_len), jnp.int32)
-        return model.init(rng, images, tokens)["params"]
-
-    def loss_fn(params, batch, rng):
-        del rng  # no stochastic layers
-        zimg, ztxt, t_prime, b = model.apply({"params": params}, batch["image"], batch["text"])
-        value = loss(zimg, ztxt, t_prime, b)
-        return value, batch_metrics(zimg, ztxt, t_prime, b, m.loss)
-
-    evaluate = make_evaluate(config, mesh, model, data)
-    return Task(
-        units="images",  # image-text pairs
-        init=init,
-        loss_fn=loss_fn,
-        train_data=data.train,
-        eval_data=data.eval,
-        evaluate=evaluate,
-        batch_axes={"image": ("batch", None, None, None), "text": ("batch", "length")},
-    )
-
-
 # ----------------------------------------------------------------------------------------------
-# Evaluators run on schedule and by `jaxmodels eval`
+# Checkpoints written before the shared byte tokenizer
 # ----------------------------------------------------------------------------------------------
 
-
-def embedders(config, mesh, model: TwoTowers):
-    """``(params, images) -> zimg`` and ``(params, texts) -> ztxt`` in padded, jitted batches."""
-    from jaxmodels.layers.text_encoder import byte_tokenize
-
-    rules, bs, max_len = config.mesh.rules, config.data.eval_batch_size, config.model.text.max_len
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-    def batched(method):
-        @functools.partial(jax.jit, out_shardings=replicated)  # every process can read it
-        def apply(params, x):
-            with nn.logical_axis_rules(rules):
-                return model.apply({"params": params}, x, method=method)
-
-        def run(params, x):
-            out = []
-            for i in range(0, len(x), bs):
-                chunk = x[i : i + bs]
-                pad = np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)
-                out.append(np.asarray(apply(params, np.concatenate([chunk, pad])))[: len(chunk)])
-            return np.concatenate(out)
-
-        return run
-
-    embed_images, embed_tokens = batched(TwoTowers.encode_image), batched(TwoTowers.encode_text)
-    return embed_images, lambda p, texts: embed_tokens(p, byte_tokenize(texts, max_len))
+OLD_BYTE_VOCAB = 257  # ids were byte + 1, with 0 as padding
 
 
-def make_evaluate(config, mesh, model: TwoTowers, data):
-    """Zero-shot top-1 per embedded task and image<->text recall@1/5/10 on held-out pairs."""
-    from jaxmodels.evaluate.retrieval import recall_at_k
-    from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
+def byte_vocab_257_to_259(tree):
+    """Converts a TwoTowers tree whose text embedding used ids byte + 1 (0 = padding, 257 rows)
+    to :class:`ByteTokenizer` ids (byte b -> b, PAD 256, BOS 257, EOS 258; 259 rows).
 
-    embed_images, embed_texts = embedders(config, mesh, model)
-
-    def evaluate(params, rng):
-        del rng
-        out = {}
-        for name, task in data.zero_shot.items():
-            zcls = class_embeddings(
-                lambda ps: embed_texts(params, ps), task.classnames, task.templates
-            )
-            acc = zero_shot_accuracy(embed_images(params, task.images), zcls, task.labels)
-            out[f"zeroshot_{name}_top1"] = acc["top1"]
-        if data.retrieval is not None:
-            pairs = data.retrieval
-            # images sharing a caption string all match it
-            captions, ids = np.unique(np.asarray(pairs.captions), return_inverse=True)
-            zimg = embed_images(params, pairs.images)
-            out.update(
-                recall_at_k(
-                    zimg, embed_texts(params, list(captions)), ids, np.arange(len(captions))
-                )
-            )
-        return out
-
-    return evaluate
+    New row b (b < 256) is old row b + 1; new PAD is old row 0 (padding is masked, so its row
+    never reaches the output); BOS and EOS, which this family never feeds, are zero. Every
+    other leaf is returned unchanged. Works on params and on any tree that mirrors them
+    (Adam's ``mu``/``nu``).
+    """
+    table = np.asarray(tree["txt"]["token_embedding"]["embedding"])
+    if table.shape[0] != OLD_BYTE_VOCAB:
+        raise ValueError(f"text embedding has {table.shape[0]} rows, not {OLD_BYTE_VOCAB}")
+    extra = ByteTokenizer.vocab_size - ByteTokenizer.pad_id - 1  # BOS, EOS
+    new = np.concatenate([table[1:], table[:1], np.zeros((extra, table.shape[1]), table.dtype)])
+    txt = {**tree["txt"], "token_embedding": {"embedding": new}}
+    return {**tree, "txt": txt}

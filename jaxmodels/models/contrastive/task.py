@@ -1,5 +1,175 @@
-"""The family entry point the registry resolves."""
+"""The contrastive image–text family: CLIP (softmax loss) and SigLIP (sigmoid loss).
 
-from jaxmodels.models.contrastive.model import build_task
+One family, ``config.family = "contrastive"``; ``config.model.loss`` picks the variant:
 
-__all__ = ["build_task"]
+- ``softmax``: CLIP (Radford et al., 2021), t = exp(t_prime) with t_prime = log(1/0.07),
+  t clipped at 100; ``loss_impl`` ``dense`` (GSPMD) or ``allgather`` (shard_map).
+- ``sigmoid``: SigLIP (Zhai et al., 2023), t_prime = log 10, b = -10; ``loss_impl``
+  ``chunked`` (ring of text blocks, flat memory), ``allgather`` or ``dense``.
+
+The model is :class:`~jaxmodels.models.contrastive.model.TwoTowers`, the data
+:mod:`jaxmodels.models.contrastive.data`, the losses :mod:`jaxmodels.losses.contrastive` and
+the evaluators zero-shot accuracy and retrieval recall@K (:mod:`jaxmodels.evaluate`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.losses import contrastive
+from jaxmodels.models.contrastive import data as contrastive_data
+from jaxmodels.models.contrastive.model import TwoTowers, make_model
+from jaxmodels.train.task import Task
+
+LOSSES = {"softmax": ("dense", "allgather"), "sigmoid": ("chunked", "allgather", "dense")}
+BATCH_AXES = {
+    "image": ("batch", None, None, None),
+    "text": ("batch", "length"),
+    "text_len": ("batch",),
+}
+
+
+def batch_mesh_axes(config, mesh) -> tuple[str, ...]:
+    """The mesh axes the logical ``batch`` axis is sharded over (from ``config.mesh.rules``)."""
+    for name, target in config.mesh.rules:
+        if name == "batch":
+            axes = target if isinstance(target, list | tuple) else (target,)
+            return tuple(a for a in axes if a is not None and a in mesh.shape)
+    return ()
+
+
+def make_loss(config, mesh):
+    """``(zimg, ztxt, t_prime, b) -> loss`` for ``config.model.loss`` / ``loss_impl``."""
+    loss, impl = config.model.loss, config.model.loss_impl
+    if loss not in LOSSES:
+        raise ValueError(f"config.model.loss={loss!r}: choose one of {list(LOSSES)}")
+    if impl not in LOSSES[loss]:
+        raise ValueError(f"config.model.loss_impl={impl!r} for loss {loss!r}: use {LOSSES[loss]}")
+    axes = batch_mesh_axes(config, mesh)
+    if impl != "dense" and not axes:
+        raise ValueError(f"config.model.loss_impl={impl!r} needs the batch sharded on the mesh")
+    kw = dict(mesh=mesh, axis_name=axes)
+    table = {
+        ("softmax", "dense"): lambda zi, zt, tp, b: contrastive.softmax_loss(zi, zt, tp),
+        ("softmax", "allgather"): lambda zi, zt, tp, b: contrastive.allgather_softmax_loss(
+            zi, zt, tp, **kw
+        ),
+        ("sigmoid", "dense"): contrastive.sigmoid_loss,
+        ("sigmoid", "chunked"): functools.partial(contrastive.chunked_sigmoid_loss, **kw),
+        ("sigmoid", "allgather"): functools.partial(contrastive.allgather_sigmoid_loss, **kw),
+    }
+    return table[(loss, impl)]
+
+
+def batch_metrics(zimg, ztxt, t_prime, b, loss_name) -> dict:
+    """In-batch image->text top-1 accuracy and the current temperature (and bias)."""
+    acc = jnp.mean(jnp.argmax(zimg @ ztxt.T, axis=1) == jnp.arange(zimg.shape[0]))
+    t = contrastive.clip_temperature(t_prime) if loss_name == "softmax" else jnp.exp(t_prime)
+    out = {"batch_i2t_top1": acc, "t": t}
+    if loss_name == "sigmoid":
+        out["b"] = b
+    return out
+
+
+def check_vocab(config) -> None:
+    """The text embedding must have a row for every id the byte tokenizer emits."""
+    if config.model.text.vocab_size < ByteTokenizer.vocab_size:
+        raise ValueError(
+            f"config.model.text.vocab_size={config.model.text.vocab_size} < "
+            f"{ByteTokenizer.vocab_size} ids of the byte tokenizer (a checkpoint written with "
+            "257 ids converts with model.byte_vocab_257_to_259; see docs/contrastive.md)"
+        )
+
+
+def build_task(config, mesh) -> Task:
+    """Builds the CLIP / SigLIP task: model, loss, (image, caption) data and evaluators."""
+    check_vocab(config)
+    model = make_model(config)
+    loss = make_loss(config, mesh)
+    data = contrastive_data.build(config)
+    m = config.model
+
+    def init(rng):
+        images = jnp.zeros((1, *data.image_shape), jnp.uint8)
+        tokens = jnp.ones((1, m.text.max_len), jnp.int32)
+        return model.init(rng, images, tokens, jnp.ones((1,), jnp.int32))["params"]
+
+    def loss_fn(params, batch, rng):
+        del rng  # no stochastic layers
+        z = model.apply({"params": params}, batch["image"], batch["text"], batch["text_len"])
+        return loss(*z), batch_metrics(*z, m.loss)
+
+    return Task(
+        init=init,
+        loss_fn=loss_fn,
+        train_data=data.train,
+        eval_data=data.eval,
+        evaluate=make_evaluate(config, mesh, model, data),
+        batch_axes=BATCH_AXES,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluators run on schedule and by `jaxmodels eval`
+# ----------------------------------------------------------------------------------------------
+
+
+def batched(config, mesh, model: TwoTowers, method):
+    """``(params, *arrays) -> outputs`` of ``method`` over padded, jitted host batches."""
+    rules, bs = config.mesh.rules, config.data.eval_batch_size
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    @functools.partial(jax.jit, out_shardings=replicated)  # every process can read it
+    def apply(params, *xs):
+        with nn.logical_axis_rules(rules):
+            return model.apply({"params": params}, *xs, method=method)
+
+    def pad(x):
+        return np.concatenate([x, np.zeros((bs - len(x), *x.shape[1:]), x.dtype)])
+
+    def run(params, *xs):
+        out = []
+        for i in range(0, len(xs[0]), bs):
+            chunk = [x[i : i + bs] for x in xs]
+            out.append(np.asarray(apply(params, *map(pad, chunk)))[: len(chunk[0])])
+        return np.concatenate(out)
+
+    return run
+
+
+def make_evaluate(config, mesh, model: TwoTowers, data):
+    """Zero-shot top-1 per embedded task and image<->text recall@1/5/10 on held-out pairs."""
+    from jaxmodels.evaluate.retrieval import recall_at_k
+    from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
+
+    embed_images = batched(config, mesh, model, TwoTowers.encode_image)
+    embed_tokens = batched(config, mesh, model, TwoTowers.encode_text)
+
+    def embed_texts(params, texts):
+        return embed_tokens(params, *contrastive_data.tokenize(texts, config.model.text.max_len))
+
+    def evaluate(params, rng):
+        del rng
+        out = {}
+        for name, task in data.zero_shot.items():
+            zcls = class_embeddings(
+                lambda ps: embed_texts(params, ps), task.classnames, task.templates
+            )
+            acc = zero_shot_accuracy(embed_images(params, task.images), zcls, task.labels)
+            out[f"zeroshot_{name}_top1"] = acc["top1"]
+        if data.retrieval is not None:
+            pairs = data.retrieval
+            # images sharing a caption string all match it
+            captions, ids = np.unique(np.asarray(pairs.captions), return_inverse=True)
+            zimg = embed_images(params, pairs.images)
+            ztxt = embed_texts(params, list(captions))
+            out.update(recall_at_k(zimg, ztxt, ids, np.arange(len(captions))))
+        return out
+
+    return evaluate

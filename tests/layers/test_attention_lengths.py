@@ -1,0 +1,53 @@
+"""Key padding given as sequence lengths equals the same padding given as a boolean key mask."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmodels.layers.attention import MultiHeadAttention, dot_product_attention
+from jaxmodels.layers.transformer import BlockConfig, TransformerStack
+
+LENGTHS = np.array([5, 1, 8], np.int32)  # per row; the rows are 8 long
+
+
+def _keep(lengths, S):
+    return jnp.arange(S)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kernel_lengths_equal_mask(causal):
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, 8, 4, 8)).astype(np.float32)
+    k, v = rng.normal(size=(2, 3, 8, 2, 8)).astype(np.float32)  # 2 kv heads (GQA)
+    want = dot_product_attention(q, k, v, causal=causal, mask=_keep(LENGTHS, 8)[:, None, None])
+    got = dot_product_attention(q, k, v, causal=causal, kv_lengths_B=LENGTHS)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # keys past the length are ignored: changing them changes nothing
+    k2 = np.where(_keep(LENGTHS, 8)[..., None, None], k, 9.0)
+    got2 = dot_product_attention(q, k2, v, causal=causal, kv_lengths_B=LENGTHS)
+    np.testing.assert_allclose(got2, got, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("scan,shaw", [(False, 0), (True, 0), (False, 4)])
+def test_stack_lengths_equal_mask(scan, shaw):
+    """Through the block stack, and through the Shaw path that folds lengths into its mask."""
+    cfg = BlockConfig(16, 2, 32, rope=False, causal=False, shaw_max_distance=shaw)
+    stack = TransformerStack(cfg, 2, scan_layers=scan)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 8, 16)), jnp.float32)
+    params = stack.init(jax.random.key(0), x)
+    want = stack.apply(params, x, kv_mask_BxL=_keep(LENGTHS, 8))
+    got = stack.apply(params, x, kv_lengths_B=LENGTHS)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_decode_cache_folds_lengths_into_mask():
+    attn = MultiHeadAttention(2, causal=True, rope=False, decode=True)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 8, 16)), jnp.float32)
+    variables = attn.init(jax.random.key(0), x)
+    params, cache = {"params": variables["params"]}, {"cache": variables["cache"]}
+    outs = []
+    for kw in (dict(kv_mask_BxS=_keep(LENGTHS, 8)), dict(kv_lengths_B=LENGTHS)):
+        out, _ = attn.apply({**params, **cache}, x[:, :4], mutable=["cache"], **kw)
+        outs.append(out)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)
