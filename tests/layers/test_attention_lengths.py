@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmodels.layers.attention import MultiHeadAttention, dot_product_attention
+from jaxmodels.layers.positions import NOPE, PositionOptions
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 LENGTHS = np.array([5, 1, 8], np.int32)  # per row; the rows are 8 long
@@ -29,10 +30,14 @@ def test_kernel_lengths_equal_mask(causal):
     np.testing.assert_allclose(got2, got, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("scan,shaw", [(False, 0), (True, 0), (False, 4)])
-def test_stack_lengths_equal_mask(scan, shaw):
-    """Through the block stack, and through the Shaw path that folds lengths into its mask."""
-    cfg = BlockConfig(16, 2, 32, rope=False, causal=False, shaw_max_distance=shaw)
+@pytest.mark.parametrize("scan,position,attention", [
+    (False, NOPE, "softmax"), (True, NOPE, "softmax"),
+    (False, PositionOptions(name="shaw", shaw_max_distance=4), "softmax"),
+    (False, PositionOptions(name="rope"), "linear"),
+])  # fmt: skip
+def test_stack_lengths_equal_mask(scan, position, attention):
+    """Through the block stack, and the Shaw and linear paths that fold lengths into a mask."""
+    cfg = BlockConfig(16, 2, 32, position=position, attention=attention, causal=False)
     stack = TransformerStack(cfg, 2, scan_layers=scan)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 8, 16)), jnp.float32)
     params = stack.init(jax.random.key(0), x)
@@ -42,7 +47,7 @@ def test_stack_lengths_equal_mask(scan, shaw):
 
 
 def test_decode_cache_folds_lengths_into_mask():
-    attn = MultiHeadAttention(2, causal=True, rope=False, decode=True)
+    attn = MultiHeadAttention(2, causal=True, position=NOPE, decode=True)
     x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 8, 16)), jnp.float32)
     variables = attn.init(jax.random.key(0), x)
     params, cache = {"params": variables["params"]}, {"cache": variables["cache"]}
