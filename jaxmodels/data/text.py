@@ -72,9 +72,12 @@ def embedded_documents(cache_dir: str | None = None) -> list[str]:
 
 def read_text_file(path: str, key: str = "config.data.path") -> str:
     """Reads a UTF-8 text file, naming the config key and the file in every error."""
-    if not os.path.isfile(path):
+    from etils import epath  # local paths and gs:// alike
+
+    file = epath.Path(path)
+    if not file.is_file():
         raise FileNotFoundError(f"{key}={path!r} does not exist or is not a file")
-    data = pathlib.Path(path).read_bytes()
+    data = file.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
+import pathlib
 import time
 from typing import Any
 
@@ -23,7 +23,7 @@ from jaxmodels.parallel import multihost
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
 from jaxmodels.train import metrics as metrics_lib
-from jaxmodels.train import optim, paths, resume
+from jaxmodels.train import optim, paths, preemption, resume
 from jaxmodels.train import state as state_lib
 from jaxmodels.train import step as step_lib
 from jaxmodels.train.checkpoint import Checkpointer
@@ -180,52 +180,6 @@ def _eval_name(name: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Stop:
-    """Turns SIGTERM (preemption, ``kill``) and Ctrl-C into a stop at a step all processes share.
-
-    One process: the signal sets a flag read after each step. Several processes: JAX's
-    preemption service (its SIGTERM notifier) agrees on the step through the coordinator, and
-    ``reached_preemption_sync_point`` is asked once per step on every process (a local check;
-    the agreement runs in the background). Ctrl-C is forwarded to it as SIGTERM. A second
-    Ctrl-C exits at once without saving.
-    """
-
-    def __init__(self):
-        self.multi = jax.process_count() > 1
-        self.requested = None  # the name of the first signal
-
-    def __enter__(self):
-        self._old = {signal.SIGINT: signal.signal(signal.SIGINT, self._handle)}
-        if not self.multi:  # several processes: JAX's notifier owns SIGTERM
-            self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.requested is not None and signum == signal.SIGINT:
-            print(f"\n{name} again: exiting now without saving.", flush=True)
-            os._exit(130)
-        self.requested = self.requested or name
-        print(
-            f"\n{name} received: stopping after this step (Ctrl-C again to exit at once).",
-            flush=True,
-        )
-        if self.multi and signum == signal.SIGINT:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def __exit__(self, *exc):
-        for signum, old in self._old.items():
-            signal.signal(signum, old)
-
-    def at(self, step: int) -> bool:
-        """Whether to save and stop after ``step``; call exactly once per step."""
-        if not self.multi:
-            return self.requested is not None
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.reached_preemption_sync_point(step)
-
-
 def _every(step: int, n: int, last: int) -> bool:
     return step == last or (n > 0 and step % n == 0)
 
@@ -349,7 +303,7 @@ def _loop(run: Run, state, start, first, data, writer, evaluator) -> dict[str, f
     train_step, bshard = build_train_step(run, first)
     bar, history, tick = metrics_lib.progress_bar(start, t.steps), [], time.perf_counter()
     batch = first
-    with _Stop() as stop_signal:
+    with preemption.Stop() as stop_signal:
         for step in range(start + 1, t.steps + 1):
             state, m = train_step(state, mesh_lib.put_batch(batch, bshard))
             history.append(m)
@@ -462,11 +416,32 @@ def evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict
 
 def _print_samples(run: Run, state) -> str:
     rng = jax.random.fold_in(jax.random.key(run.config.seed), int(state.step))
-    with jax.set_mesh(run.mesh):
-        summary = run.task.sample(inference_params(state), rng, os.fspath(run.workdir))
+    with _local_dir(run.workdir) as out, jax.set_mesh(run.mesh):
+        summary = run.task.sample(inference_params(state), rng, out)
+        summary = summary.replace(out, os.fspath(run.workdir))
     if jax.process_index() == 0:
         print(summary, flush=True)
     return summary
+
+
+@contextlib.contextmanager
+def _local_dir(wd):
+    """A local folder for a family's sample files: ``wd`` itself, or for an object store a
+    temporary folder whose files are copied to ``wd`` afterwards (families write local files)."""
+    if not paths.is_uri(wd):
+        yield os.fspath(wd)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield tmp
+        if jax.process_index() == 0:
+            for root, _, files in os.walk(tmp):
+                for name in files:
+                    local = os.path.join(root, name)
+                    dst = wd / os.path.relpath(local, tmp)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(pathlib.Path(local).read_bytes())
 
 
 def sample(config, workdir: str, *, allow_config_change: bool = False) -> str:

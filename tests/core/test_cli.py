@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from jaxmodels import main
-from jaxmodels.train import loop
+from jaxmodels.train import loop, preemption
 
 SMOKE = "experiments/mlp/digits.py:smoke"
 
@@ -61,12 +61,12 @@ def test_only_a_bad_config_key_is_shortened(capsys, tmp_path, monkeypatch):
 
 def test_stop_on_signals_and_exit_at_once_on_second_ctrl_c(monkeypatch):
     exits = []
-    monkeypatch.setattr(loop.os, "_exit", exits.append)
-    with loop._Stop() as stop:
+    monkeypatch.setattr(preemption.os, "_exit", exits.append)
+    with preemption.Stop() as stop:
         assert not stop.at(1)
         signal.raise_signal(signal.SIGTERM)
         assert stop.at(2) and stop.requested == "SIGTERM" and exits == []
-    with loop._Stop() as stop:
+    with preemption.Stop() as stop:
         signal.raise_signal(signal.SIGINT)
         assert stop.requested == "SIGINT" and exits == []
         signal.raise_signal(signal.SIGINT)
