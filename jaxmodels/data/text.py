@@ -125,6 +125,11 @@ def load_documents(d) -> tuple[list[str], list[str]]:
     """Returns (train, validation) documents from ``config.data`` (see module docstring)."""
     if d.get("path"):
         train, val = split_text(read_text_file(d.path), d.validation_fraction)
+        if not train.strip() or not val.strip():
+            raise ValueError(
+                f"config.data.path={d.path!r} is too short to split into training and validation "
+                f"text (config.data.validation_fraction={d.validation_fraction})"
+            )
         return [train], [val]
     if d.get("tfds_name"):
         return _tfds_documents(d, d.tfds_split), _tfds_documents(d, d.tfds_eval_split)

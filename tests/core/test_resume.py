@@ -244,6 +244,12 @@ def test_up_front_checks_name_the_key(tmp_path):
     a_file.write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
         loop.train(_config(), str(a_file))
+    one_byte = tmp_path / "one.txt"
+    one_byte.write_text("a")
+    lm = load_config("experiments/lm/rope_lm.py:smoke")
+    lm.data.path = str(one_byte)
+    with pytest.raises(ValueError, match=r"config.data.path='.*one.txt' is too short"):
+        loop.train(lm, str(tmp_path / "c"))
     config = _config()
     config.data.holdout = 0.005  # 9 held-out digits: fewer than one batch of 16
     with pytest.raises(ValueError, match="eval data yields no batch.*config.train.batch_size=16"):
