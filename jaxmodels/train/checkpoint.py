@@ -190,6 +190,12 @@ class Checkpointer:
             if dst.exists():
                 dst = dst.parent / f"{step}.{int(time.time())}"
             dst.parent.mkdir(parents=True, exist_ok=True)
+            note = dst.parent / "README.txt"  # also makes the folder exist on object stores
+            if not note.exists():
+                note.write_text(
+                    "Checkpoints jaxmodels train could not restore, kept for "
+                    "inspection; delete them when done.\n"
+                )
             src.rename(dst)
         if jax.process_count() > 1:  # every process must see the move before rescanning
             from jax.experimental import multihost_utils
