@@ -8,6 +8,7 @@ CLI's ``--config FILE[:ARG]`` does.
 from __future__ import annotations
 
 import importlib.util
+import math
 import pathlib
 from collections.abc import Iterable
 
@@ -70,13 +71,16 @@ def base_config() -> ml_collections.ConfigDict:
     m.data = -1  # data-parallel axis size; -1 takes the devices left over
     m.fsdp = 1  # parameter/optimizer-state sharding axis size
     m.tensor = 1  # tensor-parallel axis size
+    # Multislice / multi-node: each axis above is per slice, times these across slices (DCN).
+    m.dcn_data = 1  # data parallelism across slices: set to the number of slices
+    m.dcn_fsdp = 1  # parameter sharding across slices (rarely worth the slow network)
+    m.dcn_tensor = 1  # tensor parallelism across slices (almost never)
     m.rules = DEFAULT_RULES  # logical axis name -> mesh axes
     return c
 
 
 _POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")
 _NON_NEGATIVE = (
-    "learning_rate",
     "warmup_steps",
     "weight_decay",
     "grad_clip",
@@ -103,6 +107,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in _POSITIVE:
         if t[key] <= 0:
             raise ValueError(f"config.train.{key}={t[key]!r} must be positive")
+    if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
+        raise ValueError(f"config.train.learning_rate={t.learning_rate!r} must be finite and > 0")
     for key in _NON_NEGATIVE:
         if t[key] < 0:
             raise ValueError(f"config.train.{key}={t[key]!r} must be >= 0")

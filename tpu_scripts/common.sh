@@ -10,6 +10,8 @@
 #   --queued      JM_QUEUED=1     the node belongs to a queued resource
 #   --qr-name     JM_QR_NAME      queued-resource id (default: <name>-qr)
 #   --worker      JM_WORKER       worker(s) to act on: all, 0, 1-3, 0,2 (default: all)
+#   --num-slices  JM_NUM_SLICES   multislice: N queued nodes named <name>-0 .. <name>-(N-1)
+#   --iap, --internal-ip, --ssh-flag FLAG   JM_SSH_FLAGS   extra flags for every ssh/scp
 #   --dry-run     JM_DRY_RUN=1    print the gcloud commands instead of running them
 # Remote layout on every worker (paths relative to $HOME unless absolute):
 #   JM_REMOTE_DIR (jaxmodels)  checkout;  JM_VENV (jm-venv)  venv;  JM_LOG_DIR (jm-logs)  logs
@@ -27,6 +29,8 @@ JM_RUNTIME=${JM_RUNTIME:-}
 JM_QUEUED=${JM_QUEUED:-0}
 JM_QR_NAME=${JM_QR_NAME:-}
 JM_WORKER=${JM_WORKER:-all}
+JM_NUM_SLICES=${JM_NUM_SLICES:-1}
+read -r -a JM_SSH_FLAGS <<<"${JM_SSH_FLAGS:-}"
 JM_DRY_RUN=${JM_DRY_RUN:-0}
 JM_REMOTE_DIR=${JM_REMOTE_DIR:-jaxmodels}
 JM_VENV=${JM_VENV:-jm-venv}
@@ -42,6 +46,10 @@ JM_COMMON_HELP="Common options (flag or environment variable; flags win):
   --queued             JM_QUEUED=1     the TPU is (to be) a queued resource
   --qr-name ID         JM_QR_NAME      queued-resource id (default: NAME-qr)
   --worker W           JM_WORKER       worker(s): all (default), 0, 1-3 or 0,2
+  --num-slices N       JM_NUM_SLICES   multislice (queued): nodes NAME-0 .. NAME-(N-1), all addressed
+  --iap                                ssh/scp through IAP (--tunnel-through-iap)
+  --internal-ip                        ssh/scp to internal IPs (no external IP on the workers)
+  --ssh-flag FLAG      JM_SSH_FLAGS    any other ssh/scp flag (repeatable; env: space-separated)
   --dry-run            JM_DRY_RUN=1    print the gcloud commands, run nothing
   -h, --help                           show this help
 Remote layout (relative to \$HOME on each worker): JM_REMOTE_DIR=jaxmodels (checkout),
@@ -82,6 +90,10 @@ jm_parse() {
       --queued) JM_QUEUED=1 ;;
       --qr-name) jm_need_value "$@"; JM_QR_NAME=$2; JM_SHIFT=2 ;;
       --worker) jm_need_value "$@"; JM_WORKER=$2; JM_SHIFT=2 ;;
+      --num-slices) jm_need_value "$@"; JM_NUM_SLICES=$2; JM_SHIFT=2 ;;
+      --iap) JM_SSH_FLAGS+=(--tunnel-through-iap) ;;
+      --internal-ip) JM_SSH_FLAGS+=(--internal-ip) ;;
+      --ssh-flag) jm_need_value "$@"; JM_SSH_FLAGS+=("$2"); JM_SHIFT=2 ;;
       --dry-run) JM_DRY_RUN=1 ;;
       --) shift; JM_ARGS=("$@"); break ;;
       *)
@@ -96,7 +108,19 @@ jm_parse() {
     shift "$JM_SHIFT"
   done
   JM_QR_NAME=${JM_QR_NAME:-${JM_TPU_NAME:+$JM_TPU_NAME-qr}}
+  [[ $JM_NUM_SLICES =~ ^[1-9][0-9]*$ ]] || jm_die "bad --num-slices '$JM_NUM_SLICES' (JM_NUM_SLICES)"
+  ((JM_NUM_SLICES == 1)) || JM_QUEUED=1  # several slices are always one queued resource
   jm_check_layout
+}
+
+# The TPU node names: NAME, or NAME-0 .. NAME-(N-1) for N slices (queued --node-prefix).
+jm_nodes() {
+  local i
+  if ((JM_NUM_SLICES == 1)); then
+    printf '%s\n' "$JM_TPU_NAME"
+  else
+    for ((i = 0; i < JM_NUM_SLICES; i++)); do printf '%s\n' "$JM_TPU_NAME-$i"; done
+  fi
 }
 
 # Fails with the variable and flag to set for each named setting that is empty.
@@ -168,10 +192,40 @@ jm_gcloud() {
   jm_run "${JM_GCLOUD:-gcloud}" "$@"
 }
 
-# Runs the shell command $1 on JM_WORKER of the TPU VM; extra gcloud flags follow.
+# Runs the shell command $1 on JM_WORKER of every node (several slices in parallel); extra
+# gcloud flags follow. Fails if it failed on any node.
 jm_ssh() {
-  local command=$1
+  local command=$1 node rc=0
+  local -a pids=()
   shift
-  jm_gcloud compute tpus tpu-vm ssh "$JM_TPU_NAME" --project="$JM_PROJECT" --zone="$JM_ZONE" \
-    --worker="$JM_WORKER" --command="$command" "$@"
+  if ((JM_NUM_SLICES == 1)); then  # in the foreground: gcloud may ask for an ssh key passphrase
+    jm_ssh_node "$JM_TPU_NAME" "$command" "$@"
+    return
+  fi
+  while read -r node; do
+    jm_ssh_node "$node" "$command" "$@" &
+    pids+=($!)
+  done < <(jm_nodes)
+  for node in "${pids[@]}"; do
+    wait "$node" || rc=$?
+  done
+  return "$rc"
+}
+
+jm_ssh_node() {
+  local node=$1 command=$2
+  shift 2
+  jm_gcloud compute tpus tpu-vm ssh "$node" --project="$JM_PROJECT" --zone="$JM_ZONE" \
+    --worker="$JM_WORKER" --command="$command" ${JM_SSH_FLAGS[@]+"${JM_SSH_FLAGS[@]}"} "$@"
+}
+
+# Copies local files $1.. (all but the last argument) to JM_WORKER of every node, into the
+# remote directory given last (e.g. '' for $HOME).
+jm_scp() {
+  local -a files=("${@:1:$#-1}")
+  local dest=${!#} node
+  while read -r node; do
+    jm_gcloud compute tpus tpu-vm scp "${files[@]}" "$node:$dest" --project="$JM_PROJECT" \
+      --zone="$JM_ZONE" --worker="$JM_WORKER" ${JM_SSH_FLAGS[@]+"${JM_SSH_FLAGS[@]}"} || return
+  done < <(jm_nodes)
 }

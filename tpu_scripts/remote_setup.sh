@@ -18,6 +18,8 @@ Options:
   --jax SPEC       pip requirement for JAX ("jax[tpu]")
   --extras LIST    jaxmodels extras to install (tpu)
   --pip "SPECS"    more pip requirements, space-separated (e.g. "gcsfs google-cloud-storage")
+  --constraints F  pip constraints file applied to every install (the pinned jax/jaxlib)
+  --logs DIR       launch.sh's log directory: refuse while its latest run is alive
   --fresh          recreate the virtualenv
 USAGE
 }
@@ -28,12 +30,13 @@ die() {
 }
 
 git_url="" branch=main tarball="" dir=jaxmodels venv=jm-venv python_min=3.11
-jax_spec="jax[tpu]" extras=tpu pip_extra="" fresh=0
+jax_spec="jax[tpu]" extras=tpu pip_extra="" constraints="" logs="" fresh=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --fresh) fresh=1; shift; continue ;;
-    --git | --branch | --tarball | --dir | --venv | --python | --jax | --extras | --pip)
+    --git | --branch | --tarball | --dir | --venv | --python | --jax | --extras | --pip \
+      | --constraints | --logs)
       (($# >= 2)) || die "option $1 needs a value" ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -47,6 +50,8 @@ while (($#)); do
     --jax) jax_spec=$2 ;;
     --extras) extras=$2 ;;
     --pip) pip_extra=$2 ;;
+    --constraints) constraints=$2 ;;
+    --logs) logs=$2 ;;
   esac
   shift 2
 done
@@ -62,6 +67,14 @@ cd "$HOME"
 [[ $dir == /* ]] || dir=$HOME/$dir
 [[ $venv == /* ]] || venv=$HOME/$venv
 [[ -z $tarball || $tarball == /* ]] || tarball=$HOME/$tarball
+[[ -z $constraints || $constraints == /* ]] || constraints=$HOME/$constraints
+[[ -z $logs || $logs == /* ]] || logs=$HOME/$logs
+
+# The code of a live run is not replaced under it (its imports would change mid-run).
+if [[ -n $logs && -e $logs/latest.pid ]] && kill -0 "$(cat "$logs/latest.pid")" 2>/dev/null; then
+  die "run $(basename "$(readlink "$logs/latest.pid")" .pid) (pid $(cat "$logs/latest.pid")) is \
+still running from $dir; stop it first (stop.sh), then rerun setup.sh"
+fi
 
 # Prints a Python interpreter >= python_min, or nothing.
 find_python() {
@@ -112,6 +125,7 @@ else
 fi
 
 pip=("$venv/bin/python" -m pip install --upgrade)
+[[ -z $constraints ]] || pip+=(-c "$constraints")
 "${pip[@]}" pip
 read -r -a more <<<"$pip_extra"
 "${pip[@]}" "$jax_spec" ${more[@]+"${more[@]}"}

@@ -11,6 +11,7 @@ JM_PYTHON_VERSION=${JM_PYTHON_VERSION:-3.11}
 JM_JAX_SPEC=${JM_JAX_SPEC:-jax[tpu]}
 JM_EXTRAS=${JM_EXTRAS:-tpu}
 JM_PIP_EXTRA=${JM_PIP_EXTRA-gcsfs google-cloud-storage}
+JM_CONSTRAINTS=${JM_CONSTRAINTS:-$JM_SCRIPTS_DIR/constraints.txt}
 JM_FRESH=0
 
 usage() {
@@ -19,7 +20,10 @@ Usage: $JM_SCRIPT [options]
 
 Installs jaxmodels on every worker (JM_WORKER, default all) of the TPU VM: copies
 remote_setup.sh there and runs it, which makes a Python >= 3.11 virtualenv (\$HOME/$JM_VENV),
-pip-installs "jax[tpu]" and this package editable with its 'tpu' extra into \$HOME/$JM_REMOTE_DIR.
+pip-installs "jax[tpu]" and this package editable with its 'tpu' extra into \$HOME/$JM_REMOTE_DIR,
+every install constrained by one pins file (JM_CONSTRAINTS, copied to all workers), so all
+workers run the same jax/jaxlib/libtpu. Refuses to replace the code on a worker whose latest
+launch.sh run is still alive (stop.sh first).
 The code comes from a git URL, or (default) from this local checkout: its tracked and
 untracked-but-not-ignored files are packed and copied with 'tpu-vm scp --worker=all'.
 Rerun it after changing the code. Needs project, zone and name.
@@ -49,6 +53,7 @@ jm_extra_option() {
     --jax) jm_need_value "$@"; JM_JAX_SPEC=$2 ;;
     --extras) jm_need_value "$@"; JM_EXTRAS=$2 ;;
     --pip) jm_need_value "$@"; JM_PIP_EXTRA=$2 ;;
+    --constraints) jm_need_value "$@"; JM_CONSTRAINTS=$2 ;;
     --fresh) JM_FRESH=1; JM_SHIFT=1 ;;
     *) return 1 ;;
   esac
@@ -74,8 +79,10 @@ jm_require project zone name
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+[[ -f $JM_CONSTRAINTS ]] || jm_die "constraints file '$JM_CONSTRAINTS' not found (JM_CONSTRAINTS)"
 cp "$JM_SCRIPTS_DIR/remote_setup.sh" "$tmp/jm_remote_setup.sh"
-files=("$tmp/jm_remote_setup.sh")
+cp "$JM_CONSTRAINTS" "$tmp/jm_constraints.txt"
+files=("$tmp/jm_remote_setup.sh" "$tmp/jm_constraints.txt")
 remote=(bash jm_remote_setup.sh)
 if [[ -n $JM_GIT_URL ]]; then
   remote+=(--git "$JM_GIT_URL" --branch "$JM_GIT_BRANCH")
@@ -85,9 +92,9 @@ else
   remote+=(--tarball jm_src.tar.gz)
 fi
 remote+=(--dir "$JM_REMOTE_DIR" --venv "$JM_VENV" --python "$JM_PYTHON_VERSION"
-  --jax "$JM_JAX_SPEC" --extras "$JM_EXTRAS" --pip "$JM_PIP_EXTRA")
+  --jax "$JM_JAX_SPEC" --extras "$JM_EXTRAS" --pip "$JM_PIP_EXTRA"
+  --constraints jm_constraints.txt --logs "$JM_LOG_DIR")
 ((JM_FRESH)) && remote+=(--fresh)
 
-jm_gcloud compute tpus tpu-vm scp "${files[@]}" "$JM_TPU_NAME:" --project="$JM_PROJECT" \
-  --zone="$JM_ZONE" --worker="$JM_WORKER"
+jm_scp "${files[@]}" ""
 jm_ssh "$(jm_quote_words "${remote[@]}")"

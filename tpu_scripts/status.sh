@@ -33,10 +33,12 @@ jm_require project zone name
 where=(--project="$JM_PROJECT" --zone="$JM_ZONE")
 if ((JM_QUEUED)); then
   jm_gcloud compute tpus queued-resources describe "$JM_QR_NAME" "${where[@]}"
-  if ! jm_gcloud compute tpus tpu-vm describe "$JM_TPU_NAME" "${where[@]}"; then
-    echo "$JM_SCRIPT: node $JM_TPU_NAME is not there yet (queued request not ACTIVE?)" >&2
-    exit 1
-  fi
+  while read -r node; do
+    if ! jm_gcloud compute tpus tpu-vm describe "$node" "${where[@]}"; then
+      echo "$JM_SCRIPT: node $node is not there yet (queued request not ACTIVE?)" >&2
+      exit 1
+    fi
+  done < <(jm_nodes)
 else
   jm_gcloud compute tpus tpu-vm describe "$JM_TPU_NAME" "${where[@]}"
 fi

@@ -72,9 +72,12 @@ def embedded_documents(cache_dir: str | None = None) -> list[str]:
 
 def read_text_file(path: str, key: str = "config.data.path") -> str:
     """Reads a UTF-8 text file, naming the config key and the file in every error."""
-    if not os.path.isfile(path):
+    from etils import epath  # local paths and gs:// alike
+
+    file = epath.Path(path)
+    if not file.is_file():
         raise FileNotFoundError(f"{key}={path!r} does not exist or is not a file")
-    data = pathlib.Path(path).read_bytes()
+    data = file.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -122,6 +125,11 @@ def load_documents(d) -> tuple[list[str], list[str]]:
     """Returns (train, validation) documents from ``config.data`` (see module docstring)."""
     if d.get("path"):
         train, val = split_text(read_text_file(d.path), d.validation_fraction)
+        if not train.strip() or not val.strip():
+            raise ValueError(
+                f"config.data.path={d.path!r} is too short to split into training and validation "
+                f"text (config.data.validation_fraction={d.validation_fraction})"
+            )
         return [train], [val]
     if d.get("tfds_name"):
         return _tfds_documents(d, d.tfds_split), _tfds_documents(d, d.tfds_eval_split)

@@ -1,25 +1,29 @@
 """The one training loop every family uses, plus ``eval`` and ``sample`` entry points.
 
-Phases: build (mesh, task, optimizer, abstract state) -> restore or initialise -> loop
-(step, log, evaluate, checkpoint; SIGTERM and non-finite losses handled) -> finish.
+Phases: checks (workdir, lock, config against the saved run) -> build (mesh, task, optimizer,
+abstract state) -> restore or initialise -> loop (step, log, evaluate, checkpoint; SIGTERM,
+Ctrl-C and non-finite updates handled) -> finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
-import signal
+import pathlib
 import time
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxmodels import registry
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.parallel import multihost
+from jaxmodels.train import checkpoint as checkpoint_lib
+from jaxmodels.train import lock as lock_lib
 from jaxmodels.train import metrics as metrics_lib
-from jaxmodels.train import optim
+from jaxmodels.train import optim, paths, preemption, resume
 from jaxmodels.train import state as state_lib
 from jaxmodels.train import step as step_lib
 from jaxmodels.train.checkpoint import Checkpointer
@@ -27,7 +31,18 @@ from jaxmodels.train.task import Task
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when a training loss is NaN or Inf; no checkpoint is written after it."""
+    """A step's loss, gradients or update were NaN/Inf; it was not applied and not saved."""
+
+
+# Errors that are the user's to fix: the CLI prints them (and their causes) without a traceback.
+USER_ERRORS = (
+    NonFiniteLossError,
+    FileNotFoundError,
+    NotADirectoryError,
+    ValueError,
+    lock_lib.WorkdirLockedError,
+    checkpoint_lib.CheckpointReadError,
+)
 
 
 @dataclasses.dataclass
@@ -51,14 +66,16 @@ class Run:
 # ----------------------------------------------------------------------------------------------
 
 
-def build(config, workdir: str | None) -> Run:
+def build(config, workdir: str | None, *, read_only: bool = False) -> Run:
     """Builds mesh, task, optimizer and the sharded abstract state (nothing is allocated).
 
-    Without a ``workdir`` there is no checkpointer (ahead-of-time compilation needs none).
+    Without a ``workdir`` there is no checkpointer (ahead-of-time compilation needs none);
+    ``read_only`` (eval, sample) opens the checkpoints without ever changing them.
     """
     multihost.initialize()
     mesh = mesh_lib.make_mesh(config.mesh)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
+    mesh_lib.check_batch(config.train, mesh, rules)
     task = registry.family_module(config.family).build_task(config, mesh)
     task = dataclasses.replace(task, init=state_lib.with_param_dtype(task.init, config.train))
     tx = optim.make_optimizer(config.train)
@@ -70,7 +87,8 @@ def build(config, workdir: str | None) -> Run:
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding
     )
-    ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints) if workdir else None
+    keep = config.train.keep_checkpoints
+    ckpt = Checkpointer(workdir, keep=keep, read_only=read_only) if workdir else None
     schedule = optim.learning_rate_schedule(config.train)
     return Run(config, workdir, mesh, rules, task, tx, schedule, abstract, sharding, ckpt)
 
@@ -79,9 +97,15 @@ def _init_rng(config) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed))[1]
 
 
+def _nonfinite_reason(step: int, state) -> str | None:
+    if bool(step_lib.all_finite(state.params)):
+        return None
+    return "holds non-finite parameters (saved by an older version)"
+
+
 def restore_or_init(run: Run, data_iter=None):
-    """Returns ``(state, step)`` from the newest good checkpoint, or a fresh state at step 0."""
-    state, step = run.checkpointer.restore(run.abstract_state, data_iter)
+    """Returns ``(state, step)`` from the newest good, finite checkpoint, or a fresh state."""
+    state, step = run.checkpointer.restore(run.abstract_state, data_iter, skip=_nonfinite_reason)
     if state is not None:
         return state, step
     use_ema = run.config.train.ema_halflife_examples > 0
@@ -157,59 +181,103 @@ def _eval_name(name: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Preemption:
-    """Turns SIGTERM (TPU preemption, `kill`) into a flag checked between steps."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self._old)
-
-    def agreed(self) -> bool:
-        """True when any process was asked to stop (all processes must stop together)."""
-        if jax.process_count() == 1:
-            return self.requested
-        from jax.experimental import multihost_utils
-
-        return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
-
-
 def _every(step: int, n: int, last: int) -> bool:
     return step == last or (n > 0 and step % n == 0)
 
 
-def train(config, workdir: str) -> dict[str, float]:
-    """Trains ``config`` in ``workdir``, resuming from its newest checkpoint if there is one.
+def train(config, workdir: str, *, allow_config_change: bool = False) -> dict[str, float]:
+    """Trains ``config`` in ``workdir`` (local or ``gs://``), resuming from its newest checkpoint.
 
-    Returns the last logged training and eval metrics.
+    Refuses, before touching any checkpoint, a workdir another live run holds and a config
+    whose keys differ from the run's ``config.json`` (unless ``allow_config_change``). Returns
+    the last logged training and eval metrics.
     """
-    run = build(config, workdir)
+    wd = paths.check_workdir(workdir, must_exist=False)
+    multihost.initialize()
+    with _workdir_lock(wd):
+        check_saved_config(config, wd, allow=allow_config_change)
+        return _train(config, wd)
+
+
+@contextlib.contextmanager
+def _workdir_lock(wd):
+    """Process 0 holds the workdir's lock; every process learns whether it got it."""
+    lock, error = lock_lib.WorkdirLock(wd), None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except lock_lib.WorkdirLockedError as e:
+            error = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        got = multihost_utils.broadcast_one_to_all(int(error is None))
+        if error is None and not got:
+            error = lock_lib.WorkdirLockedError(f"process 0 could not lock {wd} (see its log)")
+    if error is not None:
+        raise error
+    try:
+        yield
+    finally:
+        if jax.process_index() == 0:
+            lock.release()
+
+
+def check_saved_config(config, wd, *, allow: bool) -> None:
+    """Compares ``config`` with the run saved in ``wd`` (if it has checkpoints); logs changes."""
+    saved_file, ckpts = wd / "config.json", wd / "checkpoints"
+    if not (saved_file.exists() and ckpts.is_dir() and any(ckpts.iterdir())):
+        return
+    changes = resume.check_config(
+        json.loads(saved_file.read_text()), config, allow=allow, where=str(saved_file)
+    )
+    if changes and jax.process_index() == 0:
+        print("Config changes since the saved run:\n  " + "\n  ".join(changes), flush=True)
+
+
+def _train(config, wd) -> dict[str, float]:
+    run = build(config, wd)
     t = config.train
     data = run.task.train_data(jax.process_index(), jax.process_count())
+    first = _first_batches(run, data)
     state, start = restore_or_init(run, data)
-    _write_config(config, workdir)
+    _write_config(config, wd)
     _banner(run, state, start)
     if start >= t.steps:
         print(f"Already trained to step {start} (train.steps={t.steps}); nothing to do.")
         return {}
-    writer = metrics_lib.MetricsWriter(workdir)
+    if start:  # the restored iterator moved on: its next batch is the one to train on
+        first = next(data)
+    writer = metrics_lib.MetricsWriter(wd, resume_step=start)
     evaluator = Evaluator(run)
     try:
-        state, last = _loop(run, state, start, data, writer, evaluator)
+        state, last = _loop(run, state, start, first, data, writer, evaluator)
     finally:
         run.checkpointer.wait()
         writer.close()
     if t.sample_at_end and run.task.sample is not None and int(state.step) == t.steps:
         _print_samples(run, state)
     return last
+
+
+def _first_batches(run: Run, data):
+    """Checks, before anything compiles, that the data yields a batch (and the eval data too)."""
+    t = run.config.train
+    first = next(data, None)
+    if first is None:
+        raise ValueError(
+            f"the training data yields no batch: it has fewer examples than "
+            f"config.train.batch_size={t.batch_size} (check config.data)"
+        )
+    if t.eval_every and run.task.eval_data is not None:
+        eval_data = run.task.eval_data(jax.process_index(), jax.process_count())
+        if next(iter(eval_data), None) is None:
+            raise ValueError(
+                f"the eval data yields no batch: it has fewer examples than "
+                f"config.train.batch_size={t.batch_size}; use a larger eval split (config.data) "
+                "or set config.train.eval_every=0. Nothing was trained or saved."
+            )
+    return first
 
 
 def build_train_step(run: Run, example_batch):
@@ -231,19 +299,19 @@ def build_train_step(run: Run, example_batch):
     return train_step, bshard
 
 
-def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
+def _loop(run: Run, state, start, first, data, writer, evaluator) -> dict[str, float]:
     t, last = run.config.train, {}
-    first = next(data)
     train_step, bshard = build_train_step(run, first)
     bar, history, tick = metrics_lib.progress_bar(start, t.steps), [], time.perf_counter()
     batch = first
-    with _Preemption() as preempt:
+    with preemption.Stop() as stop_signal:
         for step in range(start + 1, t.steps + 1):
             state, m = train_step(state, mesh_lib.put_batch(batch, bshard))
             history.append(m)
-            stop = preempt.requested or (step % max(t.log_every, 1) == 0 and preempt.agreed())
+            stop = stop_signal.at(step)
             save = stop or _every(step, t.checkpoint_every, t.steps)
             if save or _every(step, t.log_every, t.steps) or _every(step, t.eval_every, t.steps):
+                _check_finite(run, history, step)
                 last = _log(history, step, tick, run.task, t.batch_size, writer, bar)
                 history, tick = [], time.perf_counter()
             if t.eval_every and _every(step, t.eval_every, t.steps) and not stop:
@@ -253,8 +321,10 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
                 bar.write(f"step {step}: " + _fmt(evals))
             if save:
                 run.checkpointer.save(step, state, data)
+                writer.flush()  # on an object store: metrics as durable as the checkpoint
             if stop:
-                bar.write(f"SIGTERM received: saved checkpoint at step {step}, exiting.")
+                who = stop_signal.requested or "SIGTERM (on one of the processes)"
+                bar.write(f"{who} received: saved checkpoint at step {step}, exiting.")
                 break
             if step < t.steps:
                 batch = next(data)
@@ -262,15 +332,30 @@ def _loop(run: Run, state, start, data, writer, evaluator) -> dict[str, float]:
     return state, last
 
 
-def _log(history, step, tick, task, batch_size, writer, bar) -> dict[str, float]:
-    """Checks losses are finite, then writes the averaged metrics and throughput."""
+def _check_finite(run: Run, history, step: int) -> None:
+    """Stops at the first non-finite step; its update was not applied and nothing is saved."""
     bad = metrics_lib.first_nonfinite(history, step - len(history) + 1)
-    if bad is not None:
-        raise NonFiniteLossError(
-            f"loss became non-finite at step {bad}; stopping. The last good checkpoint is "
-            "kept; lower train.learning_rate or check the data, then rerun to resume."
-        )
+    if bad is None:
+        return
+    m = jax.device_get(history[bad - (step - len(history) + 1)])
+    run.checkpointer.wait()
+    saved = run.checkpointer.steps()
+    if saved:
+        path = run.checkpointer.directory / str(saved[-1])
+        where = f"the last finite checkpoint is step {saved[-1]} ({path}); a rerun resumes there"
+    else:
+        where = "no checkpoint was saved yet, so a rerun starts from step 0"
+    raise NonFiniteLossError(
+        f"step {bad} was non-finite (loss={float(m['loss']):.4g}, "
+        f"grad_norm={float(m['grad_norm']):.4g}); its update was not applied and nothing after "
+        f"it was saved: {where}. Lower config.train.learning_rate (or check the data) and rerun."
+    )
+
+
+def _log(history, step, tick, task, batch_size, writer, bar) -> dict[str, float]:
+    """Writes the averaged metrics and throughput."""
     m = metrics_lib.mean_metrics(history)
+    m.pop("finite", None)
     m.update(metrics_lib.throughput(task, len(history), batch_size, time.perf_counter() - tick))
     writer.write(step, m)
     bar.update(step - bar.n)
@@ -282,11 +367,9 @@ def _fmt(metrics) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
-def _write_config(config, workdir: str) -> None:
+def _write_config(config, wd) -> None:
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        paths.write_text(wd / "config.json", config.to_json_best_effort(indent=2))
 
 
 def _banner(run: Run, state, start: int) -> None:
@@ -305,38 +388,64 @@ def _banner(run: Run, state, start: int) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _restore_for_inference(config, workdir: str):
-    run = build(config, workdir)
+def _restore_for_inference(config, workdir: str, allow_config_change: bool):
+    """Opens ``workdir`` read-only: nothing is created, moved or deleted."""
+    wd = paths.check_workdir(workdir, must_exist=True)
+    check_saved_config(config, wd, allow=allow_config_change)
+    run = build(config, wd, read_only=True)
     state, step = run.checkpointer.restore(run.abstract_state)
     if state is None:
         raise FileNotFoundError(
-            f"no checkpoint under {run.checkpointer.directory}; train first with "
+            f"no readable checkpoint under {run.checkpointer.directory}; train first with "
             f"`jaxmodels train --config ... --workdir {workdir}`"
         )
     return run, state, step
 
 
-def evaluate(config, workdir: str) -> dict[str, float]:
+def evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict[str, float]:
     """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl."""
-    run, state, step = _restore_for_inference(config, workdir)
+    run, state, step = _restore_for_inference(config, workdir, allow_config_change)
     out = Evaluator(run)(state, step)
-    metrics_lib.MetricsWriter(workdir).write(step, out)
+    writer = metrics_lib.MetricsWriter(run.workdir)
+    writer.write(step, out)
+    writer.close()
     print(f"step {step}: " + _fmt(out))
     return out
 
 
 def _print_samples(run: Run, state) -> str:
     rng = jax.random.fold_in(jax.random.key(run.config.seed), int(state.step))
-    with jax.set_mesh(run.mesh):
-        summary = run.task.sample(inference_params(state), rng, run.workdir)
+    with _local_dir(run.workdir) as out, jax.set_mesh(run.mesh):
+        summary = run.task.sample(inference_params(state), rng, out)
+        summary = summary.replace(out, os.fspath(run.workdir))
     if jax.process_index() == 0:
         print(summary, flush=True)
     return summary
 
 
-def sample(config, workdir: str) -> str:
+@contextlib.contextmanager
+def _local_dir(wd):
+    """A local folder for a family's sample files: ``wd`` itself, or for an object store a
+    temporary folder whose files are copied to ``wd`` afterwards (families write local files)."""
+    if not paths.is_uri(wd):
+        yield os.fspath(wd)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield tmp
+        if jax.process_index() == 0:
+            for root, _, files in os.walk(tmp):
+                for name in files:
+                    local = os.path.join(root, name)
+                    dst = wd / os.path.relpath(local, tmp)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(pathlib.Path(local).read_bytes())
+
+
+def sample(config, workdir: str, *, allow_config_change: bool = False) -> str:
     """Samples from the newest checkpoint with the family's ``sample`` function."""
-    run, state, _ = _restore_for_inference(config, workdir)
+    run, state, _ = _restore_for_inference(config, workdir, allow_config_change)
     if run.task.sample is None:
         raise ValueError(f"family {config.family!r} has no sampler")
     return _print_samples(run, state)

@@ -7,11 +7,15 @@ lines carry ``eval_``-prefixed names.
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+
+from jaxmodels.train import paths
 
 
 def mean_metrics(history: Sequence[Mapping[str, jax.Array]]) -> dict[str, float]:
@@ -21,9 +25,11 @@ def mean_metrics(history: Sequence[Mapping[str, jax.Array]]) -> dict[str, float]
 
 
 def first_nonfinite(history: Sequence[Mapping[str, jax.Array]], first_step: int) -> int | None:
-    """Returns the step of the first non-finite loss in ``history`` (steps from ``first_step``)."""
-    losses = np.asarray(jax.device_get([h["loss"] for h in history]), dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(losses))
+    """Returns the first step in ``history`` (steps from ``first_step``) whose loss or update
+    was non-finite (the train step reports ``finite``; without it the loss is checked)."""
+    key = "finite" if "finite" in history[0] else "loss"
+    values = np.asarray(jax.device_get([h[key] for h in history]), dtype=np.float64)
+    bad = np.flatnonzero(values == 0) if key == "finite" else np.flatnonzero(~np.isfinite(values))
     return first_step + int(bad[0]) if bad.size else None
 
 
@@ -51,37 +57,79 @@ def progress_postfix(task, m: Mapping[str, float]) -> dict[str, str]:
 
 
 class MetricsWriter:
-    """Appends metrics to ``workdir/metrics.jsonl`` and TensorBoard event files."""
+    """Writes metrics to ``workdir/metrics.jsonl`` and TensorBoard event files.
 
-    def __init__(self, workdir: str):
+    ``resume_step`` (a resumed run's restored step) drops the lines logged after it by the
+    interrupted run, so every step appears once. Non-finite values are written as ``null``
+    (``NaN`` is not JSON). Local files are appended to; on an object store, which cannot
+    append, the file is rewritten at most every ``flush_s`` seconds and on ``close``.
+    """
+
+    def __init__(self, workdir, resume_step: int | None = None, flush_s: float = 30.0):
         self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = paths.path(workdir) / "metrics.jsonl"
+        self._remote, self._flush_s, self._flushed = paths.is_uri(self.path), flush_s, 0.0
+        self._lines: list[str] = []
         self._tb = None
-        if self.enabled:
-            from tensorboardX import SummaryWriter
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None or self._remote:
+            self._lines = _kept_lines(self.path, resume_step)
+            paths.write_text(self.path, "".join(self._lines))
+        from tensorboardX import SummaryWriter
 
-            os.makedirs(workdir, exist_ok=True)
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = SummaryWriter(os.fspath(self.path.parent / "tensorboard"))
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
             return
-        line = {"step": int(step), **{k: _py(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        for k, v in line.items():
+        row = {"step": int(step), **{k: _py(v) for k, v in metrics.items()}}
+        line = json.dumps(row, allow_nan=False) + "\n"
+        if self._remote:
+            self._lines.append(line)
+            if time.monotonic() - self._flushed > self._flush_s:
+                self.flush()
+        else:
+            with self.path.open("a") as f:
+                f.write(line)
+        for k, v in row.items():
             if k != "step" and isinstance(v, int | float):
                 self._tb.add_scalar(k, v, step)
         self._tb.flush()
 
+    def flush(self) -> None:
+        if self.enabled and self._remote:
+            paths.write_text(self.path, "".join(self._lines))
+            self._flushed = time.monotonic()
+
     def close(self) -> None:
+        self.flush()
         if self._tb is not None:
             self._tb.close()
 
 
+def _kept_lines(path, resume_step: int | None) -> list[str]:
+    """The existing lines of ``path`` up to ``resume_step`` (all of them when it is None)."""
+    if not path.exists():
+        return []
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill mid-write
+        if resume_step is None or step <= resume_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    return kept
+
+
 def _py(v):
     v = np.asarray(v)
-    return v.item() if v.size == 1 else v.tolist()
+    if v.size != 1:
+        return [_py(x) for x in v]
+    v = v.item()
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def progress_bar(start: int, total: int):

@@ -3,7 +3,8 @@
 A family supplies ``loss_fn(params, batch, rng) -> (loss, metrics)``; everything else here is
 shared: the per-step rng (``fold_in(key(seed), step)``, so a resumed run draws the same
 randomness), gradient accumulation over micro-batches with ``lax.scan``, clipping and the
-optimizer update (``optax``), the parameter EMA, and metric aggregation.
+optimizer update (``optax``), the parameter EMA, and metric aggregation. A step whose loss,
+gradients or new state hold a NaN/Inf returns the old state unchanged and ``finite=0``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def accumulate_gradients(loss_fn: LossFn, grad_accum: int, batch_shardings) -> C
     return accumulated
 
 
+def all_finite(tree) -> jax.Array:
+    """True when every floating-point leaf of ``tree`` is finite (one fused reduction)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+
+
+def keep_if_not(ok: jax.Array, new, old):
+    """``new`` when ``ok``, else ``old``: a non-finite update is never applied (nor saved)."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
 def build_train_step(
     task: Task,
     tx: optax.GradientTransformation,
@@ -103,7 +115,10 @@ def build_train_step(
         if schedule is not None:
             metrics["lr"] = schedule(state.step)
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        return new.replace(ema_params=ema), metrics
+        new = new.replace(ema_params=ema)
+        ok = all_finite((metrics["loss"], grads, new))
+        metrics["finite"] = ok.astype(jnp.float32)
+        return keep_if_not(ok, new, state), metrics
 
     jitted = jax.jit(
         step,

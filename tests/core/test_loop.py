@@ -17,6 +17,7 @@ from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.train import loop, optim
 from jaxmodels.train import state as state_lib
 from jaxmodels.train.checkpoint import Checkpointer
+from jaxmodels.train.lock import WorkdirLockedError
 
 CONFIG = REPO_ROOT / "experiments" / "mlp" / "digits.py"
 
@@ -31,13 +32,14 @@ def _cli(workdir, *overrides, devices=1, env=None, wait=True):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _losses(workdir) -> dict[int, float]:
-    """The last logged training loss of every step (a resumed run re-logs some steps)."""
+def _losses(workdir, unique=False) -> dict[int, float]:
+    """The training loss of every logged step; ``unique`` asserts each step appears once."""
     out = {}
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         for line in f:
             row = json.loads(line)
             if "loss" in row:
+                assert not (unique and row["step"] in out), f"step {row['step']} logged twice"
                 out[row["step"]] = row["loss"]
     return out
 
@@ -67,29 +69,32 @@ def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
     resumed = _cli(tmp_path / "run", *LONG, "--config.train.checkpoint_every=25")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed from step" in resumed.stdout
-    want, got = _losses(tmp_path / "ref"), _losses(tmp_path / "run")
+    want, got = _losses(tmp_path / "ref"), _losses(tmp_path / "run", unique=True)
     assert sorted(got) == sorted(want) == list(range(1, 301))
     np.testing.assert_array_equal([got[s] for s in want], [want[s] for s in want])
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
+def test_ctrl_c_saves_and_a_second_trainer_is_refused(tmp_path):
     proc = _cli(tmp_path, *LONG, "--config.train.steps=100000", wait=False)
     _wait_for_step(tmp_path, 5, proc)
-    proc.send_signal(signal.SIGTERM)
+    with pytest.raises(WorkdirLockedError, match=rf"pid {proc.pid} on host {socket.gethostname()}"):
+        loop.train(load_config(f"{CONFIG}:smoke"), str(tmp_path))
+    proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 0, out
-    assert "SIGTERM received: saved checkpoint" in out
+    assert "SIGINT received: saved checkpoint" in out and "Traceback" not in out
     steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
     assert steps and steps[-1] == max(_losses(tmp_path))
+    assert not (tmp_path / "train.lock").exists()
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     config = load_config(f"{CONFIG}:smoke")
     config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)
     config.train.update(steps=50, log_every=1, checkpoint_every=1, eval_every=0)
-    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step (\d+)") as e:
+    with pytest.raises(loop.NonFiniteLossError, match=r"step (\d+) was non-finite") as e:
         loop.train(config, str(tmp_path))
-    bad = int(str(e.value).split("at step ")[1].split(";")[0])
+    bad = int(str(e.value).split("step ")[1].split(" ")[0])
     saved = Checkpointer(str(tmp_path), keep=3).steps()
     assert saved and max(saved) == bad - 1
 
@@ -156,24 +161,46 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_distributed_training(tmp_path):
+def _two_processes(workdir, *overrides):
     env = {"JAXMODELS_COORDINATOR": f"localhost:{_free_port()}", "JAXMODELS_NUM_PROCESSES": "2"}
-    procs = [
+    return [
         _cli(
-            tmp_path,
-            "--config.train.steps=6",
-            devices=2,
-            wait=False,
-            env={**env, "JAXMODELS_PROCESS_ID": str(i)},
+            workdir, *overrides, devices=2, wait=False, env={**env, "JAXMODELS_PROCESS_ID": str(i)}
         )
         for i in range(2)
     ]
-    outs = [p.communicate(timeout=240)[0].decode() for p in procs]
+
+
+def _finish(procs) -> list[str]:
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     for p, out in zip(procs, outs, strict=True):
         assert p.returncode == 0, out
-    assert "devices=4 processes=2" in outs[0]
-    assert max(_losses(tmp_path)) == 6
-    assert "6" in os.listdir(tmp_path / "checkpoints")
+    return outs
+
+
+def test_two_process_preemption_saves_one_step_and_resumes_exactly(tmp_path):
+    """SIGTERM to one process only: both agree on the step, save it, exit 0; the rerun resumes
+    with the per-step losses of an uninterrupted run."""
+    steps = [
+        "--config.train.steps=300",
+        "--config.train.log_every=1",
+        "--config.train.eval_every=0",
+    ]
+    ref = _finish(_two_processes(tmp_path / "ref", *steps))
+    assert "devices=4 processes=2" in ref[0]
+    run = tmp_path / "run"
+    procs = _two_processes(run, *steps)
+    _wait_for_step(run, 5, procs[0])
+    procs[1].send_signal(signal.SIGTERM)
+    outs = _finish(procs)
+    saved = {int(out.split("saved checkpoint at step ")[1].split(",")[0]) for out in outs}
+    assert len(saved) == 1 and max(saved) < 300, outs
+    assert str(max(saved)) in os.listdir(run / "checkpoints")
+    resumed = _finish(_two_processes(run, *steps))
+    assert f"resumed from step {max(saved)}" in resumed[0]
+    want, got = _losses(tmp_path / "ref"), _losses(run, unique=True)
+    assert sorted(got) == sorted(want) == list(range(1, 301))
+    np.testing.assert_array_equal([got[s] for s in want], [want[s] for s in want])
 
 
 def test_cli_rejects_unknown_keys_and_bad_values(tmp_path):

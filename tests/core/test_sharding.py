@@ -30,10 +30,10 @@ def _lm_config():
 CONFIGS = {"mlp": lambda: load_config("experiments/mlp/digits.py:smoke"), "lm": _lm_config}
 
 
-def _train(family, sizes, devices, steps=3):
+def _train(family, sizes, devices, steps=3, slice_of=None):
     config = CONFIGS[family]()
     config.mesh.update(sizes)
-    mesh = mesh_lib.make_mesh(config.mesh, devices)
+    mesh = mesh_lib.make_mesh(config.mesh, devices, slice_of=slice_of)
     rules = mesh_lib.rules_from_config(config.mesh.rules)
     task = registry.family_module(config.family).build_task(config, mesh)
     tx = optim.make_optimizer(config.train)
@@ -130,3 +130,38 @@ def test_mesh_shape_errors():
     with pytest.raises(ValueError, match="unknown mesh axis"):
         mesh_lib.rules_from_config([("embed", "model")])
     assert mesh_lib.mesh_shape({"data": -1, "fsdp": 2, "tensor": 2}, 8) == (2, 2, 2)
+
+
+def _fake_slice(device):
+    return device.id // 4  # 8 CPU devices as two "slices" of 4
+
+
+@pytest.mark.parametrize(
+    "ici,dcn",
+    [({"data": 4, "fsdp": 1}, {"dcn_data": 2}), ({"data": 1, "fsdp": 4}, {"dcn_data": 2})],
+    ids=["data", "fsdp"],
+)
+def test_fake_slices_train_like_one_slice(ici, dcn):
+    """dcn_data=2 over two fake slices: data parallelism across slices, same losses."""
+    sizes = {**ici, "tensor": 1, **dcn}
+    mesh = mesh_lib.make_mesh(sizes, jax.devices(), slice_of=_fake_slice)
+    assert dict(mesh.shape) == {"data": 2 * ici["data"], "fsdp": ici["fsdp"], "tensor": 1}
+    half = mesh.devices.shape[0] // 2  # the first half of the data axis is slice 0
+    assert {_fake_slice(d) for d in mesh.devices[:half].flat} == {0}
+    assert {_fake_slice(d) for d in mesh.devices[half:].flat} == {1}
+    history, grads, params, _ = _train("mlp", sizes, jax.devices(), slice_of=_fake_slice)
+    ref_history, ref_grads, ref_params, _ = _reference("mlp")
+    for got, want in zip(history, ref_history, strict=True):
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+    )
+
+
+def test_dcn_errors():
+    with pytest.raises(ValueError, match="need 4 slices; the devices form 2"):
+        mesh_lib.make_mesh(
+            {"data": -1, "fsdp": 1, "tensor": 1, "dcn_data": 4}, jax.devices(), slice_of=_fake_slice
+        )
+    with pytest.raises(ValueError, match="dcn_"):
+        mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1, "dcn_data": 0})

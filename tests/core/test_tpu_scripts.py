@@ -35,14 +35,22 @@ home, scp_dir = os.environ.get("FAKE_HOME"), os.environ.get("FAKE_SCP_DIR")
 if "--format=value(state.state)" in args:
     states = os.environ["FAKE_QR_STATES"].split(",")
     n = sum(1 for line in open(os.environ["FAKE_GCLOUD_LOG"]) if "describe" in line)
-    print(states[min(n, len(states)) - 1])
+    state = states[min(n, len(states)) - 1]
+    if state == "ERROR":  # a transient failure of the API
+        sys.exit("ERROR: (gcloud) the service is currently unavailable")
+    print(state)
 elif args[3:4] == ["scp"] and scp_dir:
     for src in [a for a in args[4:] if not a.startswith("-")][:-1]:
         shutil.copy(src, scp_dir)
 elif args[3:4] == ["ssh"] and home:
     command = next(a.split("=", 1)[1] for a in args if a.startswith("--command="))
     env = dict(os.environ, HOME=home)
-    sys.exit(subprocess.run(["bash", "-c", command], cwd=home, env=env).returncode)
+    rc = subprocess.run(["bash", "-c", command], cwd=home, env=env).returncode
+    once = os.environ.get("FAKE_SSH_FAIL_ONCE")  # another worker failed to start
+    if once and not os.path.exists(once):
+        open(once, "w").close()
+        rc = 1
+    sys.exit(rc)
 sys.exit(int(os.environ.get("FAKE_GCLOUD_RC", "0")))
 """
 
@@ -181,15 +189,17 @@ def test_setup_copies_checkout_to_all_workers(sh, tmp_path):
     sh("setup", "--local", str(repo), env={**BASE, "FAKE_SCP_DIR": str(worker)})
     scp, ssh = sh.calls()
     assert scp[:4] == ["compute", "tpus", "tpu-vm", "scp"]
-    assert [Path(p).name for p in scp[4:6]] == ["jm_remote_setup.sh", "jm_src.tar.gz"]
-    assert scp[6:] == ["lm:", *WHERE, "--worker=all"]
+    names = ["jm_remote_setup.sh", "jm_constraints.txt", "jm_src.tar.gz"]
+    assert [Path(p).name for p in scp[4:7]] == names
+    assert scp[7:] == ["lm:", *WHERE, "--worker=all"]
+    assert (worker / "jm_constraints.txt").read_text() == (SCRIPTS / "constraints.txt").read_text()
     with tarfile.open(worker / "jm_src.tar.gz") as tar:
         assert sorted(tar.getnames()) == [".gitignore", "pkg/new.py", "pyproject.toml"]
     assert ssh[:-1] == [*SSH, "--worker=all"]
     assert ssh[-1] == (
         "--command=bash jm_remote_setup.sh --tarball jm_src.tar.gz --dir jaxmodels "
         "--venv jm-venv --python 3.11 --jax 'jax[tpu]' --extras tpu "
-        "--pip 'gcsfs google-cloud-storage'"
+        "--pip 'gcsfs google-cloud-storage' --constraints jm_constraints.txt --logs jm-logs"
     )
 
 
@@ -197,13 +207,13 @@ def test_setup_from_git_on_some_workers(sh):
     args = ["--git", "https://example.com/jm.git", "--branch", "tpu", "--worker", "0-1"]
     sh("setup", *args, "--fresh", env={**BASE, "JM_VENV": "/opt/venv", "JM_PIP_EXTRA": ""})
     scp, ssh = sh.calls()
-    assert Path(scp[4]).name == "jm_remote_setup.sh" and scp[5:] == ["lm:", *WHERE, "--worker=0-1"]
+    assert Path(scp[4]).name == "jm_remote_setup.sh" and scp[6:] == ["lm:", *WHERE, "--worker=0-1"]
     assert ssh == [
         *SSH,
         "--worker=0-1",
         "--command=bash jm_remote_setup.sh --git https://example.com/jm.git --branch tpu "
         "--dir jaxmodels --venv /opt/venv --python 3.11 --jax 'jax[tpu]' --extras tpu "
-        "--pip '' --fresh",
+        "--pip '' --constraints jm_constraints.txt --logs jm-logs --fresh",
     ]
 
 
@@ -348,3 +358,104 @@ def test_shellcheck_clean():
     files = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
     proc = subprocess.run(["shellcheck", "-x", *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_multislice_create_and_every_script_addresses_all_slices(sh):
+    env = {**FULL, "JM_POLL_SECONDS": "0", "FAKE_QR_STATES": "ERROR,ERROR,ACTIVE"}
+    proc = sh("create", "--num-slices", "2", "--spot", "--wait", env=env)
+    create, *describes = sh.calls()
+    assert create == (
+        ["compute", "tpus", "queued-resources", "create", "lm-qr", *WHERE]
+        + ["--node-count=2", "--node-prefix=lm", "--accelerator-type=v5litepod-16"]
+        + ["--runtime-version=v2-alpha-tpuv5-lite", "--spot"]
+    )
+    assert len(describes) == 3 and "describe failed (1/5), retrying" in proc.stderr
+    sh("launch", "--num-slices", "2", "--iap", "--internal-ip", "--", "true", env=BASE)
+    ssh = sh.calls()
+    assert sorted(c[4] for c in ssh) == ["lm-0", "lm-1"]
+    assert all(c[-2:] == ["--tunnel-through-iap", "--internal-ip"] for c in ssh)
+    sh("setup", "--num-slices", "2", "--ssh-flag=--strict-host-key-checking=no", env=BASE)
+    calls = sh.calls()
+    scps = [c for c in calls if c[3] == "scp"]
+    assert sorted(c[-5] for c in scps) == ["lm-0:", "lm-1:"]
+    assert all(c[-1] == "--strict-host-key-checking=no" for c in calls)
+    sh("status", "--num-slices", "2", env=BASE)
+    assert [c[3:5] for c in sh.calls()][1:] == [["describe", "lm-0"], ["describe", "lm-1"]]
+
+
+def test_create_wait_gives_up_after_repeated_describe_failures(sh):
+    env = {**FULL, "JM_POLL_SECONDS": "0", "JM_DESCRIBE_RETRIES": "2", "FAKE_QR_STATES": "ERROR"}
+    proc = sh("create", "--queued", "--wait", env=env, check=False)
+    assert proc.returncode == 2 and "failed 3 times in a row" in proc.stderr
+
+
+def _fake_worker(tmp_path):
+    home = tmp_path / "home"
+    (home / "jaxmodels").mkdir(parents=True)
+    (home / "jm-venv" / "bin").mkdir(parents=True)
+    (home / "jm-venv" / "bin" / "activate").write_text("export JM_IN_VENV=yes\n")
+    return home
+
+
+def test_launch_clears_stale_tpu_holders_and_stops_all_when_one_fails(sh, tmp_path):
+    home = _fake_worker(tmp_path)
+    device, lockfile = tmp_path / "fakeaccel0", tmp_path / "libtpu_lockfile"
+    device.write_text("")
+    lockfile.write_text("")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({str(device)!r}); import time; time.sleep(60)"]
+    )
+    env = {**BASE, "FAKE_HOME": str(home), "JM_TPU_DEVICES": f"{tmp_path}/fakeaccel*"}
+    env["JM_LIBTPU_LOCKFILE"] = str(lockfile)
+    pid_file = home / "jm-logs" / "r1.pid"
+    try:
+        assert _wait_for(
+            lambda: any(
+                os.path.realpath(f"/proc/{holder.pid}/fd/{fd}") == str(device)
+                for fd in os.listdir(f"/proc/{holder.pid}/fd")
+            )
+        )
+        proc = sh("launch", "--run", "r1", "--", "sleep", "60", env=env)
+        assert f"killed stale TPU holder pid {holder.pid}" in proc.stdout
+        assert holder.wait(timeout=10) == -9 and not lockfile.exists()
+        run_pid = int(pid_file.read_text())
+        os.kill(run_pid, 0)  # the new run is alive
+        subprocess.run(["kill", "-KILL", "--", f"-{run_pid}"])
+        assert _wait_for(lambda: subprocess.run(["kill", "-0", str(run_pid)]).returncode != 0)
+        # A worker that fails to start: the run is stopped on every worker.
+        env["FAKE_SSH_FAIL_ONCE"] = str(tmp_path / "failed-once")
+        proc = sh("launch", "--run", "r2", "--", "sleep", "60", env=env, check=False)
+        assert proc.returncode == 1 and "stopping it on all of them" in proc.stderr
+        assert "stopped r2" in proc.stdout, proc.stderr
+        r2 = int((home / "jm-logs" / "r2.pid").read_text())
+        assert _wait_for(lambda: subprocess.run(["kill", "-0", str(r2)]).returncode != 0)
+    finally:
+        holder.kill()
+        for f in (home / "jm-logs").glob("*.pid") if (home / "jm-logs").exists() else []:
+            subprocess.run(
+                ["kill", "-KILL", "--", f"-{f.read_text().strip()}"], capture_output=True
+            )
+
+
+def test_remote_setup_refuses_to_replace_code_under_a_live_run(tmp_path):
+    home = tmp_path / "home"
+    logs = home / "jm-logs"
+    logs.mkdir(parents=True)
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        (logs / "r1.pid").write_text(str(live.pid))
+        (logs / "latest.pid").symlink_to("r1.pid")
+        (home / "jaxmodels").mkdir()
+        (home / "jaxmodels" / "keep.py").write_text("code of the live run")
+        env = dict(os.environ, HOME=str(home))
+        args = ["--git", "https://example.com/jm.git", "--logs", "jm-logs"]
+        proc = subprocess.run(
+            ["bash", str(SCRIPTS / "remote_setup.sh"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and f"run r1 (pid {live.pid}) is still running" in proc.stderr
+        assert (home / "jaxmodels" / "keep.py").exists()
+    finally:
+        live.kill()

@@ -1,0 +1,109 @@
+"""What may change when a run is resumed: the config against the run's ``config.json`` and
+the parameter shapes against the newest checkpoint's metadata.
+
+Both checks run before any checkpoint is read, moved or written, so a mistyped override
+(``--config.model.d_model=48`` on an existing workdir) stops with the differing keys instead of
+looking like a corrupt checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+# Keys a resumed run may change: how long it runs and how it logs, evaluates, checkpoints and
+# samples, the decay end point, and the mesh (restoring onto other devices is supported).
+RESUMABLE = (
+    "train.steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.eval_batches",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.sample_at_end",
+    "train.min_lr_ratio",
+    "mesh.",
+    "sample.",
+)
+OVERRIDE_FLAG = "--allow_config_change"
+
+
+class ConfigMismatchError(ValueError):
+    """The config or the parameter shapes differ from the run already in the workdir."""
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 3}}`` -> ``{"train.steps": 3}`` (lists and scalars are leaves)."""
+    if not isinstance(tree, Mapping) or not tree:
+        return {prefix: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _leaves(config) -> dict[str, Any]:
+    tree = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json") else config
+    return flatten(tree)
+
+
+def config_changes(saved: Mapping, config) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved, new)}`` for every leaf that differs (``<absent>`` marks a missing key)."""
+    old, new = _leaves(saved), _leaves(config)
+    absent = "<absent>"
+    return {
+        k: (old.get(k, absent), new.get(k, absent))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k, absent) != new.get(k, absent)
+    }
+
+
+def _resumable(key: str) -> bool:
+    return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+def check_config(saved: Mapping, config, *, allow: bool, where: str) -> list[str]:
+    """Raises ``ConfigMismatchError`` naming refused changes; returns lines describing the rest.
+
+    ``allow`` (the ``--allow_config_change`` flag) accepts every change.
+    """
+    changes = config_changes(saved, config)
+    lines = [f"config.{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
+    refused = [line for k, line in zip(changes, lines, strict=True) if not _resumable(k)]
+    if refused and not allow:
+        raise ConfigMismatchError(
+            f"the config differs from the run saved in {where} in keys that cannot change on "
+            "resume:\n  " + "\n  ".join(refused) + "\nNo checkpoint was touched. Use a new "
+            f"--workdir, or pass {OVERRIDE_FLAG} if the change is intended (allowed without "
+            f"it: {', '.join(RESUMABLE)})."
+        )
+    return lines
+
+
+def _key_name(k) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
+    """``{"params/Dense_0/kernel": (64, 32), ...}`` for a state pytree or orbax metadata tree."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_name(k) for k in p): tuple(getattr(v, "shape", ())) for p, v in flat}
+
+
+def check_shapes(saved_tree, abstract_state, *, where: str) -> None:
+    """Raises ``ConfigMismatchError`` at the first parameter whose shape differs."""
+    saved, want = leaf_shapes(saved_tree), leaf_shapes(abstract_state)
+    for key in list(want) + sorted(saved.keys() - want.keys()):
+        a, b = saved.get(key, "absent"), want.get(key, "absent")
+        if a != b:
+            raise ConfigMismatchError(
+                f"checkpoint {where} does not fit this config: the first differing parameter is "
+                f"{key} (checkpoint {a}, config {b}). No checkpoint was touched; use the run's "
+                "config (config.json in the workdir) or a new --workdir."
+            )

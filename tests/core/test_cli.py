@@ -1,0 +1,74 @@
+"""The command line: short messages for the user's mistakes, full tracebacks for the rest."""
+
+import signal
+import sys
+
+import pytest
+
+from jaxmodels import main
+from jaxmodels.train import loop, preemption
+
+SMOKE = "experiments/mlp/digits.py:smoke"
+
+
+def _cli(monkeypatch, *args):
+    """Runs the CLI as the shell would (ml_collections reads overrides from ``sys.argv``)."""
+    monkeypatch.setattr(sys, "argv", ["jaxmodels", *args])
+    main.run()
+
+
+def _run(capsys, monkeypatch, *args):
+    with pytest.raises(SystemExit) as e:
+        _cli(monkeypatch, *args)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_missing_config_file_is_one_line(capsys, monkeypatch, tmp_path):
+    code, err = _run(
+        capsys,
+        monkeypatch,
+        "train",
+        "--config=experiments/mlp/nope.py:smoke",
+        f"--workdir={tmp_path}",
+    )
+    assert code == 2 and err.strip() == (
+        "jaxmodels train: error: --config file 'experiments/mlp/nope.py' does not exist"
+    )
+
+
+def test_only_a_bad_config_key_is_shortened(capsys, tmp_path, monkeypatch):
+    code, err = _run(capsys, monkeypatch, "train", f"--config={SMOKE}", "--config.train.stepz=3")
+    assert code == 2 and "unknown config key" in err and "stepz" in err
+
+    def broken(config, workdir, **kw):
+        return {}["a key the family forgot"]  # a bug inside training, not a config key
+
+    monkeypatch.setattr(loop, "train", broken)
+    with pytest.raises(KeyError, match="a key the family forgot"):
+        _cli(monkeypatch, "train", f"--config={SMOKE}", f"--workdir={tmp_path}")
+
+    def wrapped(config, workdir, **kw):
+        try:
+            (tmp_path / "missing" / "f").read_text()
+        except FileNotFoundError as e:
+            raise ValueError("config.data.path is unusable") from e
+
+    monkeypatch.setattr(loop, "train", wrapped)
+    code, err = _run(capsys, monkeypatch, "train", f"--config={SMOKE}", f"--workdir={tmp_path}")
+    assert code == 1 and "config.data.path is unusable" in err
+    assert "caused by FileNotFoundError" in err  # the cause is kept
+
+
+def test_stop_on_signals_and_exit_at_once_on_second_ctrl_c(monkeypatch):
+    exits = []
+    monkeypatch.setattr(preemption.os, "_exit", exits.append)
+    with preemption.Stop() as stop:
+        assert not stop.at(1)
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.at(2) and stop.requested == "SIGTERM" and exits == []
+    with preemption.Stop() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested == "SIGINT" and exits == []
+        signal.raise_signal(signal.SIGINT)
+        assert exits == [130]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

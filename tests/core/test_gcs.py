@@ -1,0 +1,134 @@
+"""A ``gs://`` workdir end to end, against a local GCS emulator started here on 127.0.0.1.
+
+The README's pod command runs through ``tpu_scripts/launch.sh`` on a fake worker (the fake
+``gcloud`` of test_tpu_scripts runs the remote command locally), trains into
+``gs://bkt/run``, is killed with SIGKILL, resumes and is evaluated. Everything the core writes
+goes to the emulator: orbax/tensorstore checkpoints (``TENSORSTORE_GCS_HTTP_URL``), and
+config.json, metrics.jsonl, the workdir lock and TensorBoard events (gcsfs and
+google-cloud-storage, ``STORAGE_EMULATOR_HOST``).
+"""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from test_tpu_scripts import BASE, FAKE_GCLOUD, ROOT, SCRIPTS
+
+emulator = pytest.importorskip("gcp_storage_emulator.server")
+pytest.importorskip("gcsfs")
+
+SMOKE = "experiments/mlp/digits.py:smoke"
+STEPS = ["--config.train.steps=40", "--config.train.log_every=1", "--config.train.eval_every=0"]
+STEPS += ["--config.train.checkpoint_every=10"]
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    """An in-memory GCS emulator with bucket ``bkt``; the environment points every client at it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket="bkt")
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url}
+    env["TENSORSTORE_GCS_REQUEST_CONCURRENCY"] = "1"
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    yield env
+    server.stop()
+
+
+def _gs(path):
+    from etils import epath
+
+    return epath.Path(f"gs://bkt/{path}")
+
+
+def _wait_for(predicate, timeout=600.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise TimeoutError
+
+
+def _fake_worker(tmp_path):
+    """A worker home whose checkout is this repository and whose venv is this Python."""
+    home = tmp_path / "home"
+    (home / "jm-venv" / "bin").mkdir(parents=True)
+    (home / "jaxmodels").symlink_to(ROOT)
+    venv = home / "jm-venv" / "bin"
+    (venv / "jaxmodels").write_text(f'#!/bin/sh\nexec {sys.executable} -m jaxmodels "$@"\n')
+    (venv / "jaxmodels").chmod(0o755)
+    (venv / "activate").write_text(f"export PATH={venv}:$PATH PYTHONPATH={ROOT}\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD.replace("PYTHON", sys.executable))
+    (bin_dir / "gcloud").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JM_", "FAKE_"))}
+    env.update(BASE, FAKE_HOME=str(home), FAKE_GCLOUD_LOG=str(tmp_path / "gcloud.jsonl"))
+    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+    return home, env
+
+
+def _script(name, *args, env):
+    proc = subprocess.run(
+        [str(SCRIPTS / f"{name}.sh"), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _jaxmodels(command, *args, env, cwd):
+    cmd = [sys.executable, "-m", "jaxmodels", command, f"--config={ROOT / SMOKE}"]
+    cmd += ["--workdir=gs://bkt/run", *args]
+    proc = subprocess.run(
+        cmd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_gs_workdir_train_kill_resume_eval(gcs, tmp_path):
+    home, env = _fake_worker(tmp_path)
+    env.update(gcs)
+    # The README's pod command, on a (fake) worker, into the emulator's bucket.
+    command = ["jaxmodels", "train", "--config", SMOKE, "--workdir", "gs://bkt/run", *STEPS]
+    _script("launch", "--run", "gs1", "--", *command, env=env)
+    log = home / "jm-logs" / "gs1.log"
+    try:
+        committed = _gs("run/checkpoints/20/commit_success.txt")  # orbax's marker on GCS
+        _wait_for(lambda: committed.exists() or "rror" in log.read_text())
+        assert committed.exists(), log.read_text()[-3000:]
+    finally:
+        _script("stop", "--run", "gs1", "--signal", "KILL", env=env)
+    assert json.loads(_gs("run/train.lock").read_text())["host"] == socket.gethostname()
+    # Resume (the killed run's lock is stale: its pid is dead), then evaluate, all on gs://.
+    out = _jaxmodels("train", *STEPS, env=env, cwd=tmp_path)
+    resumed = int(out.split("resumed from step ")[1].split()[0])
+    assert resumed >= 20
+    out = _jaxmodels("eval", env=env, cwd=tmp_path)
+    assert "step 40: eval_accuracy=" in out
+    rows = [json.loads(line) for line in _gs("run/metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if "loss" in r]
+    assert train_steps == list(range(1, 41))  # each step once: stale lines dropped on resume
+    assert rows[-1]["step"] == 40 and "eval_accuracy" in rows[-1]
+    assert json.loads(_gs("run/config.json").read_text())["family"] == "mlp"
+    assert any(p.name.startswith("events.out.tfevents") for p in _gs("run/tensorboard").iterdir())
+    assert sorted(p.name for p in _gs("run/checkpoints").iterdir())[-1] == "40"
+    assert not _gs("run/train.lock").exists()
+    assert not (tmp_path / "gs:").exists() and not (home / "jaxmodels" / "gs:").exists()
