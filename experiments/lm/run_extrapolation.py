@@ -24,7 +24,7 @@ CONFIG = "experiments/lm/rope_lm.py"
 ENCODINGS = POSITIONS
 
 
-def get_config(smoke: bool):
+def study_config(smoke: bool):
     """The LM config at the study's size (``:extrapolation``), tiny with ``smoke``."""
     return load_config(f"{CONFIG}:extrapolation" + (",smoke" if smoke else ""))
 
@@ -49,7 +49,7 @@ def run_all(workdir: str, encodings, smoke: bool) -> tuple[dict, dict]:
 
     results, seconds = {}, {}
     for name in encodings:
-        config = get_config(smoke)
+        config = study_config(smoke)
         config.model.position.name = name
         validate(config)
         wd = os.path.join(workdir, name)
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     if unknown:
         ap.error(f"--encodings: unknown {unknown}; choose from {ENCODINGS}")
     results, seconds = run_all(args.workdir, encodings, args.smoke)
-    config = get_config(args.smoke)
+    config = study_config(args.smoke)
     factors, L = list(config.extrapolation.factors), config.data.seq_len
     table = rows(results, factors)
     os.makedirs(args.out, exist_ok=True)
