@@ -49,8 +49,22 @@ def test_untrusted_files_are_not_unpickled_and_lengths_checked(tmp_path):
             data.load_feature_dir(str(tmp_path), ["a"], ["rgb"])
         np.save(path, good)
     np.save(tmp_path / "rgb" / "a.npy", np.zeros((5, 3), np.float32))
-    with pytest.raises(ValueError, match="lengths differ"):
+    with pytest.raises(ValueError, match="frame counts differ.*rgb/a.npy"):
         data.load_feature_dir(str(tmp_path), ["a"], ["rgb"])
+
+
+@pytest.mark.parametrize("bad", [b"not an npy file", "1-D", "strings"])
+def test_malformed_feature_files_are_named(tmp_path, bad):
+    _write_layout(tmp_path, ["a"], [6])
+    path = tmp_path / "flow" / "a.npy"
+    if bad == "1-D":
+        np.save(path, np.zeros(6, np.float32))
+    elif bad == "strings":
+        np.save(path, np.array([["x", "y"]] * 6))
+    else:
+        path.write_bytes(bad)
+    with pytest.raises(ValueError, match=f"{path}"):
+        data.load_feature_dir(str(tmp_path), ["a"], ["rgb", "flow"])
 
 
 def test_synthetic_streams_are_realistic_and_deterministic():

@@ -69,9 +69,17 @@ def read_sessions(split_file: str, split: str, dataset: str | None = None) -> li
 
 
 def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    """A 2-D ``.npy`` array; every failure names the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"missing file {path}")
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e})") from e
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path}: expected a 2-D numeric array (frames x dims), got "
+                         f"shape {array.shape} dtype {array.dtype}")  # fmt: skip
+    return array
 
 
 def load_feature_dir(
@@ -84,11 +92,12 @@ def load_feature_dir(
     """Loads ``<data_root>/<feature_dir>/<session>.npy`` streams and their per-frame targets."""
     features, targets = [], []
     for s in sessions:
-        streams = [_load_npy(os.path.join(data_root, d, f"{s}.npy"), True) for d in feature_dirs]
-        y = _load_npy(os.path.join(data_root, target_dir, f"{s}.npy"), False).astype(np.float32)
-        lengths = {len(a) for a in streams} | {len(y)}
-        if len(lengths) != 1:
-            raise ValueError(f"session {s}: feature and target lengths differ: {sorted(lengths)}")
+        paths = [os.path.join(data_root, d, f"{s}.npy") for d in (*feature_dirs, target_dir)]
+        streams = [_load_npy(path, True) for path in paths[:-1]]
+        y = _load_npy(paths[-1], False).astype(np.float32)
+        lengths = {path: len(a) for path, a in zip(paths, [*streams, y], strict=True)}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"session {s}: frame counts differ between files: {lengths}")
         x = streams[0] if len(streams) == 1 else np.concatenate(streams, axis=1)
         features.append(np.asarray(x, np.float32))
         targets.append(y)
