@@ -1,9 +1,11 @@
 """Import HF transformers PyTorch checkpoints: ``model, params = from_hf(hf_model_or_dir)``.
 
-``hf_model_or_dir`` is an in-memory ``transformers`` PyTorch model or a local directory holding
-``config.json`` and safetensors weights (``model.safetensors`` or a sharded index). Nothing is
-downloaded. Supported: ``SUPPORTED``. The module is the family's own where there is one, and
-returns what the HF model returns (the last hidden state for ``*Model`` classes, logits for
+``hf_model_or_dir`` is an in-memory ``transformers`` PyTorch model or a directory holding
+``config.json`` and safetensors weights (``model.safetensors`` or a sharded index): local, or
+in an object store (``gs://bucket/dir``, copied to a local temporary folder first, since
+``transformers`` and safetensors read local files). Nothing is downloaded from a hub.
+Supported: ``SUPPORTED``. The module is the family's own where there is one, and returns
+what the HF model returns (the last hidden state for ``*Model`` classes, logits for
 ``*ForMaskedLM``/``*ForCausalLM``):
 
 - Llama: the ``lm`` family's ``DecoderLM``, ``apply(v, input_ids, positions, segment_ids)``
@@ -18,9 +20,11 @@ an import (``--config.init.hf=DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 from typing import Any
 
 import flax.linen as nn
@@ -62,11 +66,31 @@ def load_pretrained(path: str, *, dtype=None) -> Pretrained:
     """``from_hf(path)`` plus ``path/tokenizer.json`` (when present) as the tokenizer."""
     from jaxmodels.data.tokenizers import HFTokenizer
 
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"config.init.hf={path!r} is not a directory")
-    model, params = from_hf(path, dtype=dtype)
-    tok_file = os.path.join(path, "tokenizer.json")
-    return Pretrained(model, params, HFTokenizer(tok_file) if os.path.isfile(tok_file) else None)
+    with local_dir(path, key="config.init.hf") as local:
+        model, params = from_hf(local, dtype=dtype)
+        tok_file = os.path.join(local, "tokenizer.json")
+        tokenizer = HFTokenizer(tok_file) if os.path.isfile(tok_file) else None
+    return Pretrained(model, params, tokenizer)
+
+
+@contextlib.contextmanager
+def local_dir(path: str, *, key: str = "from_hf"):
+    """Yields ``path`` itself when local, else a temporary local copy of its files."""
+    from etils import epath
+
+    if "://" not in os.fspath(path):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{key}={path!r} is not a directory")
+        yield os.fspath(path)
+        return
+    remote = epath.Path(path)
+    if not remote.is_dir():
+        raise FileNotFoundError(f"{key}={path!r} is not a directory")
+    with tempfile.TemporaryDirectory(prefix="jaxmodels_hf_") as tmp:
+        for item in remote.iterdir():
+            if item.is_file():
+                (epath.Path(tmp) / item.name).write_bytes(item.read_bytes())
+        yield tmp
 
 
 def init_from(model, params: dict, *example_inputs):
@@ -97,7 +121,8 @@ def init_from(model, params: dict, *example_inputs):
 def _load(src: Any) -> tuple[Any, str, dict[str, np.ndarray]]:
     """Returns (HF config, architecture name, state dict as float32 numpy arrays)."""
     if isinstance(src, str | os.PathLike):
-        return _load_dir(os.fspath(src))
+        with local_dir(os.fspath(src)) as local:
+            return _load_dir(local)
     if not hasattr(src, "state_dict") or not hasattr(src, "config"):
         raise TypeError(f"from_hf expects a transformers model or a directory, got {type(src)}")
     state = {k: v.detach().float().cpu().numpy() for k, v in src.state_dict().items()}

@@ -132,3 +132,28 @@ def test_gs_workdir_train_kill_resume_eval(gcs, tmp_path):
     assert sorted(p.name for p in _gs("run/checkpoints").iterdir())[-1] == "40"
     assert not _gs("run/train.lock").exists()
     assert not (tmp_path / "gs:").exists() and not (home / "jaxmodels" / "gs:").exists()
+
+
+def test_hf_directory_on_gs_imports_like_the_local_one(gcs, tmp_path):
+    """``from_hf``/``config.init.hf`` take a ``gs://`` directory (copied locally first)."""
+    import jax
+    import numpy as np
+    import torch
+    import transformers
+
+    from jaxmodels.convert import from_hf, load_pretrained
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "hf", safe_serialization=True)
+    for f in (tmp_path / "hf").iterdir():
+        _gs(f"hf/{f.name}").write_bytes(f.read_bytes())
+    _, local = from_hf(str(tmp_path / "hf"))
+    pretrained = load_pretrained("gs://bkt/hf")
+    for a, b in zip(jax.tree.leaves(local), jax.tree.leaves(pretrained.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError, match="gs://bkt/missing"):
+        load_pretrained("gs://bkt/missing")
