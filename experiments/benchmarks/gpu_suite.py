@@ -36,7 +36,7 @@ MEASUREMENTS = {
     "glow_step": None,
 }
 FAMILY_STEPS = {  # measurement: (family, default config; the dry run adds ":smoke")
-    "blip_step": ("blip", "experiments/blip/blip.py"),
+    "blip_step": ("blip", "experiments/blip/pretrain.py"),
     "glow_step": ("flows", "experiments/flows/glow.py"),
 }
 

@@ -59,7 +59,7 @@ def test_shell_driver_dry_run(tmp_path):
     cmd = ["bash", str(BENCH / "gpu_suite.sh"), "--dry-run", "--out", str(out)]
     cmd += ["--only", "blip_step,glow_step"]
     env = {**os.environ, "PYTHON": sys.executable, "XLA_FLAGS": ""}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["name"] for x in lines] == ["install", "blip_step", "glow_step"]
