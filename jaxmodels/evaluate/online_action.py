@@ -22,11 +22,11 @@ import numpy as np
 __all__ = ["average_precision", "calibrated_average_precision", "per_frame_map", "calibrated_map"]
 
 
-def _ranked_counts(labels_N: np.ndarray, scores_N: np.ndarray):
+def _ranked_counts(labels_B: np.ndarray, scores_B: np.ndarray):
     """Returns cumulative (tp, fp) at each distinct score threshold, highest score first."""
-    order = np.argsort(-scores_N, kind="mergesort")
-    scores_sorted = scores_N[order]
-    labels_sorted = labels_N[order].astype(np.float64)
+    order = np.argsort(-scores_B, kind="mergesort")
+    scores_sorted = scores_B[order]
+    labels_sorted = labels_B[order].astype(np.float64)
     # The last index of each run of tied scores closes one threshold.
     last = np.r_[np.flatnonzero(np.diff(scores_sorted)), labels_sorted.size - 1]
     tp = np.cumsum(labels_sorted)[last]
@@ -34,26 +34,26 @@ def _ranked_counts(labels_N: np.ndarray, scores_N: np.ndarray):
     return tp, fp
 
 
-def average_precision(labels_N: np.ndarray, scores_N: np.ndarray) -> float:
+def average_precision(labels_B: np.ndarray, scores_B: np.ndarray) -> float:
     """AP = sum_n (R_n - R_{n-1}) P_n over score thresholds (scikit-learn's definition)."""
-    labels_N = np.asarray(labels_N).astype(bool)
-    positives = labels_N.sum()
+    labels_B = np.asarray(labels_B).astype(bool)
+    positives = labels_B.sum()
     if positives == 0:
         return float("nan")
-    tp, fp = _ranked_counts(labels_N, np.asarray(scores_N, np.float64))
+    tp, fp = _ranked_counts(labels_B, np.asarray(scores_B, np.float64))
     precision = tp / (tp + fp)
     delta_recall = np.diff(np.r_[0.0, tp]) / positives
     return float(np.sum(delta_recall * precision))
 
 
-def calibrated_average_precision(labels_N: np.ndarray, scores_N: np.ndarray) -> float:
+def calibrated_average_precision(labels_B: np.ndarray, scores_B: np.ndarray) -> float:
     """cAP = sum_k cPrec(k) I(k) / P, cPrec = w TP / (w TP + FP), w = #neg/#pos (De Geest 2016)."""
-    labels_N = np.asarray(labels_N).astype(bool)
-    positives = labels_N.sum()
+    labels_B = np.asarray(labels_B).astype(bool)
+    positives = labels_B.sum()
     if positives == 0:
         return float("nan")
-    w = (labels_N.size - positives) / positives
-    tp, fp = _ranked_counts(labels_N, np.asarray(scores_N, np.float64))
+    w = (labels_B.size - positives) / positives
+    tp, fp = _ranked_counts(labels_B, np.asarray(scores_B, np.float64))
     calibrated_precision = w * tp / (w * tp + fp)
     delta_recall = np.diff(np.r_[0.0, tp]) / positives
     return float(np.sum(delta_recall * calibrated_precision))
@@ -114,16 +114,17 @@ def calibrated_map(
 def future_maps(future_probs, targets, *, offset: int = 0, background=0, ambiguous=None):
     """TRN anticipation mAP per decoder step j: scores for frame t + offset + j vs its target.
 
-    ``future_probs`` and ``targets`` are per-video lists (L x K x C and L x C); targets past a
-    video's end repeat its last frame, as in the TRN evaluation. Returns K mAP values.
+    ``future_probs`` and ``targets`` are per-video lists (``probs_LxTxC`` and ``y_LxC``, T
+    decoder steps); targets past a video's end repeat its last frame, as in the TRN evaluation.
+    Returns T mAP values.
     """
     num_steps = future_probs[0].shape[1]
     maps = []
     for j in range(num_steps):
         scores, shifted = [], []
-        for probs_LxKxC, y_LxC in zip(future_probs, targets, strict=True):
+        for probs_LxTxC, y_LxC in zip(future_probs, targets, strict=True):
             frames = np.minimum(np.arange(len(y_LxC)) + offset + j, len(y_LxC) - 1)
-            scores.append(probs_LxKxC[:, j])
+            scores.append(probs_LxTxC[:, j])
             shifted.append(y_LxC[frames])
         maps.append(
             per_frame_map(

@@ -3,7 +3,8 @@
 A query counts as retrieved at K when one of its matching items is among the K most similar.
 Matches are given by group ids: image i matches text j when ``img_ids[i] == txt_ids[j]`` (by
 default the i-th image matches only the i-th text; pass caption strings' ids when several
-images share a caption).
+images share a caption). Shapes: the images are the queries ``Q`` and the texts the
+candidates ``M`` (i2t); t2i transposes.
 """
 
 from __future__ import annotations
@@ -19,45 +20,47 @@ def _recall(sims_QxM: np.ndarray, match_QxM: np.ndarray, ks) -> dict[int, float]
     return {k: float(np.mean(rank_Q < k)) for k in ks}
 
 
-def recall_at_k(zimg_NxE, ztxt_MxE, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> dict:
+def recall_at_k(zimg_QxE, ztxt_MxE, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> dict:
     """Returns ``{i2t_recall@K, t2i_recall@K}`` for L2-normalised image/text embeddings."""
-    zimg_NxE, ztxt_MxE = np.asarray(zimg_NxE, np.float32), np.asarray(ztxt_MxE, np.float32)
-    return recall_from_scores(zimg_NxE @ ztxt_MxE.T, img_ids, txt_ids, ks)
+    zimg_QxE, ztxt_MxE = np.asarray(zimg_QxE, np.float32), np.asarray(ztxt_MxE, np.float32)
+    return recall_from_scores(zimg_QxE @ ztxt_MxE.T, img_ids, txt_ids, ks)
 
 
-def recall_from_scores(sims_NxM, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> dict:
+def recall_from_scores(sims_QxM, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> dict:
     """:func:`recall_at_k` for any image x text score matrix (e.g. ITM re-ranked scores)."""
-    sims_NxM = np.asarray(sims_NxM, np.float32)
-    n, m = sims_NxM.shape
+    sims_QxM = np.asarray(sims_QxM, np.float32)
+    n, m = sims_QxM.shape
     img_ids = np.arange(n) if img_ids is None else np.asarray(img_ids)
     txt_ids = np.arange(m) if txt_ids is None else np.asarray(txt_ids)
     if img_ids.shape != (n,) or txt_ids.shape != (m,):
         raise ValueError(f"ids shapes {img_ids.shape}, {txt_ids.shape} != ({n},), ({m},)")
-    match_NxM = img_ids[:, None] == txt_ids[None, :]
-    if not match_NxM.any(axis=1).all() or not match_NxM.any(axis=0).all():
+    match_QxM = img_ids[:, None] == txt_ids[None, :]
+    if not match_QxM.any(axis=1).all() or not match_QxM.any(axis=0).all():
         raise ValueError("every image and every text needs at least one match")
-    out = {f"i2t_recall@{k}": v for k, v in _recall(sims_NxM, match_NxM, ks).items()}
-    out.update({f"t2i_recall@{k}": v for k, v in _recall(sims_NxM.T, match_NxM.T, ks).items()})
+    out = {f"i2t_recall@{k}": v for k, v in _recall(sims_QxM, match_QxM, ks).items()}
+    out.update({f"t2i_recall@{k}": v for k, v in _recall(sims_QxM.T, match_QxM.T, ks).items()})
     return out
 
 
-def rerank_top_k(sims_NxM, pair_score_fn, k: int) -> tuple[np.ndarray, np.ndarray]:
+def rerank_top_k(sims_QxM, pair_score_fn, k: int) -> tuple[np.ndarray, np.ndarray]:
     """BLIP's retrieval (Li et al., 2022, Sec. 5.1): rank by ITC, re-score the top k by ITM.
 
-    ``pair_score_fn(img_idx_P, txt_idx_P) -> scores_P`` scores image-text pairs (e.g. the ITM
-    match logit). Returns the (N, M) i2t and t2i score matrices: ``sim + pair score`` on each
-    query's top-k candidates, ``-inf`` elsewhere (BLIP adds the ITC similarity likewise).
+    ``pair_score_fn(img_idx_QJ, txt_idx_QJ) -> scores_QJ`` scores image-text pairs (e.g. the ITM
+    match logit) for the ``J = min(k, M)`` kept candidates of each query (``J``: a letter
+    beyond the shape legend). Returns the (Q, M) i2t and t2i score matrices: ``sim + pair
+    score`` on each query's top-k candidates, ``-inf`` elsewhere (BLIP adds the ITC similarity
+    likewise).
     """
-    sims_NxM = np.asarray(sims_NxM, np.float32)
-    n, m = sims_NxM.shape
+    sims_QxM = np.asarray(sims_QxM, np.float32)
+    n, m = sims_QxM.shape
     out = []
-    for s_QxC, swap in ((sims_NxM, False), (sims_NxM.T, True)):
-        kk = min(k, s_QxC.shape[1])
-        top_QxK = np.argsort(-s_QxC, axis=1, kind="stable")[:, :kk]
-        q_idx = np.repeat(np.arange(len(s_QxC)), kk)
-        c_idx = top_QxK.reshape(-1)
+    for s_QxM, swap in ((sims_QxM, False), (sims_QxM.T, True)):
+        kk = min(k, s_QxM.shape[1])
+        top_QxJ = np.argsort(-s_QxM, axis=1, kind="stable")[:, :kk]
+        q_idx = np.repeat(np.arange(len(s_QxM)), kk)
+        c_idx = top_QxJ.reshape(-1)
         img, txt = (c_idx, q_idx) if swap else (q_idx, c_idx)
-        scores = np.full(s_QxC.shape, -np.inf, np.float32)
-        scores[q_idx, c_idx] = s_QxC[q_idx, c_idx] + np.asarray(pair_score_fn(img, txt))
+        scores = np.full(s_QxM.shape, -np.inf, np.float32)
+        scores[q_idx, c_idx] = s_QxM[q_idx, c_idx] + np.asarray(pair_score_fn(img, txt))
         out.append(scores.T if swap else scores)
     return out[0], out[1]

@@ -176,7 +176,7 @@ def resolve_impl(
 # ---------------------------------------------------------------- kernels
 
 
-def _splash_local(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg, *, causal, scale):
+def _splash_local(q_BxTxNxD, k_BxSxKxD, v_BxSxKxD, q_seg, kv_seg, *, causal, scale):
     """Pallas TPU splash attention on local arrays, vmapped over the batch (queries pre-scaled)."""
     from jax.experimental.pallas.ops.tpu.splash_attention import (
         splash_attention_kernel as sk,
@@ -185,11 +185,11 @@ def _splash_local(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg, *, causal, sca
         splash_attention_mask as sm,
     )
 
-    T, N, S = q_BxTxNxH.shape[1], q_BxTxNxH.shape[2], k_BxSxKxH.shape[1]
+    T, N, S = q_BxTxNxD.shape[1], q_BxTxNxD.shape[2], k_BxSxKxD.shape[1]
     head_mask = sm.CausalMask((T, S)) if causal else sm.FullMask((T, S))
     kernel = sk.make_splash_mha(sm.MultiHeadMask([head_mask] * N), head_shards=1, q_seq_shards=1)
-    q = jnp.swapaxes(q_BxTxNxH * scale, 1, 2)
-    k, v = jnp.swapaxes(k_BxSxKxH, 1, 2), jnp.swapaxes(v_BxSxKxH, 1, 2)
+    q = jnp.swapaxes(q_BxTxNxD * scale, 1, 2)
+    k, v = jnp.swapaxes(k_BxSxKxD, 1, 2), jnp.swapaxes(v_BxSxKxD, 1, 2)
 
     def one(q1, k1, v1, qs, ks):
         return kernel(q1, k1, v1, segment_ids=sk.SegmentIds(q=qs, kv=ks))
@@ -197,19 +197,19 @@ def _splash_local(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg, *, causal, sca
     return jnp.swapaxes(jax.vmap(one)(q, k, v, q_seg, kv_seg), 1, 2)
 
 
-def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale, local=None):
+def _splash(q_BxTxNxD, k_BxSxKxD, v_BxSxKxD, *, causal, q_seg, kv_seg, scale, local=None):
     """Splash attention; under a multi-device mesh it runs per shard through ``shard_map``.
 
     Batch and heads shard as the active logical rules say; ``local`` replaces the kernel (tests).
     """
-    B, T = q_BxTxNxH.shape[:2]
+    B, T = q_BxTxNxD.shape[:2]
     ones = jnp.ones((B, T), jnp.int32)
     q_seg = ones if q_seg is None else q_seg.astype(jnp.int32)
     kv_seg = q_seg if kv_seg is None else kv_seg.astype(jnp.int32)
     fn = functools.partial(local or _splash_local, causal=causal, scale=scale)
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.size == 1:
-        return fn(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
+        return fn(q_BxTxNxD, k_BxSxKxD, v_BxSxKxD, q_seg, kv_seg)
     spec = nn.logical_to_mesh_axes
     q_spec = spec(("batch", "length", "heads", "head_dim"))
     kv_spec = spec(("batch", "length", "kv_heads", "head_dim"))
@@ -221,7 +221,7 @@ def _splash(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, *, causal, q_seg, kv_seg, scale, lo
         out_specs=q_spec,
         check_vma=False,
     )
-    return sharded(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, q_seg, kv_seg)
+    return sharded(q_BxTxNxD, k_BxSxKxD, v_BxSxKxD, q_seg, kv_seg)
 
 
 def lengths_mask(lengths_B: jax.Array, S: int) -> jax.Array:
@@ -230,9 +230,9 @@ def lengths_mask(lengths_B: jax.Array, S: int) -> jax.Array:
 
 
 def dot_product_attention(
-    q_BxTxNxH: jax.Array,
-    k_BxSxKxH: jax.Array,
-    v_BxSxKxH: jax.Array,
+    q_BxTxNxD: jax.Array,
+    k_BxSxKxD: jax.Array,
+    v_BxSxKxD: jax.Array,
     *,
     causal: bool = False,
     q_segment_ids: jax.Array | None = None,
@@ -251,17 +251,17 @@ def dot_product_attention(
     ``j < kv_lengths_B[b]`` (right padding) as sequence lengths, which cuDNN takes as its
     padding mask where it refuses a general mask or bias.
     """
-    T, H = q_BxTxNxH.shape[1], q_BxTxNxH.shape[-1]
-    S = k_BxSxKxH.shape[1]
-    scale = 1.0 / math.sqrt(H) if scale is None else scale
+    T, D = q_BxTxNxD.shape[1], q_BxTxNxD.shape[-1]
+    S = k_BxSxKxD.shape[1]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
     has_extra = mask is not None or bias is not None or kv_lengths_B is not None
-    kernel = resolve_impl(impl, q_BxTxNxH, k_BxSxKxH, causal=causal, has_bias_or_mask=has_extra)
+    kernel = resolve_impl(impl, q_BxTxNxD, k_BxSxKxD, causal=causal, has_bias_or_mask=has_extra)
     if kernel == "splash":
         _ran("splash")
         return _splash(
-            q_BxTxNxH,
-            k_BxSxKxH,
-            v_BxSxKxH,
+            q_BxTxNxD,
+            k_BxSxKxD,
+            v_BxSxKxD,
             causal=causal,
             q_seg=q_segment_ids,
             kv_seg=kv_segment_ids,
@@ -278,13 +278,13 @@ def dot_product_attention(
             keep = lengths_mask(kv_lengths_B, S)[:, None, None, :]
             mask = keep if mask is None else mask & keep
         return causal_blockwise_attention(
-            q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, scale=scale, mask=mask, bias=bias
+            q_BxTxNxD, k_BxSxKxD, v_BxSxKxD, scale=scale, mask=mask, bias=bias
         )
     call = functools.partial(
         jax.nn.dot_product_attention,
-        q_BxTxNxH,
-        k_BxSxKxH,
-        v_BxSxKxH,
+        q_BxTxNxD,
+        k_BxSxKxD,
+        v_BxSxKxD,
         bias=bias,
         mask=mask,
         is_causal=causal,
@@ -354,7 +354,7 @@ class MultiHeadAttention(nn.Module):
     ``position`` is the model's whole :class:`PositionOptions`: RoPE/xPos rotate q and k, Shaw
     adds its relative embeddings here; other encodings act outside (embeddings, ``bias``).
     With ``decode=True`` keys and values are appended to a ``"cache"`` collection
-    (``cached_key``/``cached_value`` ``[B, max_len, K, H]`` and ``cache_index``; linear
+    (``cached_key``/``cached_value`` ``[B, max_len, K, D]`` and ``cache_index``; linear
     attention keeps its running sums ``S``/``z`` instead): initialise it by calling ``init``
     with a ``[B, max_len]`` input, then apply with ``mutable=["cache"]`` on one or more new
     tokens at a time.
@@ -410,10 +410,10 @@ class MultiHeadAttention(nn.Module):
         inv_freq = rotary_inv_freq(p, q.shape[-1], q.shape[1])[0] if p.rotary else None
         kw = dict(inv_freq=inv_freq, rope_layout=p.rope_layout)
         if self.decode:
-            B, _, N, H = q.shape
+            B, _, N, D = q.shape
             zeros = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
-            S = self.variable("cache", "linear_S", zeros, B, N, H, v.shape[-1])
-            z = self.variable("cache", "linear_z", zeros, B, N, H)
+            S = self.variable("cache", "linear_S", zeros, B, N, D, v.shape[-1])
+            z = self.variable("cache", "linear_z", zeros, B, N, D)
             if not self.is_initializing():
                 out, (S.value, z.value) = linear.linear_attention_decode(
                     q, k, v, (S.value, z.value), positions_BxT=positions_BxT, **kw
@@ -445,28 +445,28 @@ class MultiHeadAttention(nn.Module):
         B, T, E = x_BxTxE.shape
         N = self.num_heads
         K = self.num_kv_heads or N
-        H = self.head_dim or E // N
+        D = self.head_dim or E // N
         if N % K:
             raise ValueError(f"num_heads={N} must be a multiple of num_kv_heads={K}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         cross = kv_BxSxE is not None
         src = kv_BxSxE if cross else x_BxTxE
-        q = self._proj(N, H, "heads", "query")(x_BxTxE)
-        k = self._proj(K, H, "kv_heads", "key")(src)
-        v = self._proj(K, H, "kv_heads", "value")(src)
+        q = self._proj(N, D, "heads", "query")(x_BxTxE)
+        k = self._proj(K, D, "kv_heads", "key")(src)
+        v = self._proj(K, D, "kv_heads", "value")(src)
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
         if cross:
-            out_BxTxNxH = dot_product_attention(
+            out_BxTxNxD = dot_product_attention(
                 q, k, v, kv_segment_ids=kv_segment_ids_BxS, impl=self.attention_impl,
                 kv_lengths_B=kv_lengths_B,
                 mask=None if kv_mask_BxS is None else make_mask(
                     T, k.shape[1], causal=False, kv_mask=kv_mask_BxS),
             )  # fmt: skip
         else:
-            out_BxTxNxH = self._self_attention(
+            out_BxTxNxD = self._self_attention(
                 q,
                 k,
                 v,
@@ -477,8 +477,8 @@ class MultiHeadAttention(nn.Module):
                 bias,
                 kv_lengths_B,
             )
-        out_BxTxNxH = nn.with_logical_constraint(
-            out_BxTxNxH, ("batch", "length", "heads", "head_dim")
+        out_BxTxNxD = nn.with_logical_constraint(
+            out_BxTxNxD, ("batch", "length", "heads", "head_dim")
         )
         return Projection(
             (E,),
@@ -489,7 +489,7 @@ class MultiHeadAttention(nn.Module):
             param_dtype=self.param_dtype,
             kernel_init=self.kernel_init,
             name="out",
-        )(out_BxTxNxH)
+        )(out_BxTxNxD)
 
     def _self_attention(self, q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS,
                         kv_mask_BxS, bias, kv_lengths_B=None):  # fmt: skip

@@ -44,9 +44,9 @@ def _rows(x: jax.Array | None, s: int, e: int) -> jax.Array | None:
 
 
 def causal_blockwise_attention(
-    q_BxTxNxH: jax.Array,
-    k_BxTxKxH: jax.Array,
-    v_BxTxKxH: jax.Array,
+    q_BxTxNxD: jax.Array,
+    k_BxTxKxD: jax.Array,
+    v_BxTxKxD: jax.Array,
     *,
     scale: float,
     mask: jax.Array | None = None,
@@ -55,19 +55,20 @@ def causal_blockwise_attention(
 ) -> jax.Array:
     """``softmax(q k^T * scale + bias, causal & mask) v`` (Vaswani et al. 2017, eq. 1), one
     query block at a time over its key prefix only. GQA: ``K`` key heads divide ``N``."""
-    T = q_BxTxNxH.shape[1]
+    T = q_BxTxNxD.shape[1]
     outs = []
     for s in range(0, T, block):
         e = min(s + block, T)
-        causal_QxE = jnp.arange(e)[None, :] <= (s + jnp.arange(e - s))[:, None]
-        m = causal_QxE[None, None]
+        # this query block's rows [s, e) x its key prefix [0, e)
+        causal = jnp.arange(e)[None, :] <= (s + jnp.arange(e - s))[:, None]
+        m = causal[None, None]
         extra = _rows(mask, s, e)
         m = m if extra is None else m & extra
         outs.append(
             jax.nn.dot_product_attention(
-                q_BxTxNxH[:, s:e],
-                k_BxTxKxH[:, :e],
-                v_BxTxKxH[:, :e],
+                q_BxTxNxD[:, s:e],
+                k_BxTxKxD[:, :e],
+                v_BxTxKxD[:, :e],
                 bias=_rows(bias, s, e),
                 mask=m,
                 scale=scale,

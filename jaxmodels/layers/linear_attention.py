@@ -8,6 +8,9 @@ The causal form keeps running sums S_i = sum_{j<=i} phi(k_j) v_j^T and z_i = sum
 (eqs. 10-12), computed with ``lax.scan`` over the sequence; the same recurrence decodes one token
 at a time from a carried ``(S, z)`` (the RNN view, sec. 3.4). Packed rows (``segment_ids``)
 restart the sums at every document; bidirectionally, a forward and a backward scan add up.
+
+Shape letter beyond the legend (docs/architecture.md): ``U``, the value width of one head
+(queries and keys have width ``D``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxmodels.layers.positions.rotary import apply_rope
 
-Carry = tuple[jax.Array, jax.Array]  # (S_BxHxDxE, z_BxHxD)
+Carry = tuple[jax.Array, jax.Array]  # (S_BxNxDxU, z_BxNxD)
 
 
 def elu_feature_map(x: jax.Array) -> jax.Array:
@@ -57,28 +60,28 @@ def _prefix_sums(phi_q, phi_k, rq, rk, v, restart_BxL, carry: Carry | None):
     """Eqs. 10-12: per position, numerator ``rq_i S_i`` and denominator ``phi_q_i z_i``."""
 
     def step(carry, xs):
-        S_BxHxDxE, z_BxHxD = carry
+        S_BxNxDxU, z_BxNxD = carry
         phi_q_i, phi_k_i, rq_i, rk_i, v_i, restart_B = xs
         keep = 1.0 - restart_B.astype(jnp.float32)
-        S_BxHxDxE = S_BxHxDxE * keep[:, None, None, None] + jnp.einsum("bhd,bhe->bhde", rk_i, v_i)
-        z_BxHxD = z_BxHxD * keep[:, None, None] + phi_k_i
-        num = jnp.einsum("bhd,bhde->bhe", rq_i, S_BxHxDxE)
-        den = jnp.einsum("bhd,bhd->bh", phi_q_i, z_BxHxD)
-        return (S_BxHxDxE, z_BxHxD), (num, den)
+        S_BxNxDxU = S_BxNxDxU * keep[:, None, None, None] + jnp.einsum("bhd,bhe->bhde", rk_i, v_i)
+        z_BxNxD = z_BxNxD * keep[:, None, None] + phi_k_i
+        num = jnp.einsum("bhd,bhde->bhe", rq_i, S_BxNxDxU)
+        den = jnp.einsum("bhd,bhd->bh", phi_q_i, z_BxNxD)
+        return (S_BxNxDxU, z_BxNxD), (num, den)
 
-    B, _, H, D = phi_q.shape
-    E = v.shape[-1]
+    B, _, N, D = phi_q.shape
+    U = v.shape[-1]
     if carry is None:
-        carry = (jnp.zeros((B, H, D, E), jnp.float32), jnp.zeros((B, H, D), jnp.float32))
+        carry = (jnp.zeros((B, N, D, U), jnp.float32), jnp.zeros((B, N, D), jnp.float32))
     xs = tuple(jnp.swapaxes(a, 0, 1) for a in (phi_q, phi_k, rq, rk, v, restart_BxL))
-    carry, (num_LxBxHxE, den_LxBxH) = jax.lax.scan(step, carry, xs)
-    return jnp.swapaxes(num_LxBxHxE, 0, 1), jnp.swapaxes(den_LxBxH, 0, 1), carry
+    carry, (num_LxBxNxU, den_LxBxN) = jax.lax.scan(step, carry, xs)
+    return jnp.swapaxes(num_LxBxNxU, 0, 1), jnp.swapaxes(den_LxBxN, 0, 1), carry
 
 
 def linear_attention(
-    q_BxLxHxD: jax.Array,
-    k_BxLxHxD: jax.Array,
-    v_BxLxHxE: jax.Array,
+    q_BxLxNxD: jax.Array,
+    k_BxLxNxD: jax.Array,
+    v_BxLxNxU: jax.Array,
     *,
     causal: bool,
     positions_BxL: jax.Array | None = None,
@@ -93,12 +96,12 @@ def linear_attention(
     ``mask_BxL`` (True = real token) drops padded keys; ``segment_ids_BxL`` keeps packed
     documents apart; ``inv_freq=None`` means no RoPE.
     """
-    B, L = q_BxLxHxD.shape[:2]
-    positions_BxL = _default_positions(q_BxLxHxD, positions_BxL)
+    B, L = q_BxLxNxD.shape[:2]
+    positions_BxL = _default_positions(q_BxLxNxD, positions_BxL)
     phi_q, phi_k, rq, rk = _features(
-        q_BxLxHxD, k_BxLxHxD, positions_BxL, inv_freq, rope_layout, mask_BxL
+        q_BxLxNxD, k_BxLxNxD, positions_BxL, inv_freq, rope_layout, mask_BxL
     )
-    v = v_BxLxHxE.astype(jnp.float32)
+    v = v_BxLxNxU.astype(jnp.float32)
     if causal or segment_ids_BxL is not None:
         restart = _restarts(segment_ids_BxL, B, L)
         num, den, _ = _prefix_sums(phi_q, phi_k, rq, rk, v, restart, None)
@@ -109,16 +112,16 @@ def linear_attention(
             num = num + flip(num_b) - jnp.einsum("blhd,blhd->blh", rq, rk)[..., None] * v
             den = den + flip(den_b) - jnp.einsum("blhd,blhd->blh", phi_q, phi_k)
     else:
-        kv_BxHxDxE = jnp.einsum("blhd,blhe->bhde", rk, v)
-        num = jnp.einsum("blhd,bhde->blhe", rq, kv_BxHxDxE)
+        kv_BxNxDxU = jnp.einsum("blhd,blhe->bhde", rk, v)
+        num = jnp.einsum("blhd,bhde->blhe", rq, kv_BxNxDxU)
         den = jnp.einsum("blhd,bhd->blh", phi_q, phi_k.sum(axis=1))
-    return (num / (den[..., None] + eps)).astype(v_BxLxHxE.dtype)
+    return (num / (den[..., None] + eps)).astype(v_BxLxNxU.dtype)
 
 
 def linear_attention_decode(
-    q_BxTxHxD: jax.Array,
-    k_BxTxHxD: jax.Array,
-    v_BxTxHxE: jax.Array,
+    q_BxTxNxD: jax.Array,
+    k_BxTxNxD: jax.Array,
+    v_BxTxNxU: jax.Array,
     carry: Carry,
     *,
     positions_BxT: jax.Array,
@@ -127,19 +130,19 @@ def linear_attention_decode(
     eps: float = 1e-6,
 ) -> tuple[jax.Array, Carry]:
     """Causal linear attention on ``T`` new tokens continuing the sums in ``carry`` (sec. 3.4)."""
-    B, T = q_BxTxHxD.shape[:2]
+    B, T = q_BxTxNxD.shape[:2]
     phi_q, phi_k, rq, rk = _features(
-        q_BxTxHxD, k_BxTxHxD, positions_BxT, inv_freq, rope_layout, None
+        q_BxTxNxD, k_BxTxNxD, positions_BxT, inv_freq, rope_layout, None
     )
-    v = v_BxTxHxE.astype(jnp.float32)
+    v = v_BxTxNxU.astype(jnp.float32)
     num, den, carry = _prefix_sums(phi_q, phi_k, rq, rk, v, jnp.zeros((B, T), bool), carry)
-    return (num / (den[..., None] + eps)).astype(v_BxTxHxE.dtype), carry
+    return (num / (den[..., None] + eps)).astype(v_BxTxNxU.dtype), carry
 
 
 def linear_attention_quadratic(
-    q_BxLxHxD: jax.Array,
-    k_BxLxHxD: jax.Array,
-    v_BxLxHxE: jax.Array,
+    q_BxLxNxD: jax.Array,
+    k_BxLxNxD: jax.Array,
+    v_BxLxNxU: jax.Array,
     *,
     causal: bool,
     positions_BxL: jax.Array | None = None,
@@ -150,10 +153,10 @@ def linear_attention_quadratic(
     eps: float = 1e-6,
 ) -> jax.Array:
     """The same attention in its explicit O(L^2) form (RoFormer eq. 19 / Katharopoulos eq. 4)."""
-    B, L = q_BxLxHxD.shape[:2]
-    positions_BxL = _default_positions(q_BxLxHxD, positions_BxL)
+    B, L = q_BxLxNxD.shape[:2]
+    positions_BxL = _default_positions(q_BxLxNxD, positions_BxL)
     phi_q, phi_k, rq, rk = _features(
-        q_BxLxHxD, k_BxLxHxD, positions_BxL, inv_freq, rope_layout, None
+        q_BxLxNxD, k_BxLxNxD, positions_BxL, inv_freq, rope_layout, None
     )
     allowed = jnp.ones((B, 1, L, L), bool)
     if causal:
@@ -164,6 +167,6 @@ def linear_attention_quadratic(
         allowed = allowed & (segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :])[:, None]
     num_w = jnp.where(allowed, jnp.einsum("bqhd,bkhd->bhqk", rq, rk), 0.0)
     den_w = jnp.where(allowed, jnp.einsum("bqhd,bkhd->bhqk", phi_q, phi_k), 0.0)
-    num = jnp.einsum("bhqk,bkhe->bqhe", num_w, v_BxLxHxE.astype(jnp.float32))
+    num = jnp.einsum("bhqk,bkhe->bqhe", num_w, v_BxLxNxU.astype(jnp.float32))
     den = den_w.sum(-1).transpose(0, 2, 1)
-    return (num / (den[..., None] + eps)).astype(v_BxLxHxE.dtype)
+    return (num / (den[..., None] + eps)).astype(v_BxLxNxU.dtype)

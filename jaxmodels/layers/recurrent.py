@@ -80,26 +80,26 @@ def concat_dense(weights, xs: Sequence[jax.Array]) -> jax.Array:
     return dense(weights, jnp.concatenate([x.astype(kernel.dtype) for x in xs], axis=-1))
 
 
-def lstm_update(gates_Bx4H: jax.Array, c_BxH: jax.Array) -> tuple[jax.Array, jax.Array]:
+def lstm_update(gates_Bx4E: jax.Array, c_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:
     """LSTM cell (Hochreiter & Schmidhuber 1997; PyTorch i, f, g, o order) from summed gates.
 
     Returns (h, c): h in the gates' dtype, c in float32 (the cell state accumulates).
     """
-    i, f, g, o = jnp.split(gates_Bx4H.astype(jnp.float32), 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c_BxH.astype(jnp.float32) + jax.nn.sigmoid(i) * jnp.tanh(g)
+    i, f, g, o = jnp.split(gates_Bx4E.astype(jnp.float32), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c_BxE.astype(jnp.float32) + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return h.astype(gates_Bx4H.dtype), c
+    return h.astype(gates_Bx4E.dtype), c
 
 
-def gru_update(x_gates_Bx3H: jax.Array, h_gates_Bx3H: jax.Array, h_BxH: jax.Array) -> jax.Array:
+def gru_update(x_gates_Bx3E: jax.Array, h_gates_Bx3E: jax.Array, h_BxE: jax.Array) -> jax.Array:
     """GRU cell (Cho et al. 2014; PyTorch r, z, n order): n uses r * (W_hn h + b_hn)."""
-    xr, xz, xn = jnp.split(x_gates_Bx3H.astype(jnp.float32), 3, axis=-1)
-    hr, hz, hn = jnp.split(h_gates_Bx3H.astype(jnp.float32), 3, axis=-1)
+    xr, xz, xn = jnp.split(x_gates_Bx3E.astype(jnp.float32), 3, axis=-1)
+    hr, hz, hn = jnp.split(h_gates_Bx3E.astype(jnp.float32), 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)
     z = jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
-    h = (1.0 - z) * n + z * h_BxH.astype(jnp.float32)
-    return h.astype(h_BxH.dtype)
+    h = (1.0 - z) * n + z * h_BxE.astype(jnp.float32)
+    return h.astype(h_BxE.dtype)
 
 
 def hard_sigmoid(x: jax.Array) -> jax.Array:
@@ -111,9 +111,9 @@ GATE_ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": hard_sigmoid}
 
 
 def idu_update(
-    xt_gates_Bx2H: jax.Array,
-    x0_gates_Bx2H: jax.Array,
-    h_BxH: jax.Array,
+    xt_gates_Bx2E: jax.Array,
+    x0_gates_Bx2E: jax.Array,
+    h_BxE: jax.Array,
     w_hr,
     w_hh,
     *,
@@ -135,17 +135,17 @@ def idu_update(
     included); ``w_hr`` and ``w_hh`` are (kernel, bias) pairs for :func:`dense`.
     """
     g = GATE_ACTIVATIONS[gate]
-    xz, xh = jnp.split(xt_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
-    x0r, x0z = jnp.split(x0_gates_Bx2H.astype(jnp.float32), 2, axis=-1)
-    h = h_BxH.astype(jnp.float32)
-    r = g(dense(w_hr, h_BxH).astype(jnp.float32) + x0r)
+    xz, xh = jnp.split(xt_gates_Bx2E.astype(jnp.float32), 2, axis=-1)
+    x0r, x0z = jnp.split(x0_gates_Bx2E.astype(jnp.float32), 2, axis=-1)
+    h = h_BxE.astype(jnp.float32)
+    r = g(dense(w_hr, h_BxE).astype(jnp.float32) + x0r)
     z = g(xz + x0z)
     if reset_after:
-        hh = r * dense(w_hh, h_BxH).astype(jnp.float32)
+        hh = r * dense(w_hh, h_BxE).astype(jnp.float32)
     else:
-        hh = dense(w_hh, (r * h).astype(h_BxH.dtype)).astype(jnp.float32)
+        hh = dense(w_hh, (r * h).astype(h_BxE.dtype)).astype(jnp.float32)
     h_tilde = jnp.tanh(xh + hh)
-    return ((1.0 - z) * h + z * h_tilde).astype(h_BxH.dtype)
+    return ((1.0 - z) * h + z * h_tilde).astype(h_BxE.dtype)
 
 
 def dropout_mask(key: jax.Array, shape, rate: float, dtype) -> jax.Array:

@@ -60,14 +60,20 @@ def _norm(dtype, channels, name=None):
 
 
 def positional_embedding(c_noise_B, dim: int, max_positions: int = 10000):
-    """Transformer sinusoids of ``c_noise`` (Vaswani et al. 2017; DDPM's timestep embedding)."""
+    """Transformer sinusoids of ``c_noise`` (Vaswani et al. 2017; DDPM's timestep embedding).
+
+    ``I = dim // 2`` (a letter beyond the shape legend) counts the frequencies.
+    """
     freqs = (1 / max_positions) ** (jnp.arange(dim // 2, dtype=jnp.float32) / (dim // 2))
-    angles_BxF = c_noise_B.astype(jnp.float32)[:, None] * freqs
-    return jnp.concatenate([jnp.cos(angles_BxF), jnp.sin(angles_BxF)], axis=-1)
+    angles_BxI = c_noise_B.astype(jnp.float32)[:, None] * freqs
+    return jnp.concatenate([jnp.cos(angles_BxI), jnp.sin(angles_BxI)], axis=-1)
 
 
 class FourierEmbedding(nn.Module):
-    """Random Fourier features of ``c_noise`` (Tancik et al. 2020; NCSN++), fixed frequencies."""
+    """Random Fourier features of ``c_noise`` (Tancik et al. 2020; NCSN++), fixed frequencies.
+
+    ``I = dim // 2`` (a letter beyond the shape legend) counts the frequencies.
+    """
 
     dim: int
     scale: float = 16.0
@@ -75,8 +81,8 @@ class FourierEmbedding(nn.Module):
     @nn.compact
     def __call__(self, c_noise_B):
         freqs = self.scale * jax.random.normal(jax.random.key(0), (self.dim // 2,))
-        angles_BxF = 2 * math.pi * c_noise_B.astype(jnp.float32)[:, None] * freqs
-        return jnp.concatenate([jnp.cos(angles_BxF), jnp.sin(angles_BxF)], axis=-1)
+        angles_BxI = 2 * math.pi * c_noise_B.astype(jnp.float32)[:, None] * freqs
+        return jnp.concatenate([jnp.cos(angles_BxI), jnp.sin(angles_BxI)], axis=-1)
 
 
 class NoiseEmbedding(nn.Module):
@@ -136,7 +142,7 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over the H*W positions; residual scaled by 1/sqrt(2)."""
+    """Multi-head self-attention over the ``L = H * W`` positions; residual scaled by 1/sqrt(2)."""
 
     num_heads: int = 1
     dtype: jnp.dtype = jnp.float32
@@ -146,11 +152,11 @@ class SelfAttention(nn.Module):
         B, H, W, C = x_BxHxWxC.shape
         D = C // self.num_heads
         qkv = _conv(3 * C, self.dtype, kernel=1)(_norm(self.dtype, C)(x_BxHxWxC))
-        q_BxLxHxD, k_BxLxHxD, v_BxLxHxD = jnp.split(
+        q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = jnp.split(
             qkv.reshape(B, H * W, 3 * self.num_heads, D), 3, axis=2
         )
-        o_BxLxHxD = dot_product_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD)
-        o = _conv(C, self.dtype, kernel=1, zero=True)(o_BxLxHxD.reshape(B, H, W, C))
+        o_BxLxNxD = dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD)
+        o = _conv(C, self.dtype, kernel=1, zero=True)(o_BxLxNxD.reshape(B, H, W, C))
         return (x_BxHxWxC + o) / math.sqrt(2)
 
 

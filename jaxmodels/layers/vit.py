@@ -97,12 +97,12 @@ class MAPHead(nn.Module):
     attention_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x_BxTxW):
+    def __call__(self, x_BxTxE):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        width = x_BxTxW.shape[-1]
+        width = x_BxTxE.shape[-1]
         init = nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, None, "embed"))
         probe = self.param("probe", init, (1, 1, width), self.param_dtype).astype(self.dtype)
-        probe_Bx1xW = jnp.broadcast_to(probe, (x_BxTxW.shape[0], 1, width))
+        probe_Bx1xE = jnp.broadcast_to(probe, (x_BxTxE.shape[0], 1, width))
         attn = MultiHeadAttention(
             self.num_heads,
             causal=False,
@@ -112,7 +112,7 @@ class MAPHead(nn.Module):
             name="attention",
             **kw,
         )
-        x = attn(probe_Bx1xW, kv_BxSxE=x_BxTxW)
+        x = attn(probe_Bx1xE, kv_BxSxE=x_BxTxE)
         h = make_norm("layernorm", epsilon=1e-6, name="norm", **kw)(x)
         x = x + MLP(self.mlp_dim, activation="gelu_tanh", use_bias=True, name="mlp", **kw)(h)
         return x[:, 0]
@@ -197,7 +197,7 @@ class ViT(nn.Module):
             self.dtype
         )
 
-    def _pool(self, x_BxTxW):
+    def _pool(self, x_BxTxE):
         if self.pool == "map":
             kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
             head = MAPHead(
@@ -207,11 +207,11 @@ class ViT(nn.Module):
                 name="map_head",
                 **kw,
             )
-            return head(x_BxTxW)
+            return head(x_BxTxE)
         if self.pool == "gap":
-            return jnp.mean(x_BxTxW, axis=1)
+            return jnp.mean(x_BxTxE, axis=1)
         if self.pool == "cls":
-            return x_BxTxW[:, 0]
+            return x_BxTxE[:, 0]
         if self.pool == "none":
-            return x_BxTxW
+            return x_BxTxE
         raise ValueError(f"model.image.pool={self.pool!r}: use 'map', 'gap', 'cls' or 'none'")

@@ -19,29 +19,32 @@ import optax
 
 
 def hard_negatives(
-    key: jax.Array, sim_i2t_NxN: jax.Array, positives_NxN: jax.Array
+    key: jax.Array, sim_i2t_BxB: jax.Array, positives_BxB: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Returns ``(neg_text_N, neg_image_N)`` global indices, never a positive.
+    """Returns ``(neg_text_B, neg_image_B)`` global indices, never a positive.
 
-    ``sim_i2t_NxN[i, j]`` is the ITC logit (similarity / temperature) of image i and text j;
-    ``positives_NxN[i, j]`` marks matching pairs (the diagonal, plus texts equal to image i's
+    ``sim_i2t_BxB[i, j]`` is the ITC logit (similarity / temperature) of image i and text j;
+    ``positives_BxB[i, j]`` marks matching pairs (the diagonal, plus texts equal to image i's
     caption). Each row needs at least one negative.
     """
     k_txt, k_img = jax.random.split(key)
-    sim = jax.lax.stop_gradient(sim_i2t_NxN).astype(jnp.float32)
-    masked = jnp.where(positives_NxN, -jnp.inf, sim)
-    neg_text_N = jax.random.categorical(k_txt, masked, axis=1)  # per image, over texts
-    neg_image_N = jax.random.categorical(k_img, masked.T, axis=1)  # per text, over images
-    return neg_text_N.astype(jnp.int32), neg_image_N.astype(jnp.int32)
+    sim = jax.lax.stop_gradient(sim_i2t_BxB).astype(jnp.float32)
+    masked = jnp.where(positives_BxB, -jnp.inf, sim)
+    neg_text_B = jax.random.categorical(k_txt, masked, axis=1)  # per image, over texts
+    neg_image_B = jax.random.categorical(k_img, masked.T, axis=1)  # per text, over images
+    return neg_text_B.astype(jnp.int32), neg_image_B.astype(jnp.int32)
 
 
-def itm_loss(logits_pos_Nx2: jax.Array, logits_neg_Kx2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """ITM cross-entropy: class 1 (match) for positives, 0 for negatives; also returns accuracy."""
-    logits = jnp.concatenate([logits_pos_Nx2, logits_neg_Kx2]).astype(jnp.float32)
+def itm_loss(logits_pos_Bx2: jax.Array, logits_neg_Gx2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """ITM cross-entropy: class 1 (match) for positives, 0 for negatives; also returns accuracy.
+
+    ``G`` (a letter beyond the shape legend) counts the negative pairs: 2B in BLIP.
+    """
+    logits = jnp.concatenate([logits_pos_Bx2, logits_neg_Gx2]).astype(jnp.float32)
     labels = jnp.concatenate(
         [
-            jnp.ones(logits_pos_Nx2.shape[0], jnp.int32),
-            jnp.zeros(logits_neg_Kx2.shape[0], jnp.int32),
+            jnp.ones(logits_pos_Bx2.shape[0], jnp.int32),
+            jnp.zeros(logits_neg_Gx2.shape[0], jnp.int32),
         ]
     )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()

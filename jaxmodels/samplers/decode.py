@@ -69,7 +69,7 @@ def generate(
     apply_fn: ApplyFn,
     params: Any,
     cache: Any,
-    prompt_BxP: jax.Array,
+    prompt_BxL: jax.Array,
     rng: jax.Array,
     *,
     max_new_tokens: int,
@@ -80,17 +80,17 @@ def generate(
     pad_id: int = 0,
     return_logits: bool = False,
 ):
-    """Returns ``[B, max_new_tokens]`` new tokens (``pad_id`` after ``eos_id``).
+    """Returns ``tokens_BxT``, ``T = max_new_tokens`` new tokens (``pad_id`` after ``eos_id``).
 
-    ``cache`` must hold at least ``P + max_new_tokens`` positions. With ``return_logits`` also
-    returns the ``[B, max_new_tokens, V]`` logits each token was drawn from.
+    ``cache`` must hold at least ``L + T`` positions (``L``: the prompt's length). With
+    ``return_logits`` also returns the ``BxTxV`` logits each token was drawn from.
     """
     opts = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-    logits, cache = apply_fn(params, cache, prompt_BxP)
+    logits, cache = apply_fn(params, cache, prompt_BxL)
     rng, first_rng = jax.random.split(rng)
     first_logits = logits[:, -1].astype(jnp.float32)
     first = sample_token(first_logits, first_rng, **opts)
-    B = prompt_BxP.shape[0]
+    B = prompt_BxL.shape[0]
 
     def step(carry, step_rng):
         cache, token, done, last_logits = carry
@@ -104,17 +104,17 @@ def generate(
     done = jnp.zeros((B,), bool)
     carry = (cache, first, done, first_logits)
     _, (tokens, logits) = jax.lax.scan(step, carry, jax.random.split(rng, max_new_tokens))
-    tokens_BxN = tokens.T
-    return (tokens_BxN, jnp.swapaxes(logits, 0, 1)) if return_logits else tokens_BxN
+    tokens_BxT = tokens.T
+    return (tokens_BxT, jnp.swapaxes(logits, 0, 1)) if return_logits else tokens_BxT
 
 
-def _reorder_rows(tree, src_BxK: jax.Array):
-    """Gathers beams ``src_BxK`` from every cache leaf with a leading ``B * K`` axis."""
-    B, K = src_BxK.shape
-    flat = (jnp.arange(B)[:, None] * K + src_BxK).reshape(-1)
+def _reorder_rows(tree, src_BxJ: jax.Array):
+    """Gathers beams ``src_BxJ`` from every cache leaf with a leading ``B * J`` axis."""
+    B, J = src_BxJ.shape
+    flat = (jnp.arange(B)[:, None] * J + src_BxJ).reshape(-1)
 
     def take(x):
-        return x[flat] if x.ndim and x.shape[0] == B * K else x
+        return x[flat] if x.ndim and x.shape[0] == B * J else x
 
     return jax.tree.map(take, tree)
 
@@ -127,7 +127,7 @@ def beam_search(
     apply_fn: ApplyFn,
     params: Any,
     cache: Any,
-    prompt_BxP: jax.Array,
+    prompt_BxL: jax.Array,
     *,
     beam_size: int,
     max_new_tokens: int,
@@ -135,39 +135,40 @@ def beam_search(
     pad_id: int = 0,
     length_penalty: float = 1.0,
 ):
-    """Beam search (e.g. BLIP's captioning, beam 3): returns ``(tokens_BxN, scores_B)``.
+    """Beam search (e.g. BLIP's captioning, beam 3): returns ``(tokens_BxT, scores_B)``.
 
-    ``cache`` holds ``B * beam_size`` rows (beam-major within each row: row ``b * K + k``) and
+    ``J = beam_size`` beams (a letter beyond the shape legend), ``T = max_new_tokens``.
+    ``cache`` holds ``B * J`` rows (beam-major within each row: row ``b * J + j``) and
     ``apply_fn`` sees that many rows. Scores are summed log-probabilities; a beam that emitted
     ``eos_id`` is finished, extends only with ``pad_id`` at no cost, and keeps its place in the
     beam. The best beam maximises ``score / length ** length_penalty`` (length up to its EOS).
     """
-    B, K = prompt_BxP.shape[0], beam_size
-    logits, cache = apply_fn(params, cache, jnp.repeat(prompt_BxP, K, axis=0))
+    B, J = prompt_BxL.shape[0], beam_size
+    logits, cache = apply_fn(params, cache, jnp.repeat(prompt_BxL, J, axis=0))
     logp = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
     V = logp.shape[-1]
-    scores = jnp.where(jnp.arange(K) == 0, 0.0, -jnp.inf)[None].repeat(B, 0)  # one live beam
+    scores = jnp.where(jnp.arange(J) == 0, 0.0, -jnp.inf)[None].repeat(B, 0)  # one live beam
     pad_row = jnp.where(jnp.arange(V) == pad_id, 0.0, -jnp.inf)
 
     def step(carry, n):
-        cache, logp_BKxV, scores_BxK, tokens_BxKxN, done_BxK, length_BxK = carry
-        logp_BxKxV = jnp.where(done_BxK[..., None], pad_row, logp_BKxV.reshape(B, K, V))
-        cand_BxKV = (scores_BxK[..., None] + logp_BxKxV).reshape(B, K * V)
-        scores_BxK, idx_BxK = jax.lax.top_k(cand_BxKV, K)
-        src_BxK, tok_BxK = idx_BxK // V, (idx_BxK % V).astype(jnp.int32)
-        pick = lambda x: jnp.take_along_axis(x, src_BxK.reshape(B, K, *[1] * (x.ndim - 2)), 1)
-        tokens_BxKxN = pick(tokens_BxKxN).at[:, :, n].set(tok_BxK)
-        done_BxK, length_BxK = pick(done_BxK), pick(length_BxK)
-        length_BxK = length_BxK + (~done_BxK)
+        cache, logp_BJxV, scores_BxJ, tokens_BxJxT, done_BxJ, length_BxJ = carry
+        logp_BxJxV = jnp.where(done_BxJ[..., None], pad_row, logp_BJxV.reshape(B, J, V))
+        cand_BxJV = (scores_BxJ[..., None] + logp_BxJxV).reshape(B, J * V)
+        scores_BxJ, idx_BxJ = jax.lax.top_k(cand_BxJV, J)
+        src_BxJ, tok_BxJ = idx_BxJ // V, (idx_BxJ % V).astype(jnp.int32)
+        pick = lambda x: jnp.take_along_axis(x, src_BxJ.reshape(B, J, *[1] * (x.ndim - 2)), 1)
+        tokens_BxJxT = pick(tokens_BxJxT).at[:, :, n].set(tok_BxJ)
+        done_BxJ, length_BxJ = pick(done_BxJ), pick(length_BxJ)
+        length_BxJ = length_BxJ + (~done_BxJ)
         if eos_id is not None:
-            done_BxK = done_BxK | (tok_BxK == eos_id)
-        cache = _reorder_rows(cache, src_BxK)
-        logits, cache = apply_fn(params, cache, tok_BxK.reshape(B * K, 1))
+            done_BxJ = done_BxJ | (tok_BxJ == eos_id)
+        cache = _reorder_rows(cache, src_BxJ)
+        logits, cache = apply_fn(params, cache, tok_BxJ.reshape(B * J, 1))
         logp = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
-        return (cache, logp, scores_BxK, tokens_BxKxN, done_BxK, length_BxK), None
+        return (cache, logp, scores_BxJ, tokens_BxJxT, done_BxJ, length_BxJ), None
 
-    tokens = jnp.full((B, K, max_new_tokens), pad_id, jnp.int32)
-    done, length = jnp.zeros((B, K), bool), jnp.zeros((B, K), jnp.int32)
+    tokens = jnp.full((B, J, max_new_tokens), pad_id, jnp.int32)
+    done, length = jnp.zeros((B, J), bool), jnp.zeros((B, J), jnp.int32)
     carry = (cache, logp, scores, tokens, done, length)
     carry, _ = jax.lax.scan(step, carry, jnp.arange(max_new_tokens))
     _, _, scores, tokens, _, length = carry

@@ -20,9 +20,9 @@ import numpy as np
 MASKS = ("checkerboard", "channel", "halves", "odd_even")
 
 
-def sum_except_batch(x_BxN: jax.Array) -> jax.Array:
-    """Sums every axis but the first."""
-    return x_BxN.reshape(x_BxN.shape[0], -1).sum(-1)
+def sum_except_batch(x: jax.Array) -> jax.Array:
+    """Sums every axis but the first (batch): ``(B, ...) -> (B,)``."""
+    return x.reshape(x.shape[0], -1).sum(-1)
 
 
 def partition_mask(kind: str, event_shape: tuple[int, ...], parity: int) -> np.ndarray:

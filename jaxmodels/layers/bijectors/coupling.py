@@ -27,8 +27,8 @@ class MLPConditioner(nn.Module):
     depth: int = 5
 
     @nn.compact
-    def __call__(self, x_BxD):
-        h = x_BxD
+    def __call__(self, x_BxE):
+        h = x_BxE
         for i in range(self.depth):
             axes = (None, "mlp") if i == 0 else ("embed", "mlp")
             init = nn.with_logical_partitioning(_INIT, axes)

@@ -1,6 +1,6 @@
 """Relative position encodings that act inside attention: Shaw, T5 buckets, ALiBi.
 
-Each gives an additive logit bias (``BxHxQxK`` or broadcastable) or, for Shaw, relative key and
+Each gives an additive logit bias (``BxNxTxS`` or broadcastable) or, for Shaw, relative key and
 value embeddings. All depend on ``k_position - q_position`` only.
 """
 
@@ -15,9 +15,9 @@ import jax.numpy as jnp
 from jaxmodels.layers.positions.options import PositionOptions
 
 
-def relative_positions(q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array:
-    """Returns ``k_pos - q_pos`` (memory minus query) as ``BxQxK`` int32."""
-    return (k_positions_BxK[:, None, :] - q_positions_BxQ[:, :, None]).astype(jnp.int32)
+def relative_positions(q_positions_BxT: jax.Array, k_positions_BxS: jax.Array) -> jax.Array:
+    """Returns ``k_pos - q_pos`` (memory minus query) as ``BxTxS`` int32."""
+    return (k_positions_BxS[:, None, :] - q_positions_BxT[:, :, None]).astype(jnp.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def t5_relative_position_bucket(
 
 
 class T5RelativeBias(nn.Module):
-    """T5 relative attention bias: a learned scalar per (bucket, head), returned as ``BxHxQxK``."""
+    """T5 relative attention bias: a learned scalar per (bucket, head), returned as ``BxNxTxS``."""
 
     num_heads: int
     bidirectional: bool = True
@@ -60,20 +60,20 @@ class T5RelativeBias(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array:
+    def __call__(self, q_positions_BxT: jax.Array, k_positions_BxS: jax.Array) -> jax.Array:
         table = self.param(
             "embedding",
             nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "heads")),
             (self.num_buckets, self.num_heads),
             self.param_dtype,
         )
-        buckets_BxQxK = t5_relative_position_bucket(
-            relative_positions(q_positions_BxQ, k_positions_BxK),
+        buckets_BxTxS = t5_relative_position_bucket(
+            relative_positions(q_positions_BxT, k_positions_BxS),
             bidirectional=self.bidirectional,
             num_buckets=self.num_buckets,
             max_distance=self.max_distance,
         )
-        return jnp.take(table, buckets_BxQxK, axis=0).transpose(0, 3, 1, 2).astype(self.dtype)
+        return jnp.take(table, buckets_BxTxS, axis=0).transpose(0, 3, 1, 2).astype(self.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,11 +97,11 @@ def alibi_slopes(num_heads: int) -> jax.Array:
 
 
 def alibi_bias(
-    slopes_H: jax.Array, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array
+    slopes_N: jax.Array, q_positions_BxT: jax.Array, k_positions_BxS: jax.Array
 ) -> jax.Array:
-    """ALiBi bias ``-m_h * |k - q|`` as ``BxHxQxK`` (causal masking yields the paper's -m(i-j))."""
-    dist_BxQxK = jnp.abs(relative_positions(q_positions_BxQ, k_positions_BxK)).astype(jnp.float32)
-    return -slopes_H[None, :, None, None] * dist_BxQxK[:, None]
+    """ALiBi bias ``-m_h * |k - q|`` as ``BxNxTxS`` (causal masking yields the paper's -m(i-j))."""
+    dist_BxTxS = jnp.abs(relative_positions(q_positions_BxT, k_positions_BxS)).astype(jnp.float32)
+    return -slopes_N[None, :, None, None] * dist_BxTxS[:, None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def alibi_bias(
 class ShawRelativeEmbedding(nn.Module):
     """Shaw et al. eqs. 5-6: tables w^K, w^V (``(2k+1) x D``), indices ``clip(j - i, -k, k) + k``.
 
-    Returns ``(rel_BxQxK, w_k, w_v)`` (``w_v`` None without values); ``shaw_attention`` uses them
+    Returns ``(rel_BxTxS, w_k, w_v)`` (``w_v`` None without values); ``shaw_attention`` uses them
     without materialising ``a_ij`` for every (i, j).
     """
 
@@ -123,22 +123,22 @@ class ShawRelativeEmbedding(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array):
+    def __call__(self, q_positions_BxT: jax.Array, k_positions_BxS: jax.Array):
         k = self.max_relative_position
-        rel_BxQxK = jnp.clip(relative_positions(q_positions_BxQ, k_positions_BxK), -k, k) + k
+        rel_BxTxS = jnp.clip(relative_positions(q_positions_BxT, k_positions_BxS), -k, k) + k
         init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "head_dim"))
         w_k = self.param("key", init, (2 * k + 1, self.head_dim), self.param_dtype)
         if not self.values:
-            return rel_BxQxK, w_k.astype(self.dtype), None
+            return rel_BxTxS, w_k.astype(self.dtype), None
         w_v = self.param("value", init, (2 * k + 1, self.head_dim), self.param_dtype)
-        return rel_BxQxK, w_k.astype(self.dtype), w_v.astype(self.dtype)
+        return rel_BxTxS, w_k.astype(self.dtype), w_v.astype(self.dtype)
 
 
 def shaw_attention(
-    q_BxQxHxD: jax.Array,
-    k_BxKxHxD: jax.Array,
-    v_BxKxHxD: jax.Array,
-    rel_BxQxK: jax.Array,
+    q_BxTxNxD: jax.Array,
+    k_BxSxNxD: jax.Array,
+    v_BxSxNxD: jax.Array,
+    rel_BxTxS: jax.Array,
     w_k_RxD: jax.Array,
     w_v_RxD: jax.Array | None,
     *,
@@ -148,26 +148,26 @@ def shaw_attention(
     """Shaw eqs. 3-4: e_ij = q_i (k_j + a^K_ij) / sqrt(d); z_i = sum_j alpha_ij (v_j + a^V_ij).
 
     ``q_i a^K_ij`` is read from ``q_i w^K_r`` (R = 2k+1 values per query) and ``sum_j alpha_ij
-    a^V_ij`` from the attention mass per relative bucket. ``mask`` (``BxHxQxK``-broadcastable,
+    a^V_ij`` from the attention mass per relative bucket. ``mask`` (``BxNxTxS``-broadcastable,
     True = attend) and ``bias`` (additive) are optional.
     """
-    d = q_BxQxHxD.shape[-1]
+    d = q_BxTxNxD.shape[-1]
     R = w_k_RxD.shape[0]
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD)
-    qr_BxHxQxR = jnp.einsum("bqhd,rd->bhqr", q_BxQxHxD, w_k_RxD)
-    idx = jnp.broadcast_to(rel_BxQxK[:, None], logits.shape)
-    logits = logits + jnp.take_along_axis(qr_BxHxQxR, idx, axis=-1)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxTxNxD, k_BxSxNxD)
+    qr_BxNxTxR = jnp.einsum("bqhd,rd->bhqr", q_BxTxNxD, w_k_RxD)
+    idx = jnp.broadcast_to(rel_BxTxS[:, None], logits.shape)
+    logits = logits + jnp.take_along_axis(qr_BxNxTxR, idx, axis=-1)
     logits = logits.astype(jnp.float32) / math.sqrt(d)
     if bias is not None:
         logits = logits + bias
     if mask is not None:
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxKxHxD.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxKxHxD)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxSxNxD.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxSxNxD)
     if w_v_RxD is not None:
-        onehot_BxQxKxR = jax.nn.one_hot(rel_BxQxK, R, dtype=probs.dtype)
-        mass_BxHxQxR = jnp.einsum("bhqk,bqkr->bhqr", probs, onehot_BxQxKxR)
-        out = out + jnp.einsum("bhqr,rd->bqhd", mass_BxHxQxR, w_v_RxD)
+        onehot_BxTxSxR = jax.nn.one_hot(rel_BxTxS, R, dtype=probs.dtype)
+        mass_BxNxTxR = jnp.einsum("bhqk,bqkr->bhqr", probs, onehot_BxTxSxR)
+        out = out + jnp.einsum("bhqr,rd->bqhd", mass_BxNxTxR, w_v_RxD)
     return out
 
 
@@ -177,7 +177,7 @@ def shaw_attention(
 
 
 class RelativePositionBias(nn.Module):
-    """Returns the additive ``BxHxQxK`` logit bias of T5 or ALiBi, or None for other encodings."""
+    """Returns the additive ``BxNxTxS`` logit bias of T5 or ALiBi, or None for other encodings."""
 
     position: PositionOptions
     num_heads: int
@@ -186,10 +186,10 @@ class RelativePositionBias(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxK: jax.Array) -> jax.Array | None:
+    def __call__(self, q_positions_BxT: jax.Array, k_positions_BxS: jax.Array) -> jax.Array | None:
         if self.position.name == "alibi":
             slopes = alibi_slopes(self.num_heads)
-            return alibi_bias(slopes, q_positions_BxQ, k_positions_BxK).astype(self.dtype)
+            return alibi_bias(slopes, q_positions_BxT, k_positions_BxS).astype(self.dtype)
         if self.position.name == "t5":
             return T5RelativeBias(
                 self.num_heads,
@@ -199,5 +199,5 @@ class RelativePositionBias(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name="t5",
-            )(q_positions_BxQ, k_positions_BxK)
+            )(q_positions_BxT, k_positions_BxS)
         return None

@@ -17,7 +17,7 @@ from jaxmodels.layers.positions.rope_scaling import scaled_rope_inv_freq
 
 
 def apply_rope(
-    x_BxLxHxD: jax.Array,
+    x_BxLxNxD: jax.Array,
     positions_BxL: jax.Array,
     inv_freq: jax.Array,
     *,
@@ -26,12 +26,13 @@ def apply_rope(
     """Rotates the first ``2 * len(inv_freq)`` features of ``x`` by ``positions * inv_freq``.
 
     Features beyond the rotary dimension (partial rotary) pass through unchanged. Angles are
-    computed in float32 and the result is cast back to ``x.dtype``.
+    computed in float32 and the result is cast back to ``x.dtype``. ``I = len(inv_freq)`` (a
+    letter beyond the shape legend) counts the rotary frequencies theta_i.
     """
     rot = 2 * inv_freq.shape[0]
-    x_rot, x_pass = x_BxLxHxD[..., :rot], x_BxLxHxD[..., rot:]
-    angles_BxLxF = positions_BxL[..., None].astype(jnp.float32) * inv_freq
-    cos, sin = jnp.cos(angles_BxLxF)[:, :, None, :], jnp.sin(angles_BxLxF)[:, :, None, :]
+    x_rot, x_pass = x_BxLxNxD[..., :rot], x_BxLxNxD[..., rot:]
+    angles_BxLxI = positions_BxL[..., None].astype(jnp.float32) * inv_freq
+    cos, sin = jnp.cos(angles_BxLxI)[:, :, None, :], jnp.sin(angles_BxLxI)[:, :, None, :]
     xf = x_rot.astype(jnp.float32)
     if layout == "half":
         x1, x2 = xf[..., : rot // 2], xf[..., rot // 2 :]
@@ -41,7 +42,7 @@ def apply_rope(
         out = jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(xf.shape)
     else:
         raise ValueError(f"rope layout must be 'half' or 'interleaved', got {layout!r}")
-    return jnp.concatenate([out.astype(x_BxLxHxD.dtype), x_pass], axis=-1)
+    return jnp.concatenate([out.astype(x_BxLxNxD.dtype), x_pass], axis=-1)
 
 
 def xpos_zeta(rotary_dim: int, gamma: float = 0.4) -> jax.Array:
@@ -51,8 +52,8 @@ def xpos_zeta(rotary_dim: int, gamma: float = 0.4) -> jax.Array:
 
 
 def apply_xpos(
-    q_BxLxHxD: jax.Array,
-    k_BxLxHxD: jax.Array,
+    q_BxLxNxD: jax.Array,
+    k_BxLxKxD: jax.Array,
     q_positions_BxL: jax.Array,
     k_positions_BxL: jax.Array,
     inv_freq: jax.Array,
@@ -63,20 +64,21 @@ def apply_xpos(
 ) -> tuple[jax.Array, jax.Array]:
     """xPos (Sun et al. 2022, eq. 12): RoPE plus q scaled by zeta^(n/s) and k by zeta^(-m/s).
 
-    The score then carries zeta^((n - m)/s), a function of the offset only.
+    The score then carries zeta^((n - m)/s), a function of the offset only. ``I``: rotary
+    frequencies, as in :func:`apply_rope`.
     """
     zeta = xpos_zeta(2 * inv_freq.shape[0], gamma)
 
     def scaled(x, positions, sign):
         p = positions[..., None].astype(jnp.float32) / scale_base
-        s_BxLxF = zeta ** (sign * p)
-        s = jnp.repeat(s_BxLxF, 2, axis=-1) if layout == "interleaved" else jnp.tile(s_BxLxF, 2)
+        s_BxLxI = zeta ** (sign * p)
+        s = jnp.repeat(s_BxLxI, 2, axis=-1) if layout == "interleaved" else jnp.tile(s_BxLxI, 2)
         rot = s.shape[-1]
         xf = x[..., :rot].astype(jnp.float32) * s[:, :, None, :]
         x = jnp.concatenate([xf.astype(x.dtype), x[..., rot:]], axis=-1)
         return apply_rope(x, positions, inv_freq, layout=layout)
 
-    return scaled(q_BxLxHxD, q_positions_BxL, 1.0), scaled(k_BxLxHxD, k_positions_BxL, -1.0)
+    return scaled(q_BxLxNxD, q_positions_BxL, 1.0), scaled(k_BxLxKxD, k_positions_BxL, -1.0)
 
 
 def rotary_inv_freq(
@@ -94,8 +96,8 @@ def rotary_inv_freq(
 
 
 def rotate_qk(
-    q_BxTxNxH: jax.Array,
-    k_BxTxKxH: jax.Array,
+    q_BxTxNxD: jax.Array,
+    k_BxTxKxD: jax.Array,
     positions_BxT: jax.Array,
     position: PositionOptions,
 ) -> tuple[jax.Array, jax.Array]:
@@ -104,12 +106,12 @@ def rotate_qk(
     The scaling's attention factor multiplies both q and k (cos and sin, as in HF), so logits
     scale by its square (YaRN's 1/t).
     """
-    inv_freq, factor = rotary_inv_freq(position, q_BxTxNxH.shape[-1], q_BxTxNxH.shape[1])
+    inv_freq, factor = rotary_inv_freq(position, q_BxTxNxD.shape[-1], q_BxTxNxD.shape[1])
     layout = position.rope_layout
     if position.name == "xpos":
         q, k = apply_xpos(
-            q_BxTxNxH,
-            k_BxTxKxH,
+            q_BxTxNxD,
+            k_BxTxKxD,
             positions_BxT,
             positions_BxT,
             inv_freq,
@@ -118,8 +120,8 @@ def rotate_qk(
             layout=layout,
         )
     else:
-        q = apply_rope(q_BxTxNxH, positions_BxT, inv_freq, layout=layout)
-        k = apply_rope(k_BxTxKxH, positions_BxT, inv_freq, layout=layout)
+        q = apply_rope(q_BxTxNxD, positions_BxT, inv_freq, layout=layout)
+        k = apply_rope(k_BxTxKxD, positions_BxT, inv_freq, layout=layout)
     if factor != 1.0:
         q, k = (x * jnp.asarray(factor, x.dtype) for x in (q, k))
     return q, k

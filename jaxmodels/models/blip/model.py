@@ -89,29 +89,29 @@ class BertText(nn.Module):
                 index.value = offset + L
         pos_init = nn.with_logical_partitioning(nn.initializers.normal(0.02), ("length", "embed"))
         pos = self.param("position", pos_init, (self.max_len, self.width), self.param_dtype)
-        pos_LxW = jax.lax.dynamic_slice_in_dim(pos, offset, L).astype(self.dtype)
-        x = embed(ids_BxL) + pos_LxW[None]
+        pos_LxE = jax.lax.dynamic_slice_in_dim(pos, offset, L).astype(self.dtype)
+        x = embed(ids_BxL) + pos_LxE[None]
         x = LayerNorm(self.norm_eps, name="embed_norm", **kw)(x)
         return nn.with_logical_constraint(x, ("batch", "length", "embed")), embed
 
-    def _lm_head(self, h_BxLxW, embed):
+    def _lm_head(self, h_BxLxE, embed):
         """BERT's MLM/LM head: dense + GELU + LayerNorm, logits by the tied word embeddings."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         init = nn.initializers.xavier_uniform()
         h = dense(
             self.width, ("embed", "mlp"), use_bias=True, kernel_init=init, name="lm_dense", **kw
-        )(h_BxLxW)
+        )(h_BxLxE)
         h = LayerNorm(self.norm_eps, name="lm_norm", **kw)(ACTIVATIONS[self.activation](h))
         b_init = nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",))
         bias = self.param("lm_bias", b_init, (self.vocab_size,), self.param_dtype)
         return embed.attend(h).astype(jnp.float32) + bias
 
     @nn.compact
-    def __call__(self, ids_BxL, mask_BxL=None, image_BxSxW=None, *, mode: str):
+    def __call__(self, ids_BxL, mask_BxL=None, image_BxSxE=None, *, mode: str):
         """Returns hidden states ``(B, L, width)`` (text/encoder) or LM logits (decoder)."""
         if mode not in MODES:
             raise ValueError(f"BLIP text mode {mode!r}: use one of {MODES}")
-        if mode != "text" and image_BxSxW is None:
+        if mode != "text" and image_BxSxE is None:
             raise ValueError(f"BLIP text mode {mode!r} needs the image tokens")
         x, embed = self._embed(ids_BxL)
         stack = TransformerStack(
@@ -122,7 +122,7 @@ class BertText(nn.Module):
             param_dtype=self.param_dtype,
             name="layers",
         )
-        h = stack(x, kv_mask_BxL=mask_BxL, encoded_BxSxE=image_BxSxW)
+        h = stack(x, kv_mask_BxL=mask_BxL, encoded_BxSxE=image_BxSxE)
         return self._lm_head(h, embed) if mode == "decoder" else h
 
 
@@ -160,22 +160,22 @@ class BLIP(nn.Module):
         """ViT tokens ``(B, 1 + patches, width)``, class token first (post-LayerNorm)."""
         return self.visual(images_BxHxWxC)
 
-    def image_features(self, image_BxSxW):
+    def image_features(self, image_BxSxE):
         """ITC image feature: L2-normalised projection of the class token."""
-        return _l2_normalize(self.vision_proj(image_BxSxW[:, 0]))
+        return _l2_normalize(self.vision_proj(image_BxSxE[:, 0]))
 
     def text_features(self, ids_BxL, mask_BxL):
         """ITC text feature: L2-normalised projection of the unimodal encoder's [CLS]."""
         h = self.text_model(ids_BxL, mask_BxL, mode="text")
         return _l2_normalize(self.text_proj(h[:, 0]))
 
-    def itm_from_tokens(self, image_BxSxW, ids_BxL, mask_BxL):
+    def itm_from_tokens(self, image_BxSxE, ids_BxL, mask_BxL):
         """ITM logits (B, 2) [no match, match] from the image-grounded encoder's first token."""
-        h = self.text_model(ids_BxL, mask_BxL, image_BxSxW, mode="encoder")
+        h = self.text_model(ids_BxL, mask_BxL, image_BxSxE, mode="encoder")
         return self.itm_head(h[:, 0]).astype(jnp.float32)
 
-    def decoder_logits(self, image_BxSxW, ids_BxL, mask_BxL=None):
-        return self.text_model(ids_BxL, mask_BxL, image_BxSxW, mode="decoder")
+    def decoder_logits(self, image_BxSxE, ids_BxL, mask_BxL=None):
+        return self.text_model(ids_BxL, mask_BxL, image_BxSxE, mode="decoder")
 
     # ---- the documented entry points (images NHWC; ids used as given) ----
 

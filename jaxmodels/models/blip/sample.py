@@ -71,12 +71,12 @@ class Captioner:
 
         return apply_fn
 
-    def _cache(self, image_BxSxW, length: int):
-        rows = image_BxSxW.shape[0]
+    def _cache(self, image_BxSxE, length: int):
+        rows = image_BxSxE.shape[0]
         ids = jnp.zeros((rows, length), jnp.int32)
         shapes = jax.eval_shape(
             lambda: self.decoder.init(
-                jax.random.key(0), image_BxSxW, ids, None, method=BLIP.decoder_logits
+                jax.random.key(0), image_BxSxE, ids, None, method=BLIP.decoder_logits
             )
         )["cache"]
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

@@ -53,19 +53,19 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
     mask = text != pad
     zimg, ztxt = m.image_features(image), m.text_features(text, mask)
     temp = jnp.clip(m.temp, *TEMP_RANGE)
-    sim_i2t_NxN = zimg @ ztxt.T / temp
-    pos_NxN = jnp.all(text[:, None, :] == text[None, :, :], axis=-1)  # duplicate captions match
+    sim_i2t_BxB = zimg @ ztxt.T / temp
+    pos_BxB = jnp.all(text[:, None, :] == text[None, :, :], axis=-1)  # duplicate captions match
     itc = soft_target_softmax_loss(
-        sim_i2t_NxN, sim_i2t_NxN.T, itc_targets(pos_NxN), itc_targets(pos_NxN.T)
+        sim_i2t_BxB, sim_i2t_BxB.T, itc_targets(pos_BxB), itc_targets(pos_BxB.T)
     )
 
-    neg_text_N, neg_image_N = blip_losses.hard_negatives(key, sim_i2t_NxN, pos_NxN)
+    neg_text_B, neg_image_B = blip_losses.hard_negatives(key, sim_i2t_BxB, pos_BxB)
     enc = text.at[:, 0].set(data.ENC_ID)
     n = len(text)  # one encoder pass over [positives; (neg image, text); (image, neg text)]
     itm_logits = m.itm_from_tokens(
-        jnp.concatenate([image, image[neg_image_N], image]),
-        jnp.concatenate([enc, enc, enc[neg_text_N]]),
-        jnp.concatenate([mask, mask, mask[neg_text_N]]),
+        jnp.concatenate([image, image[neg_image_B], image]),
+        jnp.concatenate([enc, enc, enc[neg_text_B]]),
+        jnp.concatenate([mask, mask, mask[neg_text_B]]),
     )
     itm, itm_acc = blip_losses.itm_loss(itm_logits[:n], itm_logits[n:])
 
@@ -73,7 +73,7 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
     targets = caption[:, 1:]
     scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= len(data.PROMPT_IDS))[None]
     lm = blip_losses.lm_loss(logits[:, :-1], targets, scored, label_smoothing)
-    acc = jnp.mean(jnp.argmax(sim_i2t_NxN, axis=1) == jnp.arange(n))
+    acc = jnp.mean(jnp.argmax(sim_i2t_BxB, axis=1) == jnp.arange(n))
     metrics = dict(itc=itc, itm=itm, lm=lm, itm_accuracy=itm_acc, batch_i2t_top1=acc, temp=temp)
     return itc + itm + lm, metrics
 

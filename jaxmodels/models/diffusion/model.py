@@ -12,7 +12,7 @@ from jaxmodels.models.diffusion import processes
 
 
 class DenoiserMLP(nn.Module):
-    """F(c_in x; c_noise) for points (B, D): a residual SiLU MLP conditioned additively."""
+    """F(c_in x; c_noise) for points (B, E): a residual SiLU MLP conditioned additively."""
 
     width: int = 128
     depth: int = 3
@@ -21,7 +21,7 @@ class DenoiserMLP(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x_BxD, c_noise_B, label_B=None, *, train: bool = False):
+    def __call__(self, x_BxE, c_noise_B, label_B=None, *, train: bool = False):
         del train
         dense = lambda f, axes: nn.Dense(
             f,
@@ -31,13 +31,13 @@ class DenoiserMLP(nn.Module):
         emb = NoiseEmbedding(self.width, self.embedding, self.num_classes, self.dtype)(
             c_noise_B, label_B
         )
-        h = dense(self.width, (None, "mlp"))(x_BxD.astype(self.dtype))
+        h = dense(self.width, (None, "mlp"))(x_BxE.astype(self.dtype))
         for _ in range(self.depth):
             u = nn.silu(
                 nn.LayerNorm(dtype=self.dtype)(h) + dense(self.width, ("embed", "mlp"))(emb)
             )
             h = h + dense(self.width, ("mlp", "embed"))(u)
-        return dense(x_BxD.shape[-1], ("embed", None))(nn.silu(h)).astype(jnp.float32)
+        return dense(x_BxE.shape[-1], ("embed", None))(nn.silu(h)).astype(jnp.float32)
 
 
 def build_network(m, dtype, num_classes: int):

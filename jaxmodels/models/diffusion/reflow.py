@@ -31,9 +31,9 @@ def euler_path(velocity, noise, steps: int):
         v = velocity(x, jnp.full((batch,), t, x.dtype))
         return x + (t_next - t) * v, v
 
-    x0, v_SxB = lax.scan(step, noise, (ts[:-1], ts[1:]))
+    x0, v_TxB = lax.scan(step, noise, (ts[:-1], ts[1:]))
     displacement = noise - x0  # z_1 - z_0 (noise minus data)
-    deviation = displacement[None] - v_SxB
+    deviation = displacement[None] - v_TxB
     return x0, jnp.mean(jnp.sum(deviation.reshape(steps, batch, -1) ** 2, -1), 0)
 
 

@@ -25,12 +25,12 @@ from jaxmodels.models.diffusion.model import build_network, build_process
 from jaxmodels.train.task import Task
 
 
-def pooled_pixels(images_NxHxWxC, side: int = 8):
+def pooled_pixels(images_BxHxWxC, side: int = 8):
     """Images average-pooled to at most ``side`` x ``side`` per channel, flattened: the
     features of the pixel-space Frechet distance used for the user's own images."""
-    n, h, w, c = images_NxHxWxC.shape
+    n, h, w, c = images_BxHxWxC.shape
     fh, fw = max(h // side, 1), max(w // side, 1)
-    x = np.asarray(images_NxHxWxC)[:, : h // fh * fh, : w // fw * fw]
+    x = np.asarray(images_BxHxWxC)[:, : h // fh * fh, : w // fw * fw]
     return x.reshape(n, h // fh, fh, w // fw, fw, c).mean((2, 4)).reshape(n, -1)
 
 

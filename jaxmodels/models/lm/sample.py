@@ -22,15 +22,15 @@ def make_sampler(model, tokenizer, s):
 
     def continue_prompt(params, rng, prompt: str) -> np.ndarray:
         ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(prompt)]).astype(np.int32)
-        prompt_BxP = jnp.asarray(np.tile(ids, (s.num_samples, 1)))
-        total = prompt_BxP.shape[1] + s.max_new_tokens
+        prompt_BxL = jnp.asarray(np.tile(ids, (s.num_samples, 1)))
+        total = prompt_BxL.shape[1] + s.max_new_tokens
         shape = jax.ShapeDtypeStruct((s.num_samples, total), jnp.int32)
         cache = jax.tree.map(
             lambda a: jnp.zeros(a.shape, a.dtype),
             jax.eval_shape(dec.init, jax.random.key(0), shape)["cache"],
         )
         return np.asarray(
-            generate(apply_fn, params, nn.unbox(cache), prompt_BxP, rng,
+            generate(apply_fn, params, nn.unbox(cache), prompt_BxL, rng,
                      max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
                      top_p=s.top_p, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
         )  # fmt: skip

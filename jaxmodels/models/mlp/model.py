@@ -23,8 +23,8 @@ class MLP(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x_BxD: jax.Array, *, train: bool) -> jax.Array:
-        h = _dense(self.hidden, (None, "mlp"), self.dtype)(x_BxD.astype(self.dtype))
+    def __call__(self, x_BxE: jax.Array, *, train: bool) -> jax.Array:
+        h = _dense(self.hidden, (None, "mlp"), self.dtype)(x_BxE.astype(self.dtype))
         for _ in range(self.num_layers - 1):
             h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
             h = nn.with_logical_constraint(h, ("batch", "mlp"))

@@ -11,15 +11,17 @@ import jax
 import jax.numpy as jnp
 
 
-def multi_cross_entropy(logits_NxC, targets_NxC, *, ignore_index: int | None = None, mask_N=None):
+def multi_cross_entropy(
+    logits_BxLxC, targets_BxLxC, *, ignore_index: int | None = None, mask_BxL=None
+):
     """Mean over kept frames of -sum_c y_c log softmax(s)_c, the ignored class removed.
 
-    Frames are kept where ``mask`` (if given) is true and the target is not ``ignore_index``.
+    Frames are kept where ``mask_BxL`` (if given) is true and the target is not ``ignore_index``.
     Returns (loss, number of kept frames).
     """
-    logits = logits_NxC.astype(jnp.float32)
-    targets = targets_NxC.astype(jnp.float32)
-    keep = jnp.ones(logits.shape[:-1], bool) if mask_N is None else mask_N.astype(bool)
+    logits = logits_BxLxC.astype(jnp.float32)
+    targets = targets_BxLxC.astype(jnp.float32)
+    keep = jnp.ones(logits.shape[:-1], bool) if mask_BxL is None else mask_BxL.astype(bool)
     if ignore_index is not None:
         column = jnp.arange(logits.shape[-1]) == ignore_index
         keep = keep & (targets[..., ignore_index] != 1)
@@ -72,14 +74,14 @@ def contrastive_loss(embeddings_BxLxE, labels_BxL, valid_BxL, *, window: int, ma
     """
     B, L, _ = embeddings_BxLxE.shape
     labels_BxL, valid_BxL = jnp.asarray(labels_BxL), jnp.asarray(valid_BxL)
-    past_LxT = jnp.arange(L)[:, None] - jnp.arange(1, window)[None, :]
-    exists = past_LxT >= 0
-    past = jnp.clip(past_LxT, 0)
+    past_LxS = jnp.arange(L)[:, None] - jnp.arange(1, window)[None, :]
+    exists = past_LxS >= 0
+    past = jnp.clip(past_LxS, 0)
     e = embeddings_BxLxE.astype(jnp.float32)
-    d2_BxLxT = jnp.sum(jnp.square(e[:, past] - e[:, :, None]), axis=-1)
+    d2_BxLxS = jnp.sum(jnp.square(e[:, past] - e[:, :, None]), axis=-1)
     same = labels_BxL[:, past] == labels_BxL[:, :, None]
-    d = jnp.sqrt(d2_BxLxT + 1e-12)
-    pair = jnp.where(same, d2_BxLxT, jnp.square(jax.nn.relu(margin - d)))
+    d = jnp.sqrt(d2_BxLxS + 1e-12)
+    pair = jnp.where(same, d2_BxLxS, jnp.square(jax.nn.relu(margin - d)))
     pair_valid = exists[None] & valid_BxL[:, past] & valid_BxL[:, :, None]
     per_frame = jnp.sum(jnp.where(pair_valid, pair, 0.0), axis=-1)
     return jnp.sum(jnp.where(valid_BxL, per_frame, 0.0)) / jnp.maximum(jnp.sum(valid_BxL), 1)

@@ -1,13 +1,13 @@
 """Online action detectors as scan-based linen modules: TRN, IDN, an LSTM, a GRU, a per-frame MLP.
 
-Every detector maps frame features ``x_BxLxD`` to per-frame class logits without looking ahead,
+Every detector maps frame features ``x_BxLxE`` to per-frame class logits without looking ahead,
 and shares one interface:
 
-* ``__call__(x_BxLxD, state=None, *, deterministic=True) -> (outputs, state)``: the whole
+* ``__call__(x_BxLxE, state=None, *, deterministic=True) -> (outputs, state)``: the whole
   sequence with ``lax.scan``; ``outputs["scores"]`` are B x L x C logits (TRN adds
   ``future_scores`` B x L x dec_steps x C; IDN adds its early-embedding ``embed_scores`` and
   ``embeddings``). Passing the returned state continues the stream (chunked inference).
-* ``init_state(batch)`` and ``step(state, x_BxD) -> (logits, state)``: one frame, the same pure
+* ``init_state(batch)`` and ``step(state, x_BxE) -> (logits, state)``: one frame, the same pure
   step function the scan runs, so streaming equals the scan (see :func:`streaming`).
 
 Weights are cast to the compute dtype once per call, outside the scan; the input-to-hidden
@@ -77,8 +77,8 @@ class _Detector(nn.Module):
     def _key(self, deterministic):
         return None if deterministic or self.dropout_rate == 0 else self.make_rng("dropout")
 
-    def _inputs(self, x_BxLxD):
-        x = nn.with_logical_constraint(x_BxLxD, ("batch", "length", "embed"))
+    def _inputs(self, x_BxLxE):
+        x = nn.with_logical_constraint(x_BxLxE, ("batch", "length", "embed"))
         return x.astype(self.dtype)
 
 
@@ -128,11 +128,11 @@ class TRN(_Detector):
             future=jnp.zeros((batch, F), self.dtype),
         )
 
-    def _step(self, w, state, xg_Bx4H, keys):
+    def _step(self, w, state, xg_Bx4E, keys):
         """One TRN step: encoder at t, ``dec_steps`` decoder steps, future fusion (Fig. 2)."""
         rate, kk = self.dropout_rate, (lambda i: None if keys is None else keys[i])
         future_in = dropout(kk(0), state["future"], rate)
-        h, c = lstm_update(xg_Bx4H + concat_dense(w["enc_fh"], [future_in, state["h"]]), state["c"])
+        h, c = lstm_update(xg_Bx4E + concat_dense(w["enc_fh"], [future_in, state["h"]]), state["c"])
         enc_score = dense(w["classifier"], dropout(kk(1), h, rate))
 
         def decoder(carry, masks):
@@ -158,8 +158,8 @@ class TRN(_Detector):
         new_state = dict(h=h, c=c, future=future)
         return new_state, (enc_score, jnp.swapaxes(dec_scores, 0, 1))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
+    def __call__(self, x_BxLxE, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxE)
         key = self._key(deterministic)
         k_in, k_scan = (None, None) if key is None else jax.random.split(key)
         state = self.init_state(x.shape[0]) if state is None else state
@@ -170,8 +170,8 @@ class TRN(_Detector):
         )
         return dict(scores=scores, future_scores=future_scores), state
 
-    def step(self, state, x_BxD):
-        xg = self._encoder_inputs(x_BxD.astype(self.dtype), None)
+    def step(self, state, x_BxE):
+        xg = self._encoder_inputs(x_BxE.astype(self.dtype), None)
         state, (score, future_scores) = self._step(self._weights(), state, xg, None)
         return dict(scores=score, future_scores=future_scores), state
 
@@ -227,8 +227,8 @@ class IDN(_Detector):
             dense(self.x0_gates(), e_drop),
         )
 
-    def _window(self, xt_gates_WxKx2H, valid_WxK, x0_gates_Wx2H, key):
-        """IDU over the window axis K (batch dims W...), then the output layers on h_0."""
+    def _window(self, xt_gates_BxLxSx2E, valid_BxLxS, x0_gates_BxLx2E, key):
+        """IDU over the window axis S (batch dims B, L), then the output layers on h_0."""
         H = self.hidden_size
         kernel, bias = self.h_gates()
         w_hr = (kernel[:, :H], None if bias is None else bias[:H])
@@ -237,32 +237,32 @@ class IDN(_Detector):
 
         def body(h, inputs):
             xt_k, valid_k = inputs
-            h_new = idu_update(xt_k, x0_gates_Wx2H, h, w_hr, w_hh, **cell)
+            h_new = idu_update(xt_k, x0_gates_BxLx2E, h, w_hr, w_hh, **cell)
             return jnp.where(valid_k[..., None], h_new, h), None
 
-        h0 = jnp.zeros(x0_gates_Wx2H.shape[:-1] + (self.hidden_size,), self.dtype)
-        xs = (jnp.moveaxis(xt_gates_WxKx2H, -2, 0), jnp.moveaxis(valid_WxK, -1, 0))
+        h0 = jnp.zeros(x0_gates_BxLx2E.shape[:-1] + (self.hidden_size,), self.dtype)
+        xs = (jnp.moveaxis(xt_gates_BxLxSx2E, -2, 0), jnp.moveaxis(valid_BxLxS, -1, 0))
         h, _ = jax.lax.scan(body, h0, xs)
         out = jax.nn.relu(dense(self.out_hidden(), h))
         return dense(self.classifier(), dropout(key, out, self.dropout_rate))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
+    def __call__(self, x_BxLxE, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxE)
         B, L = x.shape[:2]
         key = self._key(deterministic)
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
         state = self.init_state(B) if state is None else state
         e, embed_scores, xt_gates, x0_gates = self._frames(x, k_in)
-        hist = jnp.concatenate([state["xt_gates"], xt_gates], axis=1)  # B x (T+L) x 2H
+        hist = jnp.concatenate([state["xt_gates"], xt_gates], axis=1)  # B x (T+L) x 2E
         hist_valid = jnp.concatenate([state["valid"], jnp.ones((B, L), bool)], axis=1)
-        idx_LxK = jnp.arange(L)[:, None] + jnp.arange(self.window)[None, :]
-        scores = self._window(hist[:, idx_LxK], hist_valid[:, idx_LxK], x0_gates, k_out)
+        idx_LxS = jnp.arange(L)[:, None] + jnp.arange(self.window)[None, :]
+        scores = self._window(hist[:, idx_LxS], hist_valid[:, idx_LxS], x0_gates, k_out)
         T = self.window - 1
         new_state = dict(xt_gates=hist[:, hist.shape[1] - T :], valid=hist_valid[:, L:])
         return dict(scores=scores, embed_scores=embed_scores, embeddings=e), new_state
 
-    def step(self, state, x_BxD):
-        _, embed_scores, xt_gates, x0_gates = self._frames(x_BxD.astype(self.dtype), None)
+    def step(self, state, x_BxE):
+        _, embed_scores, xt_gates, x0_gates = self._frames(x_BxE.astype(self.dtype), None)
         hist = jnp.concatenate([state["xt_gates"], xt_gates[:, None]], axis=1)
         valid = jnp.concatenate([state["valid"], jnp.ones_like(state["valid"][:, :1])], axis=1)
         scores = self._window(hist, valid, x0_gates, None)
@@ -275,8 +275,8 @@ class _CellDetector(_Detector):
     """A detector with one recurrent cell: hoisted ``_gates(x, key)`` of all frames, then
     ``_step(weights, state, gates_t, keys_t) -> (state, logits)`` scanned over time."""
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        x = self._inputs(x_BxLxD)
+    def __call__(self, x_BxLxE, state=None, *, deterministic=True):
+        x = self._inputs(x_BxLxE)
         key = self._key(deterministic)
         k_in, k_scan = (None, None) if key is None else jax.random.split(key)
         state = self.init_state(x.shape[0]) if state is None else state
@@ -284,8 +284,8 @@ class _CellDetector(_Detector):
         state, scores = _scan(step, state, self._gates(x, k_in), k_scan, 1)
         return dict(scores=scores), state
 
-    def step(self, state, x_BxD):
-        xg = self._gates(x_BxD.astype(self.dtype), None)
+    def step(self, state, x_BxE):
+        xg = self._gates(x_BxE.astype(self.dtype), None)
         state, score = self._step(self._weights(), state, xg, None)
         return dict(scores=score), state
 
@@ -317,8 +317,8 @@ class LSTMDetector(_CellDetector):
         H = self.hidden_size
         return dict(h=jnp.zeros((batch, H), self.dtype), c=jnp.zeros((batch, H), jnp.float32))
 
-    def _step(self, w, state, xg_Bx4H, keys):
-        h, c = lstm_update(xg_Bx4H + dense(w["enc_h"], state["h"]), state["c"])
+    def _step(self, w, state, xg_Bx4E, keys):
+        h, c = lstm_update(xg_Bx4E + dense(w["enc_h"], state["h"]), state["c"])
         k = None if keys is None else keys[0]
         return dict(h=h, c=c), dense(w["classifier"], dropout(k, h, self.dropout_rate))
 
@@ -348,8 +348,8 @@ class GRUDetector(_CellDetector):
     def init_state(self, batch: int):
         return dict(h=jnp.zeros((batch, self.hidden_size), self.dtype))
 
-    def _step(self, w, state, xg_Bx3H, keys):
-        h = gru_update(xg_Bx3H, dense(w["gru_h"], state["h"]), state["h"])
+    def _step(self, w, state, xg_Bx3E, keys):
+        h = gru_update(xg_Bx3E, dense(w["gru_h"], state["h"]), state["h"])
         k = None if keys is None else keys[0]
         return dict(h=h), dense(w["classifier"], dropout(k, h, self.dropout_rate))
 
@@ -377,12 +377,12 @@ class MLPDetector(_Detector):
         k2 = None if key is None else jax.random.fold_in(key, 1)
         return dense(self.classifier(), dropout(k2, h, self.dropout_rate))
 
-    def __call__(self, x_BxLxD, state=None, *, deterministic=True):
-        scores = self._frame(self._inputs(x_BxLxD), self._key(deterministic))
+    def __call__(self, x_BxLxE, state=None, *, deterministic=True):
+        scores = self._frame(self._inputs(x_BxLxE), self._key(deterministic))
         return dict(scores=scores), {} if state is None else state
 
-    def step(self, state, x_BxD):
-        return dict(scores=self._frame(x_BxD.astype(self.dtype), None)), state
+    def step(self, state, x_BxE):
+        return dict(scores=self._frame(x_BxE.astype(self.dtype), None)), state
 
 
 def streaming(model: nn.Module):
@@ -393,8 +393,8 @@ def streaming(model: nn.Module):
     """
 
     @jax.jit
-    def step(params, state, x_BxD):
-        out, state = model.apply({"params": params}, state, x_BxD, method=model.step)
+    def step(params, state, x_BxE):
+        out, state = model.apply({"params": params}, state, x_BxE, method=model.step)
         return jax.nn.softmax(out["scores"].astype(jnp.float32), axis=-1), state
 
     return model.init_state, step

@@ -68,8 +68,8 @@ def build_task(config, mesh):
         return dict(metrics, loss=value)
 
     @jax.jit
-    def predict(params, x_BxLxD):
-        out, _ = model.apply({"params": params}, x_BxLxD)
+    def predict(params, x_BxLxE):
+        out, _ = model.apply({"params": params}, x_BxLxE)
         return {
             k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in out.items() if "scores" in k
         }

@@ -91,30 +91,34 @@ class RoFormer(nn.Module):
         *,
         deterministic: bool = True,
     ) -> jax.Array:
-        """Returns MLM logits ``BxLxV`` (or hidden states ``BxLxD`` without the head).
+        """Returns MLM logits ``BxLxV`` (or hidden states ``BxLxE`` without the head).
 
         ``attention_mask_BxL`` (1 = token) drops padded keys; ``segment_ids_BxL`` keeps packed
         documents apart; ``positions_BxL`` default to ``0..L-1``.
         """
         B, L = input_ids_BxL.shape
-        E = self.embedding_size or self.d_model
+        embed_width = self.embedding_size or self.d_model
         if positions_BxL is None:
             positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
         if token_type_ids_BxL is None:
             token_type_ids_BxL = jnp.zeros((B, L), jnp.int32)
         init = nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed"))
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        embed = nn.Embed(self.vocab_size, E, embedding_init=init, name="word_embeddings", **kw)
+        embed = nn.Embed(
+            self.vocab_size, embed_width, embedding_init=init, name="word_embeddings", **kw
+        )
         x = embed(input_ids_BxL)
         type_init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed"))
-        types = nn.Embed(self.type_vocab_size, E, embedding_init=type_init, name="type", **kw)
+        types = nn.Embed(
+            self.type_vocab_size, embed_width, embedding_init=type_init, name="type", **kw
+        )
         x = x + types(token_type_ids_BxL)
-        absolute = AbsolutePositions(self.position, E, name="absolute_positions", **kw)
+        absolute = AbsolutePositions(self.position, embed_width, name="absolute_positions", **kw)
         pos_emb = absolute(positions_BxL)
         x = x if pos_emb is None else x + pos_emb
         x = LayerNorm(self.norm_eps, name="embedding_norm", **kw)(x)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-        if self.d_model != E:
+        if self.d_model != embed_width:
             x = self._dense(self.d_model, ("embed", "mlp"), "embedding_project")(x)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         bias = RelativePositionBias(
@@ -133,10 +137,10 @@ class RoFormer(nn.Module):
             return h
         return self._mlm_head(h, embed)
 
-    def _mlm_head(self, h_BxLxD: jax.Array, embed: nn.Embed) -> jax.Array:
+    def _mlm_head(self, h_BxLxE: jax.Array, embed: nn.Embed) -> jax.Array:
         """BERT's MLM head: LayerNorm(act(W h)) @ E^T + b (tied) or a separate decoder."""
-        E = self.embedding_size or self.d_model
-        t = self._dense(E, ("mlp", "embed"), "mlm_transform")(h_BxLxD)
+        embed_width = self.embedding_size or self.d_model
+        t = self._dense(embed_width, ("mlp", "embed"), "mlm_transform")(h_BxLxE)
         t = ACTIVATIONS[self.activation](t)
         t = LayerNorm(self.norm_eps, name="mlm_norm", dtype=self.dtype)(t)
         if self.tie_embeddings:
