@@ -99,7 +99,7 @@ EMULATOR_FLAKE = "Malformed StorageGeneration"
 def _jaxmodels(command, *args, env, cwd):
     cmd = [sys.executable, "-m", "jaxmodels", command, f"--config={ROOT / SMOKE}"]
     cmd += ["--workdir=gs://bkt/run", *args]
-    for attempt in range(2):
+    for _ in range(2):  # a second try only after the emulator flake
         proc = subprocess.run(
             cmd,
             env={**env, "PYTHONPATH": str(ROOT)},
