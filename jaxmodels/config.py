@@ -56,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.eps = 1e-8  # Adam epsilon
     t.weight_decay = 0.1  # decoupled (AdamW/Lion, matrices only); adam: L2 on all, as torch
     t.grad_clip = 1.0  # global-norm clipping; 0 disables
+    t.lr_multipliers = ""  # per-parameter learning-rate factors by name, e.g. "t_prime=10,b=10"
     t.ema_halflife_examples = 0.0  # EMA of params with this half-life in examples; 0 disables
     t.compute_dtype = "float32"  # activations/matmuls: float32 | bfloat16 (params stay float32)
     t.param_dtype = "float32"  # stored parameters (and so gradients): float32 | bfloat16
@@ -122,6 +123,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
+    from jaxmodels.train.optim import parse_lr_multipliers
+
+    parse_lr_multipliers(t.get("lr_multipliers", ""))
 
 
 def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:

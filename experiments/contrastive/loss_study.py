@@ -7,7 +7,9 @@ differ:
 
 - ``softmax``: CLIP's loss, t = 1/0.07 (Radford et al., 2021, Sec. 2.5);
 - ``sigmoid-10``: SigLIP's loss with the paper's t = 10, b = -10 (Zhai et al., 2023, Sec. 3.2);
-- ``sigmoid-auto``: SigLIP's loss, t = 10, b = -log(batch - 1) (``model.b_init = "auto"``).
+- ``sigmoid-auto``: SigLIP's loss, t = 10, b = -log(batch - 1) (``model.b_init = "auto"``);
+- ``sigmoid-auto-lr10``: as ``sigmoid-auto`` with a 10x learning rate for t' and b
+  (``train.lr_multipliers = "t_prime=10,b=10"``), so that the scalars can move within the run.
 
 Each (variant, batch, seed) run appends one line to ``OUT/results.jsonl`` and a rerun skips
 the runs already there, so the grid can be run in pieces; ``--report`` prints mean ± sample
@@ -27,10 +29,11 @@ import statistics
 import sys
 import tempfile
 
-VARIANTS = {  # name -> (loss, t_prime_init, b_init)
-    "softmax": ("softmax", math.log(1 / 0.07), 0.0),
-    "sigmoid-10": ("sigmoid", math.log(10.0), -10.0),
-    "sigmoid-auto": ("sigmoid", math.log(10.0), "auto"),
+VARIANTS = {  # name -> (loss, t_prime_init, b_init, train.lr_multipliers)
+    "softmax": ("softmax", math.log(1 / 0.07), 0.0, ""),
+    "sigmoid-10": ("sigmoid", math.log(10.0), -10.0, ""),
+    "sigmoid-auto": ("sigmoid", math.log(10.0), "auto", ""),
+    "sigmoid-auto-lr10": ("sigmoid", math.log(10.0), "auto", "t_prime=10,b=10"),
 }
 METRICS = {  # column -> key in the trainer's metrics
     "digits top-1": "eval_zeroshot_digits_top1",
@@ -58,7 +61,7 @@ def study_config(variant: str, batch: int, seed: int, examples: int):
     from jaxmodels.config import load_config
 
     c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "siglip.py"))
-    c.model.loss, c.model.t_prime_init, c.model.b_init = VARIANTS[variant]
+    c.model.loss, c.model.t_prime_init, c.model.b_init, c.train.lr_multipliers = VARIANTS[variant]
     c.model.loss_impl = "dense"
     c.seed = seed  # initialisation and shuffling; the data themselves stay fixed
     t = c.train

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -45,9 +47,61 @@ def make_optimizer(t) -> optax.GradientTransformation:
         opt = optax.sgd(lr, momentum=t.b1 or None)
     else:
         raise ValueError(f"config.train.optimizer={t.optimizer!r}: use adamw, adam, lion or sgd")
+    multipliers = parse_lr_multipliers(t.get("lr_multipliers", ""))
+    if multipliers:
+        opt = optax.chain(opt, scale_by_name(multipliers))
     if t.grad_clip:
         opt = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
     return with_state_dtype(opt, t.get("opt_state_dtype", "float32"))
+
+
+def parse_lr_multipliers(spec: str) -> dict[str, float]:
+    """``"t_prime=10,b=10"`` -> ``{"t_prime": 10.0, "b": 10.0}`` (``config.train.lr_multipliers``).
+
+    Each name is a regular expression matched against a parameter's whole ``/``-joined path
+    (``towers/img/...``) or its last component; the first match gives the multiplier.
+    """
+    out = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        try:
+            re.compile(name)
+            multiplier = float(value)
+        except (ValueError, re.error):
+            multiplier = None
+        if not (sep and name and multiplier is not None and multiplier >= 0):
+            raise ValueError(
+                f"config.train.lr_multipliers: cannot read {item!r}; write name=multiplier "
+                "pairs with non-negative multipliers, e.g. 't_prime=10,b=10'"
+            )
+        out[name] = multiplier
+    return out
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def scale_by_name(multipliers: dict[str, float]) -> optax.GradientTransformation:
+    """Multiplies the final update of each parameter whose name matches a key of
+    ``multipliers`` (see :func:`parse_lr_multipliers`): a per-parameter learning-rate factor,
+    applied after the optimizer so that it scales the step (and decoupled weight decay) alone."""
+    patterns = [(re.compile(name), m) for name, m in multipliers.items()]
+
+    def factor(path) -> float:
+        full = _path_name(path)
+        last = full.rsplit("/", 1)[-1]
+        for pattern, m in patterns:
+            if pattern.fullmatch(full) or pattern.fullmatch(last):
+                return m
+        return 1.0
+
+    def update(updates, state, params=None):
+        del params
+        scaled = jax.tree_util.tree_map_with_path(lambda p, u: u * factor(p), updates)
+        return scaled, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def cast_floats(tree, dtype):
