@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.models.diffusion.data import dequantize
 from jaxmodels.models.diffusion.model import make_denoiser
 
 
@@ -35,10 +36,18 @@ def denoising_loss(denoise_fn, process, x0, key, *cond):
     return loss, metrics
 
 
-def make_loss_fn(net, process, label_dropout: float, num_classes: int):
+def _clean_images(batch, bin_width: float, key):
+    """The batch's images, dequantised afresh when ``bin_width`` > 0 (``data.dequantize``) with
+    a key folded from ``key`` (the runs without dequantisation keep their random streams)."""
+    if not bin_width:
+        return batch["image"]
+    return dequantize(batch["image"], bin_width, jax.random.fold_in(key, 1))
+
+
+def make_loss_fn(net, process, label_dropout: float, num_classes: int, bin_width: float = 0.0):
     """The training ``loss_fn(params, batch, rng)``: eq. 8 with dropout in the network, and class
     labels replaced by the null label ``num_classes`` with prob. ``label_dropout`` (Ho &
-    Salimans 2022, classifier-free guidance training)."""
+    Salimans 2022, classifier-free guidance training); images dequantised when ``bin_width``."""
 
     def loss_fn(params, batch, rng):
         k_drop, k_label, k_loss = jax.random.split(rng, 3)
@@ -47,17 +56,19 @@ def make_loss_fn(net, process, label_dropout: float, num_classes: int):
         if num_classes:
             drop = jax.random.bernoulli(k_label, label_dropout, batch["label"].shape)
             cond = (jnp.where(drop, num_classes, batch["label"]),)
-        return denoising_loss(denoise, process, batch["image"], k_loss, *cond)
+        x0 = _clean_images(batch, bin_width, k_loss)
+        return denoising_loss(denoise, process, x0, k_loss, *cond)
 
     return loss_fn
 
 
-def make_eval_fn(net, process, num_classes: int):
+def make_eval_fn(net, process, num_classes: int, bin_width: float = 0.0):
     """The held-out ``eval_fn(params, batch, rng) -> metrics``: eq. 8 without dropout."""
 
     def eval_fn(params, batch, rng):
         denoise = make_denoiser(net, process, params)
         cond = (batch["label"],) if num_classes else ()
-        return denoising_loss(denoise, process, batch["image"], rng, *cond)[1]
+        x0 = _clean_images(batch, bin_width, rng)
+        return denoising_loss(denoise, process, x0, rng, *cond)[1]
 
     return eval_fn

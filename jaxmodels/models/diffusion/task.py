@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxmodels.data import images as image_files
 from jaxmodels.evaluate import generative
-from jaxmodels.models.diffusion import data, reflow, sample
+from jaxmodels.models.diffusion import data, likelihood, reflow, sample
 from jaxmodels.models.diffusion.loss import make_eval_fn, make_loss_fn
 from jaxmodels.models.diffusion.model import build_network, build_process
 from jaxmodels.train.task import Task
@@ -37,6 +37,7 @@ def pooled_pixels(images_BxHxWxC, side: int = 8):
 def quality(config, samples, labels, reference) -> dict[str, float]:
     """The offline quality metrics of ``samples`` for the configured dataset."""
     d = config.data
+    samples, reference = data.undo_dequantize(samples, d), data.undo_dequantize(reference, d)
     if d.get("path"):
         fd = generative.frechet_distance_of(pooled_pixels(samples), pooled_pixels(reference))
         return {"fd_pixels": fd}
@@ -59,15 +60,18 @@ def build_task(config, mesh) -> Task:
     shape = arrays["train"]["image"].shape[1:]
     reference = arrays["eval"]["image"]
     generate = sample.make_generate(net, process, s, shape, num_classes)
+    width = data.bin_width(config.data)
     r = config.get("reflow")
     teacher = reflow.restore_teacher(config) if r and r.teacher else None
-    loss_fn = make_loss_fn(net, process, m.label_dropout, num_classes)
+    loss_fn = make_loss_fn(net, process, m.label_dropout, num_classes, width)
     if teacher is not None:  # a reflow round (or distillation) on the teacher's couplings
         velocity = reflow.velocity_fn(net, process, teacher)
         arrays["train"] = reflow.teacher_couplings(
             velocity, r.coupling_seed, r.num_pairs, shape, r.teacher_steps
         )
         loss_fn = reflow.make_reflow_loss_fn(net, process, r.distill)
+
+    log_likelihood = likelihood.make_log_likelihood(net, process, num_classes, s)
 
     def init(rng):
         if teacher is not None and r.init_from_teacher:
@@ -87,6 +91,14 @@ def build_task(config, mesh) -> Task:
             for k, x in few.items():  # the quality metrics of k-step Euler: euler<k>_fd, ...
                 q = quality(config, x, labels, reference)
                 out.update({f"euler{k}_{name}": v for name, v in q.items() if name != "fd_floor"})
+        if s.get("likelihood_num"):  # PF-ODE bits/dim of the first held-out images
+            held_out = reference[: s.likelihood_num]
+            key = jax.random.fold_in(rng, 2)
+            out.update(
+                likelihood.heldout_bits_per_dim(
+                    log_likelihood, params, held_out, width, key, s.likelihood_batch
+                )
+            )
         return out
 
     def write_samples(params, rng, workdir):
@@ -114,7 +126,7 @@ def build_task(config, mesh) -> Task:
         loss_fn=loss_fn,
         train_data=pipeline.iterator_fn(source("train"), config, train=True),
         eval_data=pipeline.iterator_fn(source("eval"), config, train=False),
-        eval_fn=make_eval_fn(net, process, num_classes),
+        eval_fn=make_eval_fn(net, process, num_classes, width),
         evaluate=evaluate if s.eval_num else None,
         sample=write_samples,
         batch_axes={"image": ("batch",) + (None,) * len(shape), "label": ("batch",)},
