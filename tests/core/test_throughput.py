@@ -53,3 +53,23 @@ def test_metrics_jsonl_reports_the_task_units(tmp_path):
     loop.train(config, str(tmp_path))
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all(r["images_per_sec"] == r["examples_per_sec"] > 0 for r in rows if "loss" in r)
+
+
+@pytest.mark.parametrize(
+    "config_path, units, per_example",
+    [
+        ("experiments/contrastive/siglip.py:smoke", "images", 1),
+        ("experiments/blip/pretrain.py:smoke", "images", 1),
+        ("experiments/online_action/trn.py:smoke", "frames", "enc_steps"),
+        ("experiments/diffusion/digits.py:smoke", "images", 1),
+        ("experiments/flows/glow.py:smoke", "images", 1),
+    ],
+)
+def test_families_count_their_own_units(config_path, units, per_example):
+    """No family falls back to the generic examples/s: image-text pairs count as images, an
+    online-action window as its frames."""
+    config = load_config(config_path)
+    task = loop.build(config, None).task
+    if per_example == "enc_steps":
+        per_example = config.data.enc_steps
+    assert (task.units, task.units_per_example) == (units, per_example)

@@ -121,6 +121,7 @@ def build_task(config, mesh) -> Task:
 
     captioner = Captioner(model, d.max_len - 2, config.mesh.rules)
     return Task(
+        units="images",  # image-caption pairs
         init=init,
         loss_fn=loss_fn,
         train_data=pipeline.iterator_fn(source(images, captions), config, train=True),

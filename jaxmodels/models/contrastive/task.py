@@ -106,6 +106,7 @@ def build_task(config, mesh) -> Task:
         return loss(*z), batch_metrics(*z, m.loss)
 
     return Task(
+        units="images",  # image-text pairs
         init=init,
         loss_fn=loss_fn,
         train_data=data.train,

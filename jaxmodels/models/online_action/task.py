@@ -95,6 +95,8 @@ def build_task(config, mesh):
 
     eval_source = data.WindowSource(eval_videos, d.enc_steps, future_steps, d.window_stride)
     return Task(
+        units="frames",
+        units_per_example=d.enc_steps,  # one window of enc_steps frames
         init=init,
         loss_fn=loss_fn,
         train_data=_train_data(train_videos, config, future_steps),
