@@ -82,7 +82,13 @@ def build(config, workdir: str | None, *, read_only: bool = False) -> Run:
     use_ema = config.train.ema_halflife_examples > 0
     with jax.set_mesh(mesh):
         abstract, sharding = state_lib.state_shardings(
-            task.init, tx, _init_rng(config), mesh, rules, use_ema=use_ema
+            task.init,
+            tx,
+            _init_rng(config),
+            mesh,
+            rules,
+            use_ema=use_ema,
+            init_model_state=task.init_model_state,
         )
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, sharding
@@ -111,7 +117,12 @@ def restore_or_init(run: Run, data_iter=None):
     use_ema = run.config.train.ema_halflife_examples > 0
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
-            run.task.init, run.tx, _init_rng(run.config), run.state_sharding, use_ema=use_ema
+            run.task.init,
+            run.tx,
+            _init_rng(run.config),
+            run.state_sharding,
+            use_ema=use_ema,
+            init_model_state=run.task.init_model_state,
         )
     return state, 0
 

@@ -16,12 +16,14 @@ from jaxmodels.train import optim
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step changes. ``ema_params`` is None unless an EMA half-life is set."""
+    """Everything a step changes. ``ema_params`` is None unless an EMA half-life is set;
+    ``model_state`` is None unless the task keeps non-gradient state (``Task.init_model_state``)."""
 
     step: jax.Array
     params: Any
     opt_state: Any
     ema_params: Any = None
+    model_state: Any = None
 
 
 def ema_decay(halflife_examples: float, batch_size: int) -> float:
@@ -29,11 +31,12 @@ def ema_decay(halflife_examples: float, batch_size: int) -> float:
     return 0.5 ** (batch_size / halflife_examples) if halflife_examples > 0 else 0.0
 
 
-def _init_fn(init, tx: optax.GradientTransformation, use_ema: bool):
+def _init_fn(init, tx: optax.GradientTransformation, use_ema: bool, init_model_state=None):
     def fn(rng):
         params = init(rng)  # may hold nn.Partitioned boxes; optax keeps the boxes in its state
         ema = jax.tree.map(jnp.copy, params) if use_ema else None
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), ema)
+        model_state = init_model_state(params) if init_model_state is not None else None
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), ema, model_state)
 
     return fn
 
@@ -51,17 +54,17 @@ def with_param_dtype(init, t):
     return lambda rng: optim.cast_floats(init(rng), dtype)
 
 
-def state_shardings(init, tx, rng, mesh, rules, *, use_ema: bool):
+def state_shardings(init, tx, rng, mesh, rules, *, use_ema: bool, init_model_state=None):
     """Returns ``(abstract_state, shardings)`` from the logical names on the boxed params."""
-    fn = _init_fn(init, tx, use_ema)
+    fn = _init_fn(init, tx, use_ema, init_model_state)
     boxed = jax.eval_shape(fn, rng)
     shardings = mesh_lib.logical_sharding(nn.get_partition_spec(boxed), mesh, rules)
     return nn.unbox(boxed), shardings
 
 
-def create_state(init, tx, rng, shardings, *, use_ema: bool) -> TrainState:
+def create_state(init, tx, rng, shardings, *, use_ema: bool, init_model_state=None) -> TrainState:
     """Initialises the state directly into its shardings (never whole on one device)."""
-    fn = _init_fn(init, tx, use_ema)
+    fn = _init_fn(init, tx, use_ema, init_model_state)
     return jax.jit(lambda r: nn.unbox(fn(r)), out_shardings=shardings)(rng)
 
 

@@ -1,7 +1,8 @@
 """Family-agnostic step builders: one jitted, sharded, donated train step and an eval step.
 
-A family supplies ``loss_fn(params, batch, rng) -> (loss, metrics)``; everything else here is
-shared: the per-step rng (``fold_in(key(seed), step)``, so a resumed run draws the same
+A family supplies ``loss_fn(params, batch, rng) -> (loss, metrics)`` (or, with non-gradient
+model state, ``loss_fn(params, batch, rng, state) -> (loss, (metrics, state))``); everything
+else here is shared: the per-step rng (``fold_in(key(seed), step)``, so a resumed run draws the same
 randomness), gradient accumulation over micro-batches with ``lax.scan``, clipping and the
 optimizer update (``optax``), the parameter EMA, and metric aggregation. A step whose loss,
 gradients or new state hold a NaN/Inf returns the old state unchanged and ``finite=0``.
@@ -47,30 +48,41 @@ def _split_micro(x: jax.Array, n: int) -> jax.Array:
     return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
 
 
-def accumulate_gradients(loss_fn: LossFn, grad_accum: int, batch_shardings) -> Callable:
-    """Returns ``(params, batch, rng) -> (grads, metrics)`` averaged over micro-batches."""
+def accumulate_gradients(
+    loss_fn: LossFn, grad_accum: int, batch_shardings, *, stateful: bool = False
+) -> Callable:
+    """Returns ``(params, batch, rng, model_state) -> ((grads, metrics), model_state)``, the
+    gradients and metrics averaged over micro-batches. A ``stateful`` loss takes and returns the
+    model state, threaded through the micro-batches in order; otherwise it passes through."""
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def single(params, batch, rng):
-        (loss, metrics), grads = grad_fn(params, batch, rng)
-        return grads, {**metrics, "loss": loss}
+    def single(params, batch, rng, model_state):
+        if stateful:
+            (loss, (metrics, model_state)), grads = grad_fn(params, batch, rng, model_state)
+        else:
+            (loss, metrics), grads = grad_fn(params, batch, rng)
+        return (grads, {**metrics, "loss": loss}), model_state
 
     if grad_accum == 1:
         return single
 
-    def accumulated(params, batch, rng):
+    def accumulated(params, batch, rng, model_state):
         micro = {k: _split_micro(v, grad_accum) for k, v in batch.items()}
 
-        def body(acc, inputs):
+        def body(carry, inputs):
+            acc, model_state = carry
             mb, a = inputs
             mb = jax.lax.with_sharding_constraint(mb, batch_shardings)
-            out = single(params, mb, jax.random.fold_in(rng, a))
-            return jax.tree.map(jnp.add, acc, out), None
+            out, model_state = single(params, mb, jax.random.fold_in(rng, a), model_state)
+            return (jax.tree.map(jnp.add, acc, out), model_state), None
 
         first = jax.tree.map(lambda v: v[0], micro)
-        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(single, params, first, rng))
-        total, _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum)))
-        return jax.tree.map(lambda t: t / grad_accum, total)
+        shapes = jax.eval_shape(single, params, first, rng, model_state)[0]
+        zeros = jax.tree.map(jnp.zeros_like, shapes)
+        (total, model_state), _ = jax.lax.scan(
+            body, (zeros, model_state), (micro, jnp.arange(grad_accum))
+        )
+        return jax.tree.map(lambda t: t / grad_accum, total), model_state
 
     return accumulated
 
@@ -101,11 +113,16 @@ def build_train_step(
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated."""
     base_key = jax.random.key(seed)
-    grads_and_metrics = accumulate_gradients(task.loss_fn, grad_accum, batch_sharding)
+    stateful = task.init_model_state is not None
+    grads_and_metrics = accumulate_gradients(
+        task.loss_fn, grad_accum, batch_sharding, stateful=stateful
+    )
 
     def step(state: TrainState, batch):
         rng = jax.random.fold_in(base_key, state.step)
-        grads, metrics = grads_and_metrics(state.params, batch, rng)
+        (grads, metrics), model_state = grads_and_metrics(
+            state.params, batch, rng, state.model_state
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema_params
@@ -115,7 +132,7 @@ def build_train_step(
         if schedule is not None:
             metrics["lr"] = schedule(state.step)
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        new = new.replace(ema_params=ema)
+        new = new.replace(ema_params=ema, model_state=model_state)
         ok = all_finite((metrics["loss"], grads, new))
         metrics["finite"] = ok.astype(jnp.float32)
         return keep_if_not(ok, new, state), metrics

@@ -18,6 +18,8 @@ Params = Any  # a pytree of arrays; leaves may be ``nn.Partitioned`` boxes carry
 Batch = Mapping[str, Any]  # a dict of numpy arrays with a leading global-batch dimension
 Metrics = dict[str, jax.Array]
 LossFn = Callable[[Params, Batch, jax.Array], tuple[jax.Array, Metrics]]
+# With Task.init_model_state: (params, batch, rng, state) -> (loss, (metrics, new_state)).
+StatefulLossFn = Callable[[Params, Batch, jax.Array, Any], tuple[jax.Array, tuple[Metrics, Any]]]
 EvalFn = Callable[[Params, Batch, jax.Array], Metrics]
 
 
@@ -51,10 +53,16 @@ class Task:
       flops_per_example: model FLOPs of one example's training step (forward and backward,
         the ``6 N`` convention plus attention), if the family knows them; then the core logs
         ``model_tflops`` (all devices together). 0 means unknown.
+      init_model_state: optional ``params -> state``: non-gradient state the family carries
+        from step to step (BLIP's momentum encoders and feature queues). With it ``loss_fn`` is
+        ``(params, batch, rng, state) -> (loss, (metrics, new_state))``: the core threads the
+        state through the steps (and micro-batches), checkpoints it, never differentiates it
+        and keeps the old one on a non-finite step. Evaluation and inference see parameters
+        only, so such a task must give ``eval_fn``.
     """
 
     init: Callable[[jax.Array], Params]
-    loss_fn: LossFn
+    loss_fn: LossFn | StatefulLossFn
     train_data: Callable[[int, int], Iterator[Batch]]
     batch_axes: Mapping[str, tuple[str | None, ...]] = dataclasses.field(default_factory=dict)
     eval_data: Callable[[int, int], Iterable[Batch]] | None = None
@@ -64,3 +72,8 @@ class Task:
     units: str = "examples"
     units_per_example: float = 1.0
     flops_per_example: float = 0.0
+    init_model_state: Callable[[Params], Any] | None = None
+
+    def __post_init__(self):
+        if self.init_model_state is not None and self.eval_fn is None:
+            raise ValueError("a Task with init_model_state must give eval_fn (params only)")
