@@ -25,6 +25,11 @@ def get_config(arg: str | None = None):
     m.embed_dim = 64  # ITC feature width (BLIP: 256)
     m.t_init = 0.07  # ITC temperature init (BLIP: 0.07, learnable, clamped to [0.001, 0.5])
     m.label_smoothing = 0.1  # LM loss label smoothing (BLIP Sec. 3.2)
+    # Momentum distillation (BLIP Sec. 3.2, from ALBEF): momentum encoders with this decay and
+    # feature queues; 0 trains ITC on the batch alone (BLIP: 0.995, queue 57 600, alpha 0.4).
+    m.momentum = 0.0
+    m.queue_size = 2048  # queued pairs (a multiple of train.batch_size)
+    m.alpha = 0.4  # weight of the momentum model's soft targets
     m.attention_impl = "auto"  # auto | xla | cudnn | splash
     img = m.image = ml_collections.ConfigDict()
     img.width = 128  # ViT width (BLIP base: ViT-B/16, 768)

@@ -87,6 +87,31 @@ def itc_targets(
     return alpha * soft + (1.0 - alpha) * y
 
 
+def momentum_itc_loss(zimg_NxD, ztxt_NxD, bank, temp, alpha: float = 0.4):
+    """ITC against the momentum features of the batch and the queue, with momentum soft targets
+    (ALBEF Sec. 3.3 and eq. 2-3; BLIP Sec. 3.2).
+
+    ``bank`` holds the momentum model's features ``image_MxD`` / ``text_MxD`` (the batch's N
+    first, then the queue), ``positives_NxM`` (which columns are a match of each row) and
+    ``valid_M`` (queue slots not yet written are left out of every softmax).
+    """
+    far = jnp.float32(-1e9)  # finite, so that a zero target times its log-probability stays 0
+
+    def logits(z, feats):
+        out = z.astype(jnp.float32) @ feats.astype(jnp.float32).T / temp
+        return jnp.where(bank["valid_M"][None], out, far)
+
+    zimg_m, ztxt_m = bank["image_MxD"][: len(zimg_NxD)], bank["text_MxD"][: len(ztxt_NxD)]
+    pos = bank["positives_NxM"] & bank["valid_M"][None]
+    i2t_m, t2i_m = logits(zimg_m, bank["text_MxD"]), logits(ztxt_m, bank["image_MxD"])
+    return soft_target_softmax_loss(
+        logits(zimg_NxD, bank["text_MxD"]),
+        logits(ztxt_NxD, bank["image_MxD"]),
+        itc_targets(pos, i2t_m, alpha),
+        itc_targets(pos, t2i_m, alpha),
+    )
+
+
 def momentum_update(params_m, params, decay: float = 0.995):
     """Momentum encoder: ``theta_m <- decay * theta_m + (1 - decay) * theta`` (BLIP: 0.995)."""
     return jax.tree.map(

@@ -65,6 +65,39 @@ def test_soft_target_itc_is_clip_softmax_loss_for_one_hot_targets():
     np.testing.assert_allclose(mixed[0], [0.4 / 3 + 0.3, 0.4 / 3 + 0.3, 0.4 / 3], rtol=1e-6)
 
 
+def _bank(zimg_m, ztxt_m, queue_img, queue_txt, pos, valid):
+    return {
+        "image_MxD": jnp.concatenate([zimg_m, queue_img]),
+        "text_MxD": jnp.concatenate([ztxt_m, queue_txt]),
+        "positives_NxM": pos,
+        "valid_M": valid,
+    }
+
+
+def test_momentum_itc_reduces_to_batch_itc_and_ignores_unwritten_slots():
+    rng = np.random.default_rng(2)
+    zimg, ztxt, junk = (jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for _ in range(3))
+    temp, eye = 0.1, jnp.eye(4, dtype=bool)
+    sim = zimg @ ztxt.T / temp
+    plain = contrastive.soft_target_softmax_loss(sim, sim.T, eye, eye)
+    # alpha = 0, momentum features = online ones, a queue of 4 unwritten slots: the batch loss
+    pos = jnp.concatenate([eye, jnp.ones((4, 4), bool)], axis=1)  # junk "positives" masked too
+    valid = jnp.arange(8) < 4
+    bank = _bank(zimg, ztxt, junk, junk, pos, valid)
+    got = contrastive.momentum_itc_loss(zimg, ztxt, bank, temp, alpha=0.0)
+    np.testing.assert_allclose(got, plain, rtol=1e-6)
+    # written slots are negatives (the loss grows); alpha > 0 mixes in the momentum softmax
+    pos = jnp.concatenate([eye, jnp.zeros((4, 4), bool)], axis=1)
+    bank = _bank(zimg, ztxt, junk, junk, pos, jnp.ones(8, bool))
+    assert float(contrastive.momentum_itc_loss(zimg, ztxt, bank, temp, alpha=0.0)) > float(plain)
+    soft = contrastive.momentum_itc_loss(zimg, ztxt, bank, temp, alpha=0.4)
+    sim_i2t = jnp.concatenate([sim, zimg @ junk.T / temp], axis=1)
+    sim_t2i = jnp.concatenate([sim.T, ztxt @ junk.T / temp], axis=1)
+    targets = [0.4 * jax.nn.softmax(x, axis=1) + 0.6 * pos for x in (sim_i2t, sim_t2i)]
+    want = contrastive.soft_target_softmax_loss(sim_i2t, sim_t2i, *targets)
+    np.testing.assert_allclose(soft, want, rtol=1e-5)
+
+
 def test_momentum_update_and_queue():
     m = {"w": jnp.zeros(3)}
     p = {"w": jnp.ones(3)}

@@ -48,6 +48,27 @@ def test_loss_is_the_sum_of_the_three_logged_objectives(smoke):
     assert np.isfinite(sum(float(np.abs(g).sum()) for g in jax.tree.leaves(grads)))
 
 
+def test_momentum_distillation_trains_and_fills_the_queue(tmp_path):
+    from jaxmodels.train import loop
+
+    config = load_config("experiments/blip/pretrain.py:smoke")
+    config.model.update(momentum=0.995, queue_size=32)  # two batches of 16
+    config.train.update(sample_at_end=False, eval_every=0)
+    loop.train(config, str(tmp_path))  # 3 steps: the queue wraps once
+    run = loop.build(config, str(tmp_path), read_only=True)
+    state, step = run.checkpointer.restore(run.abstract_state)
+    s = jax.device_get(state.model_state)
+    assert step == 3 and int(s["ptr"]) == (3 * 16) % 32
+    assert (s["ids_queue"][:, 0] == data.CLS_ID).all()  # every slot written
+    norms = np.linalg.norm(s["image_queue"], axis=-1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)  # normalised momentum features
+    moved = jax.tree.map(lambda m, p: float(np.abs(m - p).max()), s["params_m"], state.params)
+    assert 0 < max(jax.tree.leaves(moved))  # an EMA, not a copy of the parameters
+    config.model.queue_size = 24
+    with pytest.raises(ValueError, match="queue_size=24"):
+        build_task(config, None)
+
+
 def test_capfilt_on_a_toy_model_writes_a_dataset_the_file_config_trains_on(smoke, tmp_path):
     config, _, params = smoke
     model = make_model(config)

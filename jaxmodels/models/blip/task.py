@@ -4,6 +4,10 @@
 
 - ITC: softmax over the batch of ``s(I, T) / tau`` with learnable tau (clamped to
   [0.001, 0.5] as in BLIP's code), both directions, targets spread over duplicate captions.
+  With ``model.momentum`` > 0 (BLIP: 0.995) it is momentum distillation: momentum encoders
+  (an EMA of the parameters) give the features of the batch and of a queue of the last
+  ``model.queue_size`` pairs, and soft targets mixed with weight ``model.alpha`` (BLIP: 0.4);
+  the encoders and queues are the task's model state (``Task.init_model_state``).
 - ITM: the image-grounded encoder classifies positives and, for every image and every text,
   one hard negative drawn from the ITC softmax over the global batch (:mod:`jaxmodels.losses.blip`).
 - LM: the decoder predicts the caption after the prompt "a picture of " ([DEC] first), label
@@ -24,7 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmodels.losses import blip as blip_losses
-from jaxmodels.losses.contrastive import itc_targets, soft_target_softmax_loss
+from jaxmodels.losses.contrastive import (
+    enqueue,
+    itc_targets,
+    momentum_itc_loss,
+    momentum_update,
+    soft_target_softmax_loss,
+)
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip.model import BLIP
 from jaxmodels.models.blip.sample import Captioner, caption_grid
@@ -45,8 +55,14 @@ def _scaled(images_uint8):
     return images_uint8.astype(jnp.float32) / 127.5 - 1.0
 
 
-def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
-    """The three objectives of one batch (run as ``model.apply(..., method=pretrain_losses)``)."""
+def unimodal_features(m: BLIP, images_uint8, text, mask):
+    """The ITC features of images and texts (the momentum encoders' forward pass)."""
+    return m.image_features(m.image_tokens(_scaled(images_uint8))), m.text_features(text, mask)
+
+
+def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alpha: float = 0.4):
+    """The three objectives of one batch (run as ``model.apply(..., method=pretrain_losses)``);
+    ITC against the momentum ``bank`` (:func:`momentum_itc_loss`) when one is given."""
     text, caption = jnp.asarray(batch["text"]), jnp.asarray(batch["caption"])
     pad = data.TOKENIZER.pad_id
     image = m.image_tokens(_scaled(batch["image"]))
@@ -55,9 +71,11 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float):
     temp = jnp.clip(m.temp, *TEMP_RANGE)
     sim_i2t_BxB = zimg @ ztxt.T / temp
     pos_BxB = jnp.all(text[:, None, :] == text[None, :, :], axis=-1)  # duplicate captions match
-    itc = soft_target_softmax_loss(
-        sim_i2t_BxB, sim_i2t_BxB.T, itc_targets(pos_BxB), itc_targets(pos_BxB.T)
-    )
+    if bank is None:
+        targets_i2t, targets_t2i = itc_targets(pos_BxB), itc_targets(pos_BxB.T)
+        itc = soft_target_softmax_loss(sim_i2t_BxB, sim_i2t_BxB.T, targets_i2t, targets_t2i)
+    else:
+        itc = momentum_itc_loss(zimg, ztxt, bank, temp, alpha)
 
     neg_text_B, neg_image_B = blip_losses.hard_negatives(key, sim_i2t_BxB, pos_BxB)
     enc = text.at[:, 0].set(data.ENC_ID)
@@ -110,20 +128,26 @@ def build_task(config, mesh) -> Task:
         ids = jnp.zeros((1, d.max_len), jnp.int32)
         return model.init(rng, _scaled(batch["image"]), ids, ids != 0)["params"]
 
-    def loss_fn(params, batch, rng):
-        return model.apply(
-            {"params": params},
-            batch,
-            rng,
-            config.model.label_smoothing,
-            method=pretrain_losses,
-        )
+    def losses(params, batch, rng, bank=None):
+        m = config.model
+        args = (batch, rng, m.label_smoothing, bank, m.get("alpha", 0.4))
+        return model.apply({"params": params}, *args, method=pretrain_losses)
+
+    def eval_fn(params, batch, rng):  # in-batch ITC: no momentum model at evaluation
+        loss, metrics = losses(params, batch, rng)
+        return {**metrics, "loss": loss}
+
+    loss_fn, momentum = losses, {}
+    if config.model.get("momentum", 0.0):
+        init_state, loss_fn = momentum_distillation(model, config, losses)
+        momentum = dict(init_model_state=init_state)
 
     captioner = Captioner(model, d.max_len - 2, config.mesh.rules)
     return Task(
         units="images",  # image-caption pairs
         init=init,
         loss_fn=loss_fn,
+        eval_fn=eval_fn,
         train_data=pipeline.iterator_fn(source(images, captions), config, train=True),
         eval_data=pipeline.iterator_fn(source(held_images, held_captions), config, train=False),
         evaluate=make_evaluate(config, model, captioner, (held_images, held_captions), captions),
@@ -133,7 +157,57 @@ def build_task(config, mesh) -> Task:
             "text": ("batch", "length"),
             "caption": ("batch", "length"),
         },
+        **momentum,
     )
+
+
+def momentum_distillation(model: BLIP, config, loss_fn):
+    """``(init_model_state, loss_fn(params, batch, rng, state))`` for momentum distillation.
+
+    The state holds the momentum parameters (updated first, as in BLIP's forward pass), and the
+    queues of the last ``model.queue_size`` momentum image and text features with their text
+    ids (so a queued copy of a batch caption counts as a positive). Unwritten slots hold id -1.
+    """
+    m, d, t = config.model, config.data, config.train
+    if m.queue_size % t.batch_size:
+        raise ValueError(
+            f"config.model.queue_size={m.queue_size} must be a multiple of "
+            f"config.train.batch_size={t.batch_size} (the queue takes whole batches)"
+        )
+
+    def init_state(params):
+        q, e = m.queue_size, m.embed_dim
+        return {
+            "params_m": jax.tree.map(jnp.copy, params),
+            "image_queue": jnp.zeros((q, e), jnp.float32),
+            "text_queue": jnp.zeros((q, e), jnp.float32),
+            "ids_queue": jnp.full((q, d.max_len), -1, jnp.int32),
+            "ptr": jnp.zeros((), jnp.int32),
+        }
+
+    def loss_with_state(params, batch, rng, state):
+        params_m = momentum_update(state["params_m"], params, m.momentum)
+        text = jnp.asarray(batch["text"])
+        mask = text != data.TOKENIZER.pad_id
+        args = (batch["image"], text, mask)
+        zimg_m, ztxt_m = model.apply({"params": params_m}, *args, method=unimodal_features)
+        zimg_m, ztxt_m = jax.lax.stop_gradient((zimg_m, ztxt_m))
+        ids_M = jnp.concatenate([text, state["ids_queue"]])
+        bank = {
+            "image_MxD": jnp.concatenate([zimg_m, state["image_queue"]]),
+            "text_MxD": jnp.concatenate([ztxt_m, state["text_queue"]]),
+            "positives_NxM": jnp.all(text[:, None, :] == ids_M[None], axis=-1),
+            "valid_M": ids_M[:, 0] >= 0,
+        }
+        loss, metrics = loss_fn(params, batch, rng, bank)
+        ptr = state["ptr"]
+        new = {"params_m": params_m, "ptr": enqueue(state["ids_queue"], text, ptr)[1]}
+        new["image_queue"] = enqueue(state["image_queue"], zimg_m, ptr)[0]
+        new["text_queue"] = enqueue(state["text_queue"], ztxt_m, ptr)[0]
+        new["ids_queue"] = enqueue(state["ids_queue"], text, ptr)[0]
+        return loss, (metrics, new)
+
+    return init_state, loss_with_state
 
 
 # ----------------------------------------------------------------------------------------------
