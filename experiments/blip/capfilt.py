@@ -33,7 +33,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     config = load_config(args.config)
-    run = loop.build(config, args.workdir)
+    run = loop.build(config, args.workdir, read_only=True)  # reads the checkpoint only
     state, step = run.checkpointer.restore(run.abstract_state)
     if state is None:
         raise SystemExit(f"no checkpoint under {args.workdir}; train first")
