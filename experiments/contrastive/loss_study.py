@@ -76,10 +76,13 @@ def run_one(variant: str, batch: int, seed: int, examples: int) -> dict:
     """Trains one run in a temporary workdir; returns its final train and eval metrics."""
     from jaxmodels.train import loop
 
+    config = study_config(variant, batch, seed, examples)
     with tempfile.TemporaryDirectory() as workdir:
-        loop.train(study_config(variant, batch, seed, examples), workdir)
+        loop.train(config, workdir)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             lines = [json.loads(line) for line in f]
+    if lines[-1].get("step") != config.train.steps:  # stopped early (SIGTERM, Ctrl-C)
+        raise SystemExit(f"{variant} batch {batch} seed {seed} stopped early; not recorded")
     final = {}
     for line in lines:
         final.update({k: v for k, v in line.items() if k in METRICS.values()})
