@@ -71,12 +71,14 @@ def _study():
 
 
 def test_loss_study_configs_differ_only_in_the_loss():
-    """Same towers, data and optimizer, equal examples; b = -log(n - 1) under b_init='auto'."""
+    """Same towers, data and optimizer (up to the scalars' learning rate in sigmoid-auto-lr10),
+    equal examples; b = -log(n - 1) under b_init='auto'."""
     study = _study()
     configs = {v: study.study_config(v, 32, 1, 9600) for v in study.VARIANTS}
     flat = {v: dict(_flatten(c.to_dict())) for v, c in configs.items()}
     differ = {k for k in flat["softmax"] if len({str(f[k]) for f in flat.values()}) > 1}
-    assert differ == {"model.loss", "model.t_prime_init", "model.b_init"}
+    assert differ == {"model.loss", "model.t_prime_init", "model.b_init", "train.lr_multipliers"}
+    assert configs["sigmoid-auto-lr10"].train.lr_multipliers == "t_prime=10,b=10"
     c = configs["sigmoid-auto"]
     assert c.train.steps * c.train.batch_size == 9600 and c.seed == 1
     assert contrastive_model.make_model(c).b_init == pytest.approx(-np.log(31))
