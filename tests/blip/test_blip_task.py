@@ -48,22 +48,28 @@ def test_loss_is_the_sum_of_the_three_logged_objectives(smoke):
     assert np.isfinite(sum(float(np.abs(g).sum()) for g in jax.tree.leaves(grads)))
 
 
-def test_momentum_distillation_trains_and_fills_the_queue(tmp_path):
-    from jaxmodels.train import loop
-
-    config = load_config("experiments/blip/pretrain.py:smoke")
+def test_momentum_distillation_fills_the_queue_and_moves_the_momentum_model(smoke):
+    config, _, params = smoke
+    config = config.copy_and_resolve_references()
     config.model.update(momentum=0.995, queue_size=32)  # two batches of 16
-    config.train.update(sample_at_end=False, eval_every=0)
-    loop.train(config, str(tmp_path))  # 3 steps: the queue wraps once
-    run = loop.build(config, str(tmp_path), read_only=True)
-    state, step = run.checkpointer.restore(run.abstract_state)
-    s = jax.device_get(state.model_state)
-    assert step == 3 and int(s["ptr"]) == (3 * 16) % 32
+    task = build_task(config, None)
+    state = task.init_model_state(params)
+    loss_fn = jax.jit(task.loss_fn)
+    data_iter = task.train_data(0, 1)
+    for step in range(3):  # the third batch overwrites the first slots
+        batch = next(data_iter)
+        trained = jax.tree.map(lambda p: p + 0.01 * (step + 1), params)
+        loss, (metrics, state) = loss_fn(trained, batch, jax.random.key(step), state)
+        assert np.isfinite(float(loss)) and float(loss) == pytest.approx(
+            float(metrics["itc"] + metrics["itm"] + metrics["lm"]), rel=1e-6
+        )
+    s = jax.device_get(state)
+    assert int(s["ptr"]) == (3 * 16) % 32
+    np.testing.assert_array_equal(s["ids_queue"][:16], batch["text"])  # the newest batch
     assert (s["ids_queue"][:, 0] == data.CLS_ID).all()  # every slot written
-    norms = np.linalg.norm(s["image_queue"], axis=-1)
-    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)  # normalised momentum features
-    moved = jax.tree.map(lambda m, p: float(np.abs(m - p).max()), s["params_m"], state.params)
-    assert max(jax.tree.leaves(moved)) > 0  # an EMA, not a copy of the parameters
+    np.testing.assert_allclose(np.linalg.norm(s["image_queue"], axis=-1), 1.0, rtol=1e-4)
+    moved = jax.tree.map(lambda m, p: float(np.abs(m - p).max()), s["params_m"], params)
+    assert 0 < max(jax.tree.leaves(moved)) < 0.01  # an EMA of the trained params, not a copy
     config.model.queue_size = 24
     with pytest.raises(ValueError, match="queue_size=24"):
         build_task(config, None)
