@@ -201,10 +201,10 @@ def momentum_distillation(model: BLIP, config, loss_fn):
         }
         loss, metrics = loss_fn(params, batch, rng, bank)
         ptr = state["ptr"]
-        new = {"params_m": params_m, "ptr": enqueue(state["ids_queue"], text, ptr)[1]}
+        ids_queue, next_ptr = enqueue(state["ids_queue"], text, ptr)
+        new = {"params_m": params_m, "ids_queue": ids_queue, "ptr": next_ptr}
         new["image_queue"] = enqueue(state["image_queue"], zimg_m, ptr)[0]
         new["text_queue"] = enqueue(state["text_queue"], ztxt_m, ptr)[0]
-        new["ids_queue"] = enqueue(state["ids_queue"], text, ptr)[0]
         return loss, (metrics, new)
 
     return init_state, loss_with_state
