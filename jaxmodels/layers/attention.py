@@ -357,7 +357,10 @@ class MultiHeadAttention(nn.Module):
     (``cached_key``/``cached_value`` ``[B, max_len, K, D]`` and ``cache_index``; linear
     attention keeps its running sums ``S``/``z`` instead): initialise it by calling ``init``
     with a ``[B, max_len]`` input, then apply with ``mutable=["cache"]`` on one or more new
-    tokens at a time.
+    tokens at a time. Cross-attention with ``decode=True`` projects the encoded sequence once:
+    the call that passes ``kv_BxSxE`` (the prefill) stores its keys and values
+    (``cross_key``/``cross_value`` ``[B, S, K, D]``), and later calls pass ``kv_BxSxE=None``
+    (with the same ``kv_mask_BxS``, if any) and read them.
     """
 
     num_heads: int
@@ -450,11 +453,15 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"num_heads={N} must be a multiple of num_kv_heads={K}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
-        cross = kv_BxSxE is not None
-        src = kv_BxSxE if cross else x_BxTxE
+        cached_cross = self.decode and self.has_variable("cache", "cross_key")
+        cross = kv_BxSxE is not None or cached_cross
         q = self._proj(N, D, "heads", "query")(x_BxTxE)
-        k = self._proj(K, D, "kv_heads", "key")(src)
-        v = self._proj(K, D, "kv_heads", "value")(src)
+        if cross and self.decode:
+            k, v = self._cross_kv(kv_BxSxE, K, D)
+        else:
+            src = kv_BxSxE if cross else x_BxTxE
+            k = self._proj(K, D, "kv_heads", "key")(src)
+            v = self._proj(K, D, "kv_heads", "value")(src)
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
@@ -490,6 +497,17 @@ class MultiHeadAttention(nn.Module):
             kernel_init=self.kernel_init,
             name="out",
         )(out_BxTxNxD)
+
+    def _cross_kv(self, kv_BxSxE: jax.Array | None, K: int, D: int):
+        """Decoding cross-attention: project ``kv_BxSxE`` into the cache, or read it (None)."""
+        if kv_BxSxE is None:
+            cache = self.variables["cache"]
+            return cache["cross_key"], cache["cross_value"]
+        k = self._proj(K, D, "kv_heads", "key")(kv_BxSxE)
+        v = self._proj(K, D, "kv_heads", "value")(kv_BxSxE)
+        self.variable("cache", "cross_key", lambda: k).value = k
+        self.variable("cache", "cross_value", lambda: v).value = v
+        return k, v
 
     def _self_attention(self, q, k, v, positions_BxT, segment_ids_BxT, kv_segment_ids_BxS,
                         kv_mask_BxS, bias, kv_lengths_B=None):  # fmt: skip

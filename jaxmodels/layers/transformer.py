@@ -68,7 +68,11 @@ class BlockConfig:
 
 
 class TransformerBlock(nn.Module):
-    """One block: self-attention, optional cross-attention, MLP, each with a residual."""
+    """One block: self-attention, optional cross-attention, MLP, each with a residual.
+
+    Decoding (``decode=True``) caches the cross-attention keys/values of ``encoded_BxSxE``
+    at the first call; later calls may pass ``encoded_BxSxE=None``.
+    """
 
     config: BlockConfig
     decode: bool = False
@@ -94,7 +98,7 @@ class TransformerBlock(nn.Module):
             position=NOPE if cross else c.position,
             attention="softmax" if cross else c.attention,
             attention_impl=c.attention_impl,
-            decode=self.decode and not cross,
+            decode=self.decode,  # cross-attention caches the encoded keys/values
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=name,
@@ -137,6 +141,8 @@ class TransformerBlock(nn.Module):
             f"{c.self_attention_name}_norm",
         )
         if c.cross_attention:
+            if encoded_BxSxE is None and not self.decode:
+                raise ValueError("a block with cross_attention needs encoded_BxSxE")
             cross_attn = self._attention("cross_attention", cross=True)
             x = self._residual(
                 x,

@@ -2,6 +2,8 @@
 
 ``generate`` prefills the cache with the prompt, then runs one ``lax.scan`` step per new token
 (no Python loop per token); every step feeds the last token and the cache to ``apply_fn``.
+An optional ``prefill_fn`` (same signature) runs the prompt pass instead, e.g. an
+encoder-decoder that reads its encoder output there and caches it for the steps.
 ``beam_search`` keeps the ``beam_size`` best partial sequences per row in the same way,
 reordering the cache rows of the surviving beams after each step.
 """
@@ -56,6 +58,7 @@ def sample_token(
     jax.jit,
     static_argnames=(
         "apply_fn",
+        "prefill_fn",
         "max_new_tokens",
         "temperature",
         "top_k",
@@ -79,6 +82,7 @@ def generate(
     eos_id: int | None = None,
     pad_id: int = 0,
     return_logits: bool = False,
+    prefill_fn: ApplyFn | None = None,
 ):
     """Returns ``tokens_BxT``, ``T = max_new_tokens`` new tokens (``pad_id`` after ``eos_id``).
 
@@ -86,7 +90,7 @@ def generate(
     ``return_logits`` also returns the ``BxTxV`` logits each token was drawn from.
     """
     opts = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-    logits, cache = apply_fn(params, cache, prompt_BxL)
+    logits, cache = (prefill_fn or apply_fn)(params, cache, prompt_BxL)
     rng, first_rng = jax.random.split(rng)
     first_logits = logits[:, -1].astype(jnp.float32)
     first = sample_token(first_logits, first_rng, **opts)
@@ -121,7 +125,7 @@ def _reorder_rows(tree, src_BxJ: jax.Array):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("apply_fn", "beam_size", "max_new_tokens", "eos_id", "pad_id"),
+    static_argnames=("apply_fn", "prefill_fn", "beam_size", "max_new_tokens", "eos_id", "pad_id"),
 )
 def beam_search(
     apply_fn: ApplyFn,
@@ -134,6 +138,7 @@ def beam_search(
     eos_id: int | None = None,
     pad_id: int = 0,
     length_penalty: float = 1.0,
+    prefill_fn: ApplyFn | None = None,
 ):
     """Beam search (e.g. BLIP's captioning, beam 3): returns ``(tokens_BxT, scores_B)``.
 
@@ -144,7 +149,7 @@ def beam_search(
     beam. The best beam maximises ``score / length ** length_penalty`` (length up to its EOS).
     """
     B, J = prompt_BxL.shape[0], beam_size
-    logits, cache = apply_fn(params, cache, jnp.repeat(prompt_BxL, J, axis=0))
+    logits, cache = (prefill_fn or apply_fn)(params, cache, jnp.repeat(prompt_BxL, J, axis=0))
     logp = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
     V = logp.shape[-1]
     scores = jnp.where(jnp.arange(J) == 0, 0.0, -jnp.inf)[None].repeat(B, 0)  # one live beam

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 from flax import traverse_util
 
@@ -94,15 +95,21 @@ def test_decoder_is_causal_and_kv_cached_decoding_matches_the_full_pass():
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
     @jax.jit
-    def step(cache, chunk):
+    def step(cache, image, chunk):
         variables = {"params": params, "cache": cache}
         return decoder.apply(
             variables, image, chunk, None, method="decoder_logits", mutable=["cache"]
         )
 
-    steps = []
-    for chunk in (ids[:, :4], *(ids[:, t : t + 1] for t in range(4, L))):  # prefill, then 1 by 1
-        logits, mut = step(cache, chunk)
+    # the prefill reads the image and caches its cross-attention keys/values; the steps get None
+    logits, mut = step(cache, image, ids[:, :4])
+    steps, cache = [np.asarray(logits)], mut["cache"]
+    cross = cache["text"]["layers"]["layers_0"]["cross_attention"]
+    assert cross["cross_key"].shape[:2] == image.shape[:2]
+    for t in range(4, L):
+        logits, mut = step(cache, None, ids[:, t : t + 1])
         cache = mut["cache"]
         steps.append(np.asarray(logits))
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the image tokens"):
+        model.apply({"params": params}, None, ids, None, method="decoder_logits")

@@ -143,6 +143,34 @@ def test_kv_cache_matches_full_forward(scan=True):
     np.testing.assert_allclose(jnp.concatenate(outs, 1), want, atol=2e-5)
 
 
+@pytest.mark.parametrize("scan", [True, False])
+def test_cross_attention_cache_projects_the_encoded_sequence_once(scan):
+    cfg = BlockConfig(d_model=E, num_heads=4, num_kv_heads=2, d_ff=48, cross_attention=True)
+    x, enc = _x(shape=(B, 10, E)), _x(7, shape=(B, 5, E))
+    enc_mask = jnp.arange(5)[None] < jnp.array([[5], [3]])  # row 1 pads its last two
+    full = TransformerStack(cfg, num_layers=2, scan_layers=scan)
+    dec = TransformerStack(cfg, num_layers=2, scan_layers=scan, decode=True)
+    params = full.init(jax.random.key(1), x, encoded_BxSxE=enc)["params"]
+    want = full.apply({"params": params}, x, encoded_BxSxE=enc, encoded_mask_BxS=enc_mask)
+    cache = dec.init(jax.random.key(1), x, encoded_BxSxE=enc)["cache"]
+
+    @jax.jit
+    def step(c, xt, e):
+        variables = {"params": params, "cache": c}
+        kw = dict(encoded_BxSxE=e, encoded_mask_BxS=enc_mask)
+        return dec.apply(variables, xt, **kw, mutable=["cache"])
+
+    y, upd = step(cache, x[:, :4], enc)  # the prefill projects enc; the steps never see it
+    outs, cache = [y], upd["cache"]
+    for t in range(4, 10):
+        y, upd = step(cache, x[:, t : t + 1], None)
+        cache = upd["cache"]
+        outs.append(y)
+    np.testing.assert_allclose(jnp.concatenate(outs, 1), want, atol=2e-5)
+    with pytest.raises(ValueError, match="needs encoded_BxSxE"):
+        full.apply({"params": params}, x)
+
+
 def test_impl_resolution_on_cpu():
     q = jnp.zeros((1, 128, 2, 64), jnp.bfloat16)
     assert resolve_impl("auto", q, q, causal=True, has_bias_or_mask=False) == "blockwise"

@@ -108,10 +108,15 @@ class BertText(nn.Module):
 
     @nn.compact
     def __call__(self, ids_BxL, mask_BxL=None, image_BxSxE=None, *, mode: str):
-        """Returns hidden states ``(B, L, width)`` (text/encoder) or LM logits (decoder)."""
+        """Returns hidden states ``(B, L, width)`` (text/encoder) or LM logits (decoder).
+
+        Cached decoding reads the image tokens at the prefill (the first call after ``init``),
+        which caches their cross-attention keys/values; later calls pass ``image_BxSxE=None``.
+        """
         if mode not in MODES:
             raise ValueError(f"BLIP text mode {mode!r}: use one of {MODES}")
-        if mode != "text" and image_BxSxE is None:
+        cached = self.decode and mode == "decoder" and self.has_variable("cache", "position")
+        if mode != "text" and image_BxSxE is None and not cached:
             raise ValueError(f"BLIP text mode {mode!r} needs the image tokens")
         x, embed = self._embed(ids_BxL)
         stack = TransformerStack(

@@ -1,7 +1,8 @@
 """Captioning with the BLIP decoder: greedy, beam search and nucleus sampling from a prompt.
 
-The decoder runs with a KV cache on its causal self-attention (``BLIP(decode=True)``); the
-image tokens ride along with the parameters, repeated once per beam. Token choice is the
+The decoder runs with a KV cache (``BLIP(decode=True)``): its causal self-attention appends
+each token's keys/values, and its cross-attention projects the image tokens once, at the
+prompt's pass (the shared decoders' ``prefill_fn``), repeated once per beam. Token choice is the
 shared :mod:`jaxmodels.samplers.decode` (greedy/nucleus: ``generate``; beam: ``beam_search``).
 Captions are generated after BLIP's prompt "a picture of " (Sec. 4.1), which is stripped.
 """
@@ -54,14 +55,16 @@ class Captioner:
             x = images.astype(jnp.float32) / 127.5 - 1.0
             return self.model.apply({"params": params}, x, method=BLIP.image_tokens)
 
-    @functools.cached_property
-    def apply_fn(self):
+    def _decoder_fn(self, prefill: bool):
+        """``(params_and_image, cache, tokens) -> (logits, cache)`` for the shared decoders: the
+        prefill reads the image tokens (caching their cross-attention keys/values), steps don't."""
+
         def apply_fn(params_and_image, cache, tokens_BxT):
             params, image = params_and_image
             with nn.logical_axis_rules(self.rules):
                 logits, mut = self.decoder.apply(
                     {"params": params, "cache": cache},
-                    image,
+                    image if prefill else None,
                     tokens_BxT,
                     None,
                     method=BLIP.decoder_logits,
@@ -70,6 +73,10 @@ class Captioner:
             return logits, mut["cache"]
 
         return apply_fn
+
+    @functools.cached_property
+    def decode_fns(self) -> dict:
+        return dict(apply_fn=self._decoder_fn(False), prefill_fn=self._decoder_fn(True))
 
     def _cache(self, image_BxSxE, length: int):
         rows = image_BxSxE.shape[0]
@@ -93,12 +100,15 @@ class Captioner:
         if method == "beam":
             k = opts["beam_size"]
             image = jnp.repeat(image, k, axis=0)
+            cache = self._cache(image, length)
             tokens, _ = beam_search(
-                self.apply_fn, (params, image), self._cache(image, length), prompt, **opts, **common
-            )
+                params=(params, image), cache=cache, prompt_BxL=prompt, **self.decode_fns,
+                **opts, **common,
+            )  # fmt: skip
         else:
             cache = self._cache(image, length)
-            tokens = generate(self.apply_fn, (params, image), cache, prompt, rng, **opts, **common)
+            args = dict(params=(params, image), cache=cache, prompt_BxL=prompt, rng=rng)
+            tokens = generate(**args, **self.decode_fns, **opts, **common)
         return [decode_text(t) for t in np.asarray(tokens)]
 
 
