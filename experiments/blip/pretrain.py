@@ -30,6 +30,7 @@ def get_config(arg: str | None = None):
     m.momentum = 0.0
     m.queue_size = 2048  # queued pairs (a multiple of train.batch_size)
     m.alpha = 0.4  # weight of the momentum model's soft targets
+    m.alpha_ramp_steps = 625  # alpha ramps up from 0 over these steps (BLIP: 2 epochs = 2x20000/64)
     m.attention_impl = "auto"  # auto | xla | cudnn | splash
     img = m.image = ml_collections.ConfigDict()
     img.width = 128  # ViT width (BLIP base: ViT-B/16, 768)

@@ -19,19 +19,28 @@ import optax
 
 
 def hard_negatives(
-    key: jax.Array, sim_i2t_BxB: jax.Array, positives_BxB: jax.Array
+    key: jax.Array,
+    sim_i2t_BxB: jax.Array,
+    positives_BxB: jax.Array,
+    sim_t2i_BxB: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Returns ``(neg_text_B, neg_image_B)`` global indices, never a positive.
 
     ``sim_i2t_BxB[i, j]`` is the ITC logit (similarity / temperature) of image i and text j;
     ``positives_BxB[i, j]`` marks matching pairs (the diagonal, plus texts equal to image i's
-    caption). Each row needs at least one negative.
+    caption). Each row needs at least one negative. Texts draw their negative images from
+    ``sim_t2i_BxB[j, i]`` when given (with momentum distillation BLIP scores online text
+    features against momentum image features there), else from ``sim_i2t_BxB.T``.
     """
     k_txt, k_img = jax.random.split(key)
-    sim = jax.lax.stop_gradient(sim_i2t_BxB).astype(jnp.float32)
-    masked = jnp.where(positives_BxB, -jnp.inf, sim)
-    neg_text_B = jax.random.categorical(k_txt, masked, axis=1)  # per image, over texts
-    neg_image_B = jax.random.categorical(k_img, masked.T, axis=1)  # per text, over images
+    sim_t2i_BxB = sim_i2t_BxB.T if sim_t2i_BxB is None else sim_t2i_BxB
+
+    def draw(k, sim, positives):  # one draw per row, over the columns that are not positives
+        sim = jax.lax.stop_gradient(sim).astype(jnp.float32)
+        return jax.random.categorical(k, jnp.where(positives, -jnp.inf, sim), axis=1)
+
+    neg_text_B = draw(k_txt, sim_i2t_BxB, positives_BxB)  # per image, over texts
+    neg_image_B = draw(k_img, sim_t2i_BxB, positives_BxB.T)  # per text, over images
     return neg_text_B.astype(jnp.int32), neg_image_B.astype(jnp.int32)
 
 

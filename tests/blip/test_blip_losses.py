@@ -24,6 +24,21 @@ def test_hard_negatives_never_pick_a_positive():
         assert not pos[np.asarray(neg_i), np.arange(N)].any()  # (image neg_i[j], text j)
 
 
+def test_text_negatives_follow_their_own_similarities_when_given():
+    # BLIP with momentum: images draw from online x momentum-text, texts from online x
+    # momentum-image scores; make the two point at different partners
+    sim_i2t = np.full((N, N), -30.0, np.float32)
+    sim_t2i = np.full((N, N), -30.0, np.float32)
+    sim_i2t[np.arange(N), (np.arange(N) + 1) % N] = 30.0
+    sim_t2i[np.arange(N), (np.arange(N) + 5) % N] = 30.0
+    pos = jnp.eye(N, dtype=bool)
+    neg_t, neg_i = blip.hard_negatives(jax.random.key(0), sim_i2t, pos, sim_t2i)
+    np.testing.assert_array_equal(np.asarray(neg_t), (np.arange(N) + 1) % N)
+    np.testing.assert_array_equal(np.asarray(neg_i), (np.arange(N) + 5) % N)
+    _, neg_i = blip.hard_negatives(jax.random.key(0), sim_i2t, pos)  # default: sim_i2t.T
+    np.testing.assert_array_equal(np.asarray(neg_i), (np.arange(N) - 1) % N)
+
+
 def test_hard_negatives_are_drawn_across_devices_under_the_mesh():
     assert jax.device_count() == 8
     mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))

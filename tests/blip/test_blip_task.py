@@ -51,19 +51,21 @@ def test_loss_is_the_sum_of_the_three_logged_objectives(smoke):
 def test_momentum_distillation_fills_the_queue_and_moves_the_momentum_model(smoke):
     config, _, params = smoke
     config = config.copy_and_resolve_references()
-    config.model.update(momentum=0.995, queue_size=32)  # two batches of 16
+    config.model.update(momentum=0.995, queue_size=32, alpha=0.4, alpha_ramp_steps=2)
     task = build_task(config, None)
     state = task.init_model_state(params)
     loss_fn = jax.jit(task.loss_fn)
     data_iter = task.train_data(0, 1)
-    for step in range(3):  # the third batch overwrites the first slots
+    for step in range(3):  # the third batch overwrites the first slots (queue: two batches)
         batch = next(data_iter)
         trained = jax.tree.map(lambda p: p + 0.01 * (step + 1), params)
         loss, (metrics, state) = loss_fn(trained, batch, jax.random.key(step), state)
         assert np.isfinite(float(loss)) and float(loss) == pytest.approx(
             float(metrics["itc"] + metrics["itm"] + metrics["lm"]), rel=1e-6
         )
+        assert float(metrics["alpha"]) == pytest.approx(0.4 * min(1, step / 2))  # BLIP's ramp
     s = jax.device_get(state)
+    assert int(s["seen"]) == 3
     assert int(s["ptr"]) == (3 * 16) % 32
     np.testing.assert_array_equal(s["ids_queue"][:16], batch["text"])  # the newest batch
     assert (s["ids_queue"][:, 0] == data.CLS_ID).all()  # every slot written

@@ -71,15 +71,19 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alph
     temp = jnp.clip(m.temp, *TEMP_RANGE)
     sim_i2t_BxB = zimg @ ztxt.T / temp
     pos_BxB = jnp.all(text[:, None, :] == text[None, :, :], axis=-1)  # duplicate captions match
+    n = len(text)
     if bank is None:
         targets_i2t, targets_t2i = itc_targets(pos_BxB), itc_targets(pos_BxB.T)
         itc = soft_target_softmax_loss(sim_i2t_BxB, sim_i2t_BxB.T, targets_i2t, targets_t2i)
+        neg_sims = (sim_i2t_BxB,)
     else:
         itc = momentum_itc_loss(zimg, ztxt, bank, temp, alpha)
+        # BLIP's code draws the negatives from online x momentum batch features
+        neg_sims = (zimg @ bank["text_MxD"][:n].T / temp, ztxt @ bank["image_MxD"][:n].T / temp)
 
-    neg_text_B, neg_image_B = blip_losses.hard_negatives(key, sim_i2t_BxB, pos_BxB)
+    neg_text_B, neg_image_B = blip_losses.hard_negatives(key, neg_sims[0], pos_BxB, *neg_sims[1:])
     enc = text.at[:, 0].set(data.ENC_ID)
-    n = len(text)  # one encoder pass over [positives; (neg image, text); (image, neg text)]
+    # one encoder pass over [positives; (neg image, text); (image, neg text)]
     itm_logits = m.itm_from_tokens(
         jnp.concatenate([image, image[neg_image_B], image]),
         jnp.concatenate([enc, enc, enc[neg_text_B]]),
@@ -128,9 +132,8 @@ def build_task(config, mesh) -> Task:
         ids = jnp.zeros((1, d.max_len), jnp.int32)
         return model.init(rng, _scaled(batch["image"]), ids, ids != 0)["params"]
 
-    def losses(params, batch, rng, bank=None):
-        m = config.model
-        args = (batch, rng, m.label_smoothing, bank, m.get("alpha", 0.4))
+    def losses(params, batch, rng, bank=None, alpha=0.4):
+        args = (batch, rng, config.model.label_smoothing, bank, alpha)
         return model.apply({"params": params}, *args, method=pretrain_losses)
 
     def eval_fn(params, batch, rng):  # in-batch ITC: no momentum model at evaluation
@@ -164,9 +167,12 @@ def build_task(config, mesh) -> Task:
 def momentum_distillation(model: BLIP, config, loss_fn):
     """``(init_model_state, loss_fn(params, batch, rng, state))`` for momentum distillation.
 
-    The state holds the momentum parameters (updated first, as in BLIP's forward pass), and the
+    The state holds the momentum parameters (updated first, as in BLIP's forward pass), the
     queues of the last ``model.queue_size`` momentum image and text features with their text
-    ids (so a queued copy of a batch caption counts as a positive). Unwritten slots hold id -1.
+    ids (so a queued copy of a batch caption counts as a positive; unwritten slots hold id -1),
+    and the number of batches seen: the soft-target weight ramps linearly from 0 to
+    ``model.alpha`` over the first ``model.alpha_ramp_steps`` of them (BLIP's pretrain.py ramps
+    it over the first two epochs).
     """
     m, d, t = config.model, config.data, config.train
     if m.queue_size % t.batch_size:
@@ -183,6 +189,7 @@ def momentum_distillation(model: BLIP, config, loss_fn):
             "text_queue": jnp.zeros((q, e), jnp.float32),
             "ids_queue": jnp.full((q, d.max_len), -1, jnp.int32),
             "ptr": jnp.zeros((), jnp.int32),
+            "seen": jnp.zeros((), jnp.int32),
         }
 
     def loss_with_state(params, batch, rng, state):
@@ -199,10 +206,13 @@ def momentum_distillation(model: BLIP, config, loss_fn):
             "positives_NxM": jnp.all(text[:, None, :] == ids_M[None], axis=-1),
             "valid_M": ids_M[:, 0] >= 0,
         }
-        loss, metrics = loss_fn(params, batch, rng, bank)
+        ramp = jnp.minimum(1.0, state["seen"] / max(m.get("alpha_ramp_steps", 0), 1))
+        loss, metrics = loss_fn(params, batch, rng, bank, m.alpha * ramp)
+        metrics = {**metrics, "alpha": m.alpha * ramp}
         ptr = state["ptr"]
         ids_queue, next_ptr = enqueue(state["ids_queue"], text, ptr)
         new = {"params_m": params_m, "ids_queue": ids_queue, "ptr": next_ptr}
+        new["seen"] = state["seen"] + 1
         new["image_queue"] = enqueue(state["image_queue"], zimg_m, ptr)[0]
         new["text_queue"] = enqueue(state["text_queue"], ztxt_m, ptr)[0]
         return loss, (metrics, new)
