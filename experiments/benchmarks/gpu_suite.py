@@ -188,6 +188,7 @@ def _core_step(spec: str, dry: bool) -> dict:
         state = state_lib.create_state(
             run.task.init, run.tx, jax.random.key(0), run.state_sharding,
             use_ema=config.train.ema_halflife_examples > 0,
+            init_model_state=run.task.init_model_state,
         )  # fmt: skip
     step, shardings = loop.build_train_step(run, batch)
     placed = mesh_lib.put_batch(batch, shardings)

@@ -35,12 +35,25 @@ def test_scenes_captions_are_compositional_and_splits_differ():
     assert all((a != b) == c for a, b, c in zip(noisy, captions, corrupted, strict=True))
 
 
-def test_loss_is_the_sum_of_the_three_logged_objectives(smoke):
-    config, task, params = smoke
+def _loss(task, params, batch, rng):
+    """``(loss, metrics)`` of the task's loss, with fresh model state when it keeps one."""
+    if task.init_model_state is None:
+        return task.loss_fn(params, batch, rng)
+    loss, (metrics, _) = task.loss_fn(params, batch, rng, task.init_model_state(params))
+    return loss, metrics
+
+
+@pytest.mark.parametrize("momentum", [0.995, 0.0])  # the default, and ITC on the batch alone
+def test_loss_is_the_sum_of_the_three_logged_objectives(smoke, momentum):
+    config, _, params = smoke
+    config = config.copy_and_resolve_references()
+    config.model.momentum = momentum
+    task = build_task(config, None)
+    assert (task.init_model_state is None) == (momentum == 0)
     batch = next(task.train_data(0, 1))
 
     def loss(p):
-        return task.loss_fn(p, batch, jax.random.key(1))
+        return _loss(task, p, batch, jax.random.key(1))
 
     (value, m), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     np.testing.assert_allclose(value, m["itc"] + m["itm"] + m["lm"], rtol=1e-6)
@@ -102,5 +115,5 @@ def test_capfilt_on_a_toy_model_writes_a_dataset_the_file_config_trains_on(smoke
     task = build_task(config, None)
     batch = next(task.train_data(0, 1))
     assert batch["image"].shape[0] == 4 and np.isfinite(
-        task.loss_fn(params, batch, jax.random.key(2))[0]
+        _loss(task, params, batch, jax.random.key(2))[0]
     )
