@@ -98,17 +98,10 @@ class Captioner:
         common = dict(max_new_tokens=self.max_new_tokens, eos_id=data.TOKENIZER.eos_id)
         common["pad_id"] = data.TOKENIZER.pad_id
         if method == "beam":
-            k = opts["beam_size"]
-            image = jnp.repeat(image, k, axis=0)
-            cache = self._cache(image, length)
-            tokens, _ = beam_search(
-                params=(params, image), cache=cache, prompt_BxL=prompt, **self.decode_fns,
-                **opts, **common,
-            )  # fmt: skip
-        else:
-            cache = self._cache(image, length)
-            args = dict(params=(params, image), cache=cache, prompt_BxL=prompt, rng=rng)
-            tokens = generate(**args, **self.decode_fns, **opts, **common)
+            image = jnp.repeat(image, opts["beam_size"], axis=0)  # one cache row per beam
+        args = dict(params=(params, image), cache=self._cache(image, length), prompt_BxL=prompt)
+        args.update(self.decode_fns, **opts, **common)
+        tokens = beam_search(**args)[0] if method == "beam" else generate(**args, rng=rng)
         return [decode_text(t) for t in np.asarray(tokens)]
 
 

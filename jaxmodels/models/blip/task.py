@@ -75,13 +75,14 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alph
     if bank is None:
         targets_i2t, targets_t2i = itc_targets(pos_BxB), itc_targets(pos_BxB.T)
         itc = soft_target_softmax_loss(sim_i2t_BxB, sim_i2t_BxB.T, targets_i2t, targets_t2i)
-        neg_sims = (sim_i2t_BxB,)
+        neg_i2t, neg_t2i = sim_i2t_BxB, None  # texts draw from its transpose
     else:
         itc = momentum_itc_loss(zimg, ztxt, bank, temp, alpha)
         # BLIP's code draws the negatives from online x momentum batch features
-        neg_sims = (zimg @ bank["text_MxD"][:n].T / temp, ztxt @ bank["image_MxD"][:n].T / temp)
+        neg_i2t = zimg @ bank["text_MxD"][:n].T / temp
+        neg_t2i = ztxt @ bank["image_MxD"][:n].T / temp
 
-    neg_text_B, neg_image_B = blip_losses.hard_negatives(key, neg_sims[0], pos_BxB, *neg_sims[1:])
+    neg_text_B, neg_image_B = blip_losses.hard_negatives(key, neg_i2t, pos_BxB, neg_t2i)
     enc = text.at[:, 0].set(data.ENC_ID)
     # one encoder pass over [positives; (neg image, text); (image, neg text)]
     itm_logits = m.itm_from_tokens(
@@ -206,9 +207,9 @@ def momentum_distillation(model: BLIP, config, loss_fn):
             "positives_NxM": jnp.all(text[:, None, :] == ids_M[None], axis=-1),
             "valid_M": ids_M[:, 0] >= 0,
         }
-        ramp = jnp.minimum(1.0, state["seen"] / max(m.get("alpha_ramp_steps", 0), 1))
-        loss, metrics = loss_fn(params, batch, rng, bank, m.alpha * ramp)
-        metrics = {**metrics, "alpha": m.alpha * ramp}
+        alpha = m.alpha * jnp.minimum(1.0, state["seen"] / max(m.get("alpha_ramp_steps", 0), 1))
+        loss, metrics = loss_fn(params, batch, rng, bank, alpha)
+        metrics = {**metrics, "alpha": alpha}
         ptr = state["ptr"]
         ids_queue, next_ptr = enqueue(state["ids_queue"], text, ptr)
         new = {"params_m": params_m, "ids_queue": ids_queue, "ptr": next_ptr}
