@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import pathlib
+import re
 from collections.abc import Iterable
 
 import ml_collections
@@ -100,10 +101,11 @@ _CHOICES = {
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Fails fast, naming the key, on values the trainer cannot use."""
-    from jaxmodels import registry
+    """Fails fast, naming the key, on shared values the trainer cannot use.
 
-    registry.family_module(config.family)  # raises with the known names
+    The family name is checked by ``jaxmodels.registry.family_module`` (the registry sits above
+    the families, this module below them).
+    """
     t = config.train
     for key in _POSITIVE:
         if t[key] <= 0:
@@ -123,9 +125,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
-    from jaxmodels.train.optim import parse_lr_multipliers
-
     parse_lr_multipliers(t.get("lr_multipliers", ""))
+
+
+def parse_lr_multipliers(spec: str) -> dict[str, float]:
+    """``"t_prime=10,b=10"`` -> ``{"t_prime": 10.0, "b": 10.0}`` (``config.train.lr_multipliers``).
+
+    Each name is a regular expression matched against a parameter's whole ``/``-joined path
+    (``towers/img/...``) or its last component; the first match gives the multiplier.
+    """
+    out = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        try:
+            re.compile(name)
+            multiplier = float(value)
+        except (ValueError, re.error):
+            multiplier = None
+        if not (sep and name and multiplier is not None and multiplier >= 0):
+            raise ValueError(
+                f"config.train.lr_multipliers: cannot read {item!r}; write name=multiplier "
+                "pairs with non-negative multipliers, e.g. 't_prime=10,b=10'"
+            )
+        out[name] = multiplier
+    return out
 
 
 def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:
