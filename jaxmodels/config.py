@@ -69,6 +69,14 @@ def base_config() -> ml_collections.ConfigDict:
     t.keep_checkpoints = 3  # checkpoints kept on disk
     t.sample_at_end = True  # after training, run the family's sampler (if any) and print it
 
+    # Start a fresh run (step 0) from another run's parameters; a resumed run keeps its own.
+    # That run's folder is only read: never its lock, never a write (jaxmodels.train.warmstart).
+    # Families that import Hugging Face checkpoints add init.hf (lm, roformer); one or the other.
+    i = c.init = ml_collections.ConfigDict()
+    i.workdir = ""  # that run's workdir (its newest checkpoint) or one: DIR/checkpoints/STEP
+    i.workdir_params = "auto"  # auto (its EMA when it kept one, else params) | ema | params
+    i.workdir_map = ""  # "here=there,...": only these sub-trees, e.g. "visual=img"; "": all
+
     m = c.mesh = ml_collections.ConfigDict()
     m.data = -1  # data-parallel axis size; -1 takes the devices left over
     m.fsdp = 1  # parameter/optimizer-state sharding axis size
@@ -126,6 +134,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
     parse_lr_multipliers(t.get("lr_multipliers", ""))
+    init = config.get("init") or {}
+    if init.get("hf") and init.get("workdir"):
+        raise ValueError(
+            "config.init.hf and config.init.workdir are both set: a run starts from one of them"
+        )
+    use = init.get("workdir_params", "auto")
+    if use not in WORKDIR_PARAMS:
+        raise ValueError(f"config.init.workdir_params={use!r}: choose one of {WORKDIR_PARAMS}")
+    parse_workdir_map(init.get("workdir_map", ""))
 
 
 def parse_lr_multipliers(spec: str) -> dict[str, float]:
@@ -149,6 +166,41 @@ def parse_lr_multipliers(spec: str) -> dict[str, float]:
             )
         out[name] = multiplier
     return out
+
+
+WORKDIR_PARAMS = ("auto", "ema", "params")  # config.init.workdir_params
+
+
+def within(path: str, prefix: str) -> bool:
+    """Whether the ``/``-joined parameter ``path`` lies in the sub-tree ``prefix`` (``""``: the
+    whole tree)."""
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def parse_workdir_map(spec: str) -> list[tuple[str, str]]:
+    """``"visual=img,head=proj"`` -> ``[("visual", "img"), ("head", "proj")]``
+    (``config.init.workdir_map``).
+
+    Each pair names a sub-tree of this run's parameters and the sub-tree of the other run's
+    that fills it (``/``-joined paths; an empty side is the whole tree: ``"=img"`` builds this
+    run from that run's ``img``). This run's sub-trees may not overlap.
+    """
+    pairs = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        here, sep, there = (x.strip().strip("/") for x in item.partition("="))
+        if not sep:
+            raise ValueError(
+                f"config.init.workdir_map: cannot read {item!r}; write this_path=that_path "
+                "pairs, e.g. 'visual=img'"
+            )
+        for other, _ in pairs:
+            if within(here, other) or within(other, here):
+                raise ValueError(
+                    f"config.init.workdir_map: {here or '<all>'!r} and {other or '<all>'!r} "
+                    "overlap; name each parameter of this run once"
+                )
+        pairs.append((here, there))
+    return pairs
 
 
 def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:
