@@ -89,6 +89,11 @@ def open_source(d, split: str, process_index: int = 0, process_count: int = 1):
             return None, True
         shards = webdataset.expand_urls(urls)
         own = train and len(shards) >= process_count
+        if train and not own:
+            logging.info(
+                "%d shards for %d processes: each indexes all and reads every %d-th record",
+                *(len(shards), process_count, process_count),
+            )
         shards = shards[process_index::process_count] if own else shards
         return webdataset.WebDatasetSource(shards, d.caption_key), not own
     if d.name == "csv":
@@ -126,14 +131,15 @@ class Records:
     """A source's records, one per caption (``captions="each"``) or per record, bad ones
     (with ``skip_bad``) as ``None``."""
 
-    def __init__(self, source, captions: str, skip_bad: bool):
-        self.source, self.skips = source, Skips(skip_bad)
+    def __init__(self, source, captions: str, skips: Skips):
+        self.source, self.skips = source, skips
         self._ends = None
         if captions == "each":  # reads every record's captions (not its image) once
             count = getattr(source, "captions", lambda i: source[i]["captions"])
             self._ends = np.cumsum([self._count(count, i) for i in range(len(source))])
 
     def _count(self, count, i) -> int:
+        self.skips.seen += 1
         try:
             return len(count(i))
         except BadRecord as e:
@@ -141,7 +147,9 @@ class Records:
             return 0
 
     def __len__(self) -> int:
-        return len(self.source) if self._ends is None else int(self._ends[-1])
+        if self._ends is None:
+            return len(self.source)
+        return int(self._ends[-1]) if len(self._ends) else 0
 
     def __repr__(self) -> str:
         return f"Records({self.source!r})"
@@ -217,7 +225,7 @@ def iterator_fn(config, split: str, encode: Callable[[str], dict], opened=None):
         key = (process_index, process_count)
         if key not in cache:
             source, split_records = open_source(d, split, process_index, process_count)
-            cache[key] = (Records(source, d.captions, d.skip_bad), split_records)
+            cache[key] = (Records(source, d.captions, Skips(d.skip_bad)), split_records)
         records, split_records = cache[key]
         per_process = pipeline.per_process_batch(config.train.batch_size, process_count)
         transform = PairTransform(encode, d.image_size, tuple(d.crop_scale), records.skips)
@@ -249,8 +257,7 @@ def has_eval(d) -> bool:
 
 def first_pairs(source, n: int, size: int, skips: Skips) -> PairSplit:
     """The first ``n`` usable records as centre-cropped images and their first captions."""
-    records, images, captions = Records(source, "random", False), [], []
-    records.skips = skips
+    records, images, captions = Records(source, "random", skips), [], []
     for i in range(len(records)):
         if len(images) == n:
             break
@@ -277,7 +284,7 @@ def caption_sample(d, n: int) -> list[str]:
         source = webdataset.WebDatasetSource(webdataset.expand_urls(d.urls)[:1], d.caption_key)
     else:
         source = open_source(d, "train")[0]
-    records, out = Records(source, "random", d.skip_bad), []
+    records, out = Records(source, "random", Skips(d.skip_bad)), []
     for i in range(min(n, len(records))):
         if (record := records[i]) is not None:
             out.append(record["captions"][0])
@@ -300,7 +307,7 @@ def streamed(config, encode: Callable[[str], dict], n_held: int) -> Streamed:
     held, opened = None, None
     if has_eval(d):
         source, split_records = open_source(d, "eval")
-        opened = (Records(source, d.captions, d.skip_bad), split_records)
+        opened = (Records(source, d.captions, Skips(d.skip_bad)), split_records)
         held = first_pairs(source, n_held, d.image_size, opened[0].skips)
     return Streamed(
         iterator_fn(config, "train", encode),

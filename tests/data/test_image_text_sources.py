@@ -66,7 +66,7 @@ def epoch(c, process_count, batch_size=None):
         it = S.iterator_fn(c, "train", encode)(p, process_count)
         source, split_records = S.open_source(c.data, "train", p, process_count)
         share = process_count if split_records else 1
-        n = len(S.Records(source, c.data.captions, False)) // share
+        n = len(S.Records(source, c.data.captions, S.Skips(False))) // share
         per_process = c.train.batch_size // process_count
         seen.append([cap for _ in range(n // per_process) for cap in captions_of(next(it))])
     return seen
