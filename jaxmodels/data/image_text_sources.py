@@ -47,9 +47,7 @@ def add_config(d, crop_scale=(0.9, 1.0)) -> None:
     d.eval_split = "validation"
     d.image_key = "image"  # csv: image path column; tfds: image feature
     d.text_key = "caption"  # csv: caption column; tfds: caption feature, '/' nests (captions/text)
-    d.captions = (
-        "random"  # several captions a record: each (one example each) | random (one a visit)
-    )
+    d.captions = "random"  # several captions a record: each (an example each) | random (one)
     d.crop_scale = crop_scale  # training crop: share of the image area (random-resized crop)
     d.skip_bad = False  # skip (and count, in the log) bad records instead of stopping with an error
     d.worker_count = 0  # grain worker processes decoding images (0: threads of the train process)
@@ -214,15 +212,15 @@ def iterator_fn(config, split: str, encode: Callable[[str], dict], opened=None):
 
     ``encode`` maps a caption to the family's token arrays. Training streams shuffle (seeded
     by ``config.seed``), repeat and crop at random; eval passes take each record once. Sources
-    are opened once per process (``opened`` may pass one already open for process 0 of 1).
+    are opened once (``opened``: the eval records already open, the same on every process).
     """
     from jaxmodels.data import pipeline
 
     d, train = config.data, split == "train"
-    cache = {} if opened is None else {(0, 1): opened}
+    cache = {} if opened is None else {None: opened}
 
     def make(process_index: int, process_count: int):
-        key = (process_index, process_count)
+        key = (process_index, process_count) if train else None  # eval: all records, split below
         if key not in cache:
             source, split_records = open_source(d, split, process_index, process_count)
             cache[key] = (Records(source, d.captions, Skips(d.skip_bad)), split_records)
