@@ -7,10 +7,12 @@ Writes JPEG shards (or reads yours with --urls), then times the training stream 
   python experiments/benchmarks/image_text_input.py --workers 0,2,4 --source-size 640x480
   python experiments/benchmarks/image_text_input.py --urls '/data/cc3m/{00000..00010}.tar'
 
-Workers 0 decodes on grain's read threads inside this process (Pillow releases the GIL while
-decoding and resizing); N > 0 starts N grain worker processes. Compare the number with the
-training step's images/s (experiments/benchmarks/contrastive_loss.py --mode gpu) to see whether
-the input keeps up. A script that prints a table, not a timed test.
+It first prints the CPU time one record costs on one core (read, decode, crop, tokenise), then
+the wall-clock images/s of the whole stream. Workers 0 decodes on grain's read threads inside
+this process (Pillow releases the GIL while decoding and resizing); N > 0 starts N grain worker
+processes. Compare the numbers with the training step's images/s
+(experiments/benchmarks/contrastive_loss.py --mode gpu) to see whether the input keeps up. A
+script that prints a table, not a timed test.
 """
 
 from __future__ import annotations
@@ -109,6 +111,23 @@ def time_stream(urls: str, args, workers: int) -> tuple[float, float]:
     return first, args.batches * args.batch / seconds
 
 
+def cpu_ms_per_image(urls: str, args, n: int = 256) -> float:
+    """CPU milliseconds (process time, one thread) to read, decode, crop and tokenise one
+    record: a per-core cost that a loaded machine changes far less than it changes wall time."""
+    import numpy as np
+
+    from jaxmodels.data import image_text_sources as S
+
+    c = config(urls, args, 0)
+    records = S.Records(S.open_source(c.data, "train")[0], "random", S.Skips(False))
+    transform = S.PairTransform(encode, args.image_size, c.data.crop_scale, records.skips)
+    rng, n = np.random.default_rng(0), min(n, len(records))
+    start = time.process_time()
+    for i in range(n):
+        transform(records[i], rng)
+    return (time.process_time() - start) / n * 1e3
+
+
 def main(argv=None):
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
@@ -119,6 +138,8 @@ def main(argv=None):
         n = len(webdataset.WebDatasetSource(webdataset.expand_urls(urls)))
         index_s = time.perf_counter() - start
         print(f"{n} records, tar index built in {index_s:.2f} s; {os.cpu_count()} CPUs")
+        ms = cpu_ms_per_image(urls, args)
+        print(f"one core: {ms:.1f} CPU-ms per image = {1e3 / ms:.0f} images/s per core")
         print(f"{'workers':>8} {'first batch s':>14} {'images/s':>10}")
         for workers in (int(w) for w in args.workers.split(",")):
             first, rate = time_stream(urls, args, workers)
