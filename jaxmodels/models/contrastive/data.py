@@ -169,9 +169,8 @@ def build(config) -> ContrastiveData:
 
 
 def build_files(config) -> ContrastiveData:
-    """Webdataset shards, a caption table or a TFDS dataset (:mod:`~jaxmodels.data.
-    image_text_sources`): recall@K on the first ``data.retrieval_size`` held-out pairs, no
-    zero-shot task."""
+    """Webdataset shards, a caption table or a TFDS dataset (``data.image_text_sources``):
+    recall@K on the first ``data.retrieval_size`` held-out pairs, no zero-shot task."""
     size = config.data.image_size
     encode = functools.partial(encode_caption, max_len=config.model.text.max_len)
     data = image_text_sources.streamed(config, encode, config.data.retrieval_size)
