@@ -10,9 +10,10 @@
    checkout, filled by ``gpu_wheels.sh``: the lent GPU machine reaches no registry), then
    from the package index with retries and a timeout. Nothing is built: no setuptools needed.
    jaxmodels itself is not installed: the suite puts the checkout on ``PYTHONPATH``.
-3. Checks that no constrained wheel moved and imports everything the suite imports
-   (``gpu_suite.py --check-imports``). Writes one JSON line (``"name": "install"``); where an
-   import still fails it also prints one line saying what, and exits 1.
+3. Checks that no constrained wheel moved, imports everything the suite imports and builds
+   each family line's task at toy size (``gpu_suite.py --check-imports``). Writes one JSON
+   line (``"name": "install"``); where an import still fails it also prints one line saying
+   what, and exits 1.
 
 Standard library only: it runs before anything is installed.
 """
@@ -37,7 +38,7 @@ KEEP = re.compile(
     r"^(jax|jaxlib|jax-cuda\d+-(plugin|pjrt)|nvidia-.+|numpy|ml-dtypes|scipy|opt-einsum)$"
 )
 PIP = ["--disable-pip-version-check", "-q", "--no-deps", "--only-binary=:all:", "--no-compile"]
-PIP_TIMEOUT_S = 150  # one pip call, all its retries included
+PIP_TIMEOUT_S = 90  # one pip call, all its retries included (3 MB of wheels)
 
 
 def norm(name: str) -> str:

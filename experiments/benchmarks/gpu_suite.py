@@ -294,15 +294,24 @@ def _without_grain():
         pipeline.make_iterator = real
 
 
+def build_family(name: str, dry: bool, image_dir: str):
+    """The line's ``Run`` (task, optimizer, abstract state: nothing allocated or compiled) and
+    the first batch of its family's data."""
+    from jaxmodels.train import loop
+
+    with _without_grain():
+        run = loop.build(family_config(name, dry, image_dir), None)
+        return run, next(run.task.train_data(0, 1))
+
+
 def family_step(name: str, dry: bool) -> dict:
     """A family's core train step (BLIP, diffusion, Glow) from its config at the base size."""
-    with tempfile.TemporaryDirectory() as image_dir, _without_grain():
-        config = family_config(name, dry, image_dir)
-        return _core_step(config, dry)
+    with tempfile.TemporaryDirectory() as image_dir:
+        return _core_step(*build_family(name, dry, image_dir), dry)
 
 
-def _core_step(config, dry: bool) -> dict:
-    """Times the core's jitted train step of the family that ``config`` configures."""
+def _core_step(run, batch, dry: bool) -> dict:
+    """Times the core's jitted train step of ``run`` on ``batch``."""
     import jax
 
     from jaxmodels.layers.attention import record_kernels
@@ -310,8 +319,7 @@ def _core_step(config, dry: bool) -> dict:
     from jaxmodels.train import loop
     from jaxmodels.train import state as state_lib
 
-    run = loop.build(config, None)
-    batch = next(run.task.train_data(0, 1))
+    config = run.config
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
             run.task.init, run.tx, jax.random.key(0), run.state_sharding,
@@ -370,13 +378,21 @@ def measure(name: str, dry: bool) -> dict:
 
 
 def check_imports() -> dict:
-    """Imports everything the measurements import; the line lists what failed and versions."""
+    """Imports everything the measurements import, then builds each family line's task and
+    first batch at toy size (their data paths import lazily; nothing is compiled). The line
+    lists what failed, by module or line, and the versions imported."""
     failed, versions = {}, {}
     for module in IMPORTS:
         try:
             importlib.import_module(module)
         except Exception as e:  # noqa: BLE001 - any failure is reported, by module
             failed[module] = f"{type(e).__name__}: {e}"
+    for name in FAMILY_LINES if not failed else ():
+        try:
+            with tempfile.TemporaryDirectory() as image_dir:
+                build_family(name, True, image_dir)
+        except Exception as e:  # noqa: BLE001
+            failed[f"{name} (toy build)"] = f"{type(e).__name__}: {e}"
     for dist in ("jax", "jaxlib", "flax", "optax", "ml_collections", "numpy"):
         with contextlib.suppress(Exception):
             versions[dist] = importlib.metadata.version(dist)
@@ -409,7 +425,7 @@ def summary(path: str) -> str:
             rate = f"{x['throughput']:,.1f} {x['unit']}" if "throughput" in x else ""
             if "model_tflops" in x:
                 rate += f" ({x['model_tflops']:.1f} model TFLOP/s)"
-            status = x["status"] + (f" ({x['timeout_s']:g} s)" if "timeout_s" in x else "")
+            status = x["status"] + (f" ({x['timeout_s']:g} s)" if x["status"] == "timeout" else "")
             meets = {True: "yes", False: "no"}.get(x.get("meets_target"), "")
             rows.append(f"| {x['name']} | {status} | {step} | {rate} | {x.get('target', '')} "
                         f"| {meets} | {x.get('attention', '')} |")  # fmt: skip

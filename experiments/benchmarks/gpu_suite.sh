@@ -26,7 +26,7 @@ ONLY=""
 DRY=""
 BUDGET=540
 LIMIT=""  # seconds for every line instead of its own (the dry run's default: DRY_LIMIT)
-DRY_LIMIT=900  # seconds per line of the dry run: a toy compile on a shared 2-core CPU
+DRY_LIMIT=1200  # seconds per line of the dry run: a toy compile on a shared 2-core CPU
 WHEELS="$ROOT/.whl"
 while [ $# -gt 0 ]; do
   case "$1" in
