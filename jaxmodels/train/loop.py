@@ -103,15 +103,9 @@ def _init_rng(config) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed))[1]
 
 
-def _nonfinite_reason(step: int, state) -> str | None:
-    if bool(step_lib.all_finite(state.params)):
-        return None
-    return "holds non-finite parameters (saved by an older version)"
-
-
 def restore_or_init(run: Run, data_iter=None):
-    """Returns ``(state, step)`` from the newest good, finite checkpoint, or a fresh state."""
-    state, step = run.checkpointer.restore(run.abstract_state, data_iter, skip=_nonfinite_reason)
+    """Returns ``(state, step)`` from the newest verified checkpoint, or a fresh state."""
+    state, step = run.checkpointer.restore(run.abstract_state, data_iter)
     if state is not None:
         return state, step
     use_ema = run.config.train.ema_halflife_examples > 0

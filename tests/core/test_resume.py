@@ -4,6 +4,7 @@ up-front checks that name the key or file (in-process, MLP smoke config)."""
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,7 +54,6 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def workdir(trained, tmp_path):
-    import shutil
 
     shutil.copytree(trained, tmp_path / "run")
     return tmp_path / "run"
@@ -165,6 +165,67 @@ def test_unreadable_checkpoint_is_set_aside_and_the_previous_used(tmp_path, dama
     state, step = ckpt.restore(_state())
     assert step == 1
     np.testing.assert_array_equal(state["w"], _state()["w"] + 1)
+    assert (tmp_path / "checkpoints_corrupt" / "2").is_dir() and ckpt.steps() == [1]
+
+
+def _rewrite(workdir, step, edit):
+    """Replaces checkpoint ``step`` of a smoke run by ``edit(state)``, saved as the code saves."""
+    run = loop.build(_config(), str(workdir))
+    state = edit(run.checkpointer._restore_step(step, run.abstract_state, None))
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+    ckpt = Checkpointer(str(workdir), keep=3, use_async=False)
+    ckpt.save(step, state)
+    ckpt.wait()
+
+
+def test_nonfinite_adam_moment_is_set_aside_by_train_and_skipped_by_eval(workdir, capsys):
+    """The newest checkpoint holds a NaN Adam moment (a flipped exponent bit): it used to
+    restore, and every rerun then stopped at its first step whatever the learning rate."""
+
+    def nan_moment(state):
+        def edit(path, x):
+            hit = jax.tree_util.keystr(path).endswith(".mu['Dense_0']['kernel']")
+            return x.at[0, 0].set(np.nan) if hit else x
+
+        return state.replace(opt_state=jax.tree_util.tree_map_with_path(edit, state.opt_state))
+
+    _rewrite(workdir, 8, nan_moment)
+    capsys.readouterr()
+    loop.evaluate(_config(), str(workdir))  # read-only: the previous checkpoint, nothing moved
+    out = capsys.readouterr().out
+    assert "checkpoints/8 could not be restored" in out and "mu/Dense_0/kernel holds NaN" in out
+    assert "left in place" in out and "step 4:" in out
+    assert not (workdir / "checkpoints_corrupt").exists()
+    loop.train(_config(steps=10), str(workdir))
+    out = capsys.readouterr().out
+    assert "mu/Dense_0/kernel holds NaN" in out and "resumed from step 4" in out
+    assert (workdir / "checkpoints_corrupt" / "8").is_dir()
+    assert Checkpointer(str(workdir), keep=3).steps()[-1] == 10
+
+
+def test_a_finite_bit_flip_is_caught_by_the_checksum(tmp_path):
+    """Storage keeps no checksum: one flipped bit in the data file loads as a different, finite
+    number. The checksum saved beside the state catches it."""
+    big = {"w": np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)}
+    ckpt = Checkpointer(str(tmp_path), keep=5, use_async=False)
+    for step in (1, 2):
+        ckpt.save(step, {"w": big["w"] + step})
+    ckpt.wait()
+    state_dir = tmp_path / "checkpoints" / "2" / "state"
+    data = max((f for f in state_dir.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    original = data.read_bytes()
+    for i in range(len(original) // 2, len(original) // 2 + 16):
+        flipped = bytearray(original)
+        flipped[i] ^= 1
+        data.write_bytes(bytes(flipped))
+        raw = ckpt._manager.restore(2)["state"]["w"]  # what storage alone gives
+        if (raw != big["w"] + 2).any() and np.isfinite(raw).all():
+            break
+    else:
+        pytest.fail("no single-bit flip loaded as finite values")
+    state, step = ckpt.restore(big)
+    assert step == 1
+    np.testing.assert_array_equal(state["w"], big["w"] + 1)
     assert (tmp_path / "checkpoints_corrupt" / "2").is_dir() and ckpt.steps() == [1]
 
 
