@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from jaxmodels import main
+from jaxmodels.config import load_config, validate
 from jaxmodels.train import loop, preemption
 
 SMOKE = "experiments/mlp/digits.py:smoke"
@@ -57,6 +58,23 @@ def test_only_a_bad_config_key_is_shortened(capsys, tmp_path, monkeypatch):
     code, err = _run(capsys, monkeypatch, "train", f"--config={SMOKE}", f"--workdir={tmp_path}")
     assert code == 1 and "config.data.path is unusable" in err
     assert "caused by FileNotFoundError" in err  # the cause is kept
+
+
+def test_model_sizes_are_checked_naming_the_key(capsys, monkeypatch, tmp_path):
+    code, err = _run(
+        capsys,
+        monkeypatch,
+        "train",
+        f"--config={SMOKE}",
+        f"--workdir={tmp_path / 'run'}",
+        "--config.model.hidden=-1",
+    )
+    assert code == 1 and "config.model.hidden=-1 must be a positive integer" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+    blip = load_config("experiments/blip/pretrain.py:smoke")
+    blip.model.image.width = 0  # nested under config.model
+    with pytest.raises(ValueError, match=r"config.model.image.width=0 must be a positive integer"):
+        validate(blip)
 
 
 def test_stop_on_signals_and_exit_at_once_on_second_ctrl_c(monkeypatch):
