@@ -77,6 +77,12 @@ def test_model_sizes_are_checked_naming_the_key(capsys, monkeypatch, tmp_path):
         validate(blip)
 
 
+def test_a_held_out_split_smaller_than_one_example_names_the_key(capsys, monkeypatch, tmp_path):
+    args = ["train", f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.data.holdout=0.0001"]
+    code, err = _run(capsys, monkeypatch, *args)
+    assert code == 1 and "config.data.holdout=0.0001 holds out 0 of the 1797 examples" in err
+
+
 def test_stop_on_signals_and_exit_at_once_on_second_ctrl_c(monkeypatch):
     exits = []
     monkeypatch.setattr(preemption.os, "_exit", exits.append)
