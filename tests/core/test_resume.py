@@ -2,6 +2,7 @@
 up-front checks that name the key or file (in-process, MLP smoke config)."""
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import pytest
 from jaxmodels.config import load_config, validate
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
-from jaxmodels.train import loop, resume
+from jaxmodels.train import loop, paths, resume
 from jaxmodels.train.checkpoint import Checkpointer
 from jaxmodels.train.metrics import MetricsWriter
 
@@ -264,6 +265,42 @@ def test_metrics_drop_stale_lines_on_resume_and_stay_json(tmp_path):
         f.write('{"step": 8, "lo')  # a line cut by a kill
     MetricsWriter(str(tmp_path), resume_step=4).close()
     assert [json.loads(line)["step"] for line in _lines(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_a_broken_config_json_is_named_and_written_whole_only_when_it_changes(workdir, capsys):
+    """config.json was rewritten in place on every start: one cut short by a full disk or a kill
+    made every rerun fail with a bare JSON error naming no file."""
+    saved = workdir / "config.json"
+    stat = saved.stat()
+    loop.train(_config(), str(workdir))  # nothing to do, same config: not rewritten
+    assert (saved.stat().st_ino, saved.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    text = saved.read_text()
+    with pytest.raises(UnicodeEncodeError):  # a write that fails half-way ...
+        paths.write_text(saved, text + "\ud800")
+    assert saved.read_text() == text  # ... leaves the old file whole
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
+    saved.write_text("")
+    before = _tree(workdir)
+    for fn in (loop.train, loop.evaluate):
+        with pytest.raises(
+            ValueError, match=rf"{saved} is not the run's saved config .*mv {saved}"
+        ):
+            fn(_config(), str(workdir))
+    assert _tree(workdir) == before
+
+
+def test_a_full_disk_names_the_file_and_errno(tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(lock_lib.WorkdirLock(paths.path(tmp_path)).path), "write_text", full)
+    match = rf"cannot write {tmp_path}/train.lock: No space left on device \(errno 28 ENOSPC\)"
+    with pytest.raises(loop.USER_ERRORS, match=match):  # it was a raw OSError, and a traceback
+        loop.train(_config(), str(tmp_path))
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(loop.USER_ERRORS, match=rf"cannot write {tmp_path}/config.json: No space"):
+        paths.write_text(paths.path(tmp_path) / "config.json", "{}")
+    assert os.listdir(tmp_path) == []
 
 
 def test_workdir_lock_names_the_holder_and_frees_when_it_dies(tmp_path, monkeypatch):
