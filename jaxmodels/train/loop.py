@@ -47,6 +47,11 @@ USER_ERRORS = (
 )
 
 
+# What a signal outside the training steps prints (it stops at once: nothing unsaved to keep).
+STARTING = "during start-up: stopped before the first step; rerun the same command to go on"
+SAMPLING = "while sampling after training: stopped; every checkpoint is saved (`jaxmodels sample`)"
+
+
 @dataclasses.dataclass
 class Run:
     """Everything built from a config before any step runs."""
@@ -201,7 +206,7 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> dict[st
     that fails leaves no empty workdir behind. Returns the last logged training and eval
     metrics.
     """
-    with preemption.Stop(stage="during start-up") as stop:
+    with preemption.Stop(stage=STARTING) as stop:
         wd = paths.check_workdir(workdir, must_exist=False)
         multihost.initialize()
         stop.processes_started()
@@ -284,7 +289,7 @@ def _train(config, wd, stop: preemption.Stop) -> dict[str, float]:
     finally:
         run.checkpointer.wait()
         writer.close()
-    stop.stage = "while sampling after training (every checkpoint is saved)"
+    stop.stage = SAMPLING
     done = int(state.step) == t.steps and stop.requested is None
     if t.sample_at_end and run.task.sample is not None and done:
         _print_samples(run, state)

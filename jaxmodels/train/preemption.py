@@ -19,24 +19,20 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, stage: str):
         self.exit_code = 128 + signum  # what a shell reports for a process ended by the signal
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"{name} received {stage}: stopped; nothing was lost. Rerun the same command to "
-            "go on."
-        )
+        super().__init__(f"{signal.Signals(signum).name} received {stage}")
 
 
 class Stop:
     """Turns SIGTERM (preemption, ``kill``) and Ctrl-C into a clean stop.
 
-    While ``stage`` is set (e.g. ``"during start-up"``), a signal raises :class:`Interrupted` at
-    once. While it is None (training), it stops at a step all processes share. One process:
-    the signal sets a flag read after each step. Several processes: JAX's preemption service
-    (its SIGTERM notifier) agrees on the step through the coordinator, and
-    ``reached_preemption_sync_point`` is asked once per step on every process (a local check;
-    the agreement runs in the background). Ctrl-C is forwarded to it as SIGTERM, and during
-    start-up too: every process then stops at the first step. A second Ctrl-C exits at once
-    without saving.
+    While ``stage`` is set (where the run is and what to do next, for the message), a signal
+    raises :class:`Interrupted` at once. While it is None (training), the run stops at a step
+    all processes share. One process: the signal sets a flag read after each step. Several
+    processes: JAX's preemption service (its SIGTERM notifier) agrees on the step through the
+    coordinator, and ``reached_preemption_sync_point`` is asked once per step on every process
+    (a local check; the agreement runs in the background). Ctrl-C is forwarded to it as
+    SIGTERM, during start-up too: every process then stops at the first step. A second Ctrl-C
+    exits at once without saving.
     """
 
     def __init__(self, stage: str | None = None):
