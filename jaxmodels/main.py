@@ -15,6 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxmodels import registry
 from jaxmodels.config import load_config, validate
 
 COMMANDS = ("train", "eval", "sample", "compile")
@@ -59,6 +60,7 @@ def _main(command: str):
         if command != "compile" and not _WORKDIR.value:
             raise app.UsageError(f"--workdir is required for {command}\n{USAGE}")
         try:
+            registry.family_module(config.family)  # an unknown family fails naming the known
             validate(config)
             if command == "compile":
                 _compile(config, None)

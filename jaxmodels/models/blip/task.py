@@ -107,26 +107,43 @@ def train_pairs(config) -> tuple[np.ndarray, list[str]]:
     if d.name == "file":
         return data.load_pairs(d.path)
     if d.name != "scenes":
-        raise ValueError(f"config.data.name={d.name!r}: use 'scenes' or 'file'")
+        raise ValueError(
+            f"config.data.name={d.name!r}: use 'scenes', 'file', 'webdataset', 'csv' or 'tfds'"
+        )
     images, captions = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
     if d.noise:
         captions, _ = data.corrupt(captions, d.noise, d.seed)
     return images, list(captions)
 
 
-def build_task(config, mesh) -> Task:
-    """Builds the BLIP task from ``config.model`` / ``config.data`` (see experiments/blip/)."""
-    del mesh  # GSPMD places everything; hard negatives are drawn over the global batch
-    from jaxmodels.data import pipeline
+def pair_data(config):
+    """``(train_data, eval_data, held-out (images, captions) or None, training captions)``:
+    scenes or an ``.npz`` in memory, or a file source (webdataset, csv, tfds) through grain,
+    whose training captions are a sample of ``data.eval_size`` (the baseline caption's pool)."""
+    from jaxmodels.data import image_text_sources, pipeline
 
-    d, model = config.data, make_model(config)
+    d = config.data
+    if d.name in image_text_sources.NAMES:
+        encode = functools.partial(data.encode_caption, max_len=d.max_len)
+        files = image_text_sources.streamed(config, encode, d.eval_size)
+        pairs = files.held_out
+        held = (pairs.images, list(pairs.captions)) if pairs else None
+        return files.train, files.eval, held, image_text_sources.caption_sample(d, d.eval_size)
     images, captions = train_pairs(config)
-    held_images, held_captions = data.split(
-        "eval", d.eval_size, d.image_size, d.seed, d.object_scale
-    )
+    held = data.split("eval", d.eval_size, d.image_size, d.seed, d.object_scale)
 
     def source(imgs, caps):
         return pipeline.ArraySource({"image": imgs, **data.encode(caps, d.max_len)})
+
+    train = pipeline.iterator_fn(source(images, captions), config, train=True)
+    return train, pipeline.iterator_fn(source(*held), config, train=False), held, captions
+
+
+def build_task(config, mesh) -> Task:
+    """Builds the BLIP task from ``config.model`` / ``config.data`` (see experiments/blip/)."""
+    del mesh  # GSPMD places everything; hard negatives are drawn over the global batch
+    d, model = config.data, make_model(config)
+    train_data, eval_data, held, captions = pair_data(config)
 
     def init(rng):
         batch = {"image": jnp.zeros((1, d.image_size, d.image_size, 3), jnp.uint8)}
@@ -152,10 +169,10 @@ def build_task(config, mesh) -> Task:
         init=init,
         loss_fn=loss_fn,
         eval_fn=eval_fn,
-        train_data=pipeline.iterator_fn(source(images, captions), config, train=True),
-        eval_data=pipeline.iterator_fn(source(held_images, held_captions), config, train=False),
-        evaluate=make_evaluate(config, model, captioner, (held_images, held_captions), captions),
-        sample=make_sample(captioner, held_images, held_captions, config.sample.get("n", 16)),
+        train_data=train_data,
+        eval_data=eval_data,
+        evaluate=make_evaluate(config, model, captioner, held, captions) if held else None,
+        sample=make_sample(captioner, *held, config.sample.get("n", 16)) if held else None,
         batch_axes={
             "image": ("batch", None, None, None),
             "text": ("batch", "length"),
