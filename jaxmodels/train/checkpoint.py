@@ -92,10 +92,11 @@ def _digest(leaves: list) -> list:
 def digest(state) -> dict[str, tuple[str, bool, int]]:
     """``{"params/Dense_0/kernel": (dtype, finite, checksum), ...}`` in one pass over ``state``."""
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    got = jax.device_get(_digest([x for _, x in flat]))
+    leaves = [x if hasattr(x, "dtype") else jnp.asarray(x) for _, x in flat]  # Python scalars
+    got = jax.device_get(_digest(leaves))
     return {
         resume.leaf_name(p): (str(x.dtype), bool(ok), int(sum_))
-        for (p, x), (ok, sum_) in zip(flat, got, strict=True)
+        for (p, _), x, (ok, sum_) in zip(flat, leaves, got, strict=True)
     }
 
 
