@@ -17,9 +17,10 @@ What loads is verified before it is used, and a checkpoint that fails is treated
 every value of the state (parameters, optimizer moments, EMA, model state) must be finite, and
 every array must match the checksum saved beside it. Storage keeps no checksum of its own (a
 flipped bit in the data files loads as a silently different number), and most flips stay
-finite, so the finite check alone would miss them; the checksum costs one pass over the state
-per save and per restore, a small part of writing or reading it. Checkpoints saved before
-checksums existed get the finite check only.
+finite, so the finite check alone would miss them. The checksum costs one pass over the state
+per save and per restore, on the devices that hold it (on a 2-core CPU, 89 ms for a 48 MB
+state whose local save took 466 ms). Checkpoints saved before checksums existed get the finite
+check only.
 
 Restoring onto another mesh or device count works because the target carries the new
 shardings.
