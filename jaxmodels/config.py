@@ -90,6 +90,27 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 _POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")
+# Model sizes every family names alike: wherever one of these keys appears under config.model
+# (nested dicts such as model.image too), it must be a positive integer. A family key that may
+# be 0 or negative takes another name (lm's num_kv_heads = 0 means "as many as num_heads").
+MODEL_SIZES = (
+    "hidden",
+    "hidden_size",
+    "d_model",
+    "d_ff",
+    "num_layers",
+    "num_heads",
+    "channels",
+    "width",
+    "embed_dim",
+    "embed_size",
+    "mlp_dim",
+    "patch_size",
+    "num_blocks",
+    "num_couplings",
+    "num_levels",
+    "steps_per_level",
+)
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -115,9 +136,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     the families, this module below them).
     """
     t = config.train
-    for key in _POSITIVE:
-        if t[key] <= 0:
-            raise ValueError(f"config.train.{key}={t[key]!r} must be positive")
+    check_positive(t, _POSITIVE, "config.train")
+    check_positive(config.model, MODEL_SIZES, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
         raise ValueError(f"config.train.learning_rate={t.learning_rate!r} must be finite and > 0")
     for key in _NON_NEGATIVE:
@@ -201,6 +221,17 @@ def parse_workdir_map(spec: str) -> list[tuple[str, str]]:
                 )
         pairs.append((here, there))
     return pairs
+
+
+def check_positive(section, keys: Iterable[str], where: str) -> None:
+    """Raises ``ValueError`` naming ``where.key`` at the first of ``keys`` in ``section``, or in a
+    dict nested in it, whose value is not a positive integer."""
+    for key, value in section.items():
+        name = f"{where}.{key}"
+        if hasattr(value, "items"):
+            check_positive(value, keys, name)
+        elif key in keys and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
 def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:

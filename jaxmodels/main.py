@@ -8,6 +8,7 @@ fail with the key's name). Also runs as ``python -m jaxmodels``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 
@@ -15,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxmodels import registry
-from jaxmodels.config import validate
+from jaxmodels.config import load_config, validate
 
 COMMANDS = ("train", "eval", "sample", "compile")
 USAGE = (
@@ -53,7 +54,7 @@ def _main(command: str):
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}\n{USAGE}")
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-        from jaxmodels.train import loop
+        from jaxmodels.train import loop, preemption
 
         config = _CONFIG.value
         if command != "compile" and not _WORKDIR.value:
@@ -69,6 +70,9 @@ def _main(command: str):
         except loop.USER_ERRORS as e:
             print(f"jaxmodels {command}: error: {_with_causes(e)}", file=sys.stderr)
             sys.exit(1)
+        except preemption.Interrupted as e:
+            print(f"jaxmodels {command}: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
 
     return main
 
@@ -93,15 +97,42 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as e:  # ml_collections: override of an absent key
-        raise ConfigKeyError(e.args[0] if e.args else e) from e
+        raise ConfigKeyError(_unknown_key(argv, e)) from e
 
 
-def _config_file(argv: list[str]) -> str | None:
+def _unknown_key(argv: list[str], error: BaseException) -> str:
+    """``config.train.stepz: config.train has no key 'stepz'; did you mean config.train.steps?``
+    for the first ``--config.KEY`` override the config lacks (else ml_collections' message)."""
+    try:
+        config = load_config(_config_spec(argv))
+    except Exception:  # the file failed to load: absl's own error follows on a rerun
+        config = None
+    for arg in argv if config is not None else ():
+        if not arg.startswith("--config."):
+            continue
+        key = arg.removeprefix("--config.").split("=", 1)[0]
+        node, known = config, []
+        for part in key.split("."):
+            where = ".".join(["config", *known])
+            if not hasattr(node, "keys"):
+                return f"config.{key}: {where}={node!r} has no keys"
+            if part not in node:
+                close = difflib.get_close_matches(part, list(node.keys()), n=1)
+                hint = f"; did you mean {where}.{close[0]}?" if close else ""
+                return f"config.{key}: {where} has no key {part!r}{hint}"
+            node, known = node[part], [*known, part]
+    while isinstance(error, BaseException) and error.args:  # ml_collections nests a KeyError
+        error = error.args[0]
+    return str(error)
+
+
+def _config_spec(argv: list[str]) -> str | None:
+    """The ``FILE[:ARG]`` of ``--config``."""
     for i, arg in enumerate(argv):
         if arg.startswith("--config="):
-            return arg.split("=", 1)[1].partition(":")[0]
+            return arg.split("=", 1)[1]
         if arg == "--config" and i + 1 < len(argv):
-            return argv[i + 1].partition(":")[0]
+            return argv[i + 1]
     return None
 
 
@@ -112,7 +143,8 @@ def run(argv: list[str] | None = None) -> None:
         print(USAGE, file=sys.stderr)
         sys.exit(2)
     command = argv.pop(1)
-    file = _config_file(argv)
+    spec = _config_spec(argv)
+    file = None if spec is None else spec.partition(":")[0]
     if file is not None and not os.path.isfile(file):
         print(f"jaxmodels {command}: error: --config file {file!r} does not exist", file=sys.stderr)
         sys.exit(2)
@@ -121,6 +153,9 @@ def run(argv: list[str] | None = None) -> None:
     except ConfigKeyError as e:
         print(f"jaxmodels {command}: error: unknown config key {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before training starts its own handling, or in eval
+        print(f"jaxmodels {command}: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from jaxmodels.models.flows.defaults import ARGS, flows_config
 
 def get_config(arg: str | None = None):
     args = config_args(arg, ARGS)
-    c = flows_config(args)
+    c = flows_config(args, steps=4000)  # cheap steps: a few more than RealNVP and Glow
     c.model.flow = "nice"
     c.model.prior = "logistic"  # NICE §3.4: the logistic prior, better-behaved gradients
     c.model.preprocess = "center"  # NICE §5.1 models dequantised [0, 1) pixels directly
@@ -21,7 +21,6 @@ def get_config(arg: str | None = None):
     c.model.mask = "odd_even"  # partition of the flattened image (halves | odd_even)
     c.model.hidden = 256  # units per hidden layer of m() (NICE: 1000 for 784-d MNIST)
     c.model.depth = 4  # hidden layers of m() (NICE: 5)
-    c.train.steps = 4000  # cheap steps: a few more than RealNVP and Glow
     if "toy2d" in args:
         c.model.mask = "halves"
         c.model.hidden = 64

@@ -24,9 +24,14 @@ def split_rows(n: int, split: str, holdout: float, seed: int = 0) -> np.ndarray:
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: choose one of {SPLITS}")
     if not 0 < holdout < 1:
-        raise ValueError(f"holdout={holdout!r} must be in (0, 1)")
-    order = np.random.default_rng(seed).permutation(n)
+        raise ValueError(f"config.data.holdout={holdout!r} must be in (0, 1)")
     n_eval = int(n * holdout)
+    if n_eval == 0:
+        raise ValueError(
+            f"config.data.holdout={holdout!r} holds out {n_eval} of the {n} examples; the "
+            f"held-out split needs at least one (holdout >= {1 / n:.3g})"
+        )
+    order = np.random.default_rng(seed).permutation(n)
     return order[n_eval:] if split == "train" else order[:n_eval]
 
 

@@ -13,6 +13,15 @@ the previous one. Restoring treats errors by what they mean, and loses nothing:
   unreadable: a training run moves it to ``workdir/checkpoints_corrupt/<step>`` (kept for
   inspection) and tries the one before; a read-only user (eval, sample) leaves it in place.
 
+What loads is verified before it is used, and a checkpoint that fails is treated as unreadable:
+every value of the state (parameters, optimizer moments, EMA, model state) must be finite, and
+every array must match the checksum saved beside it. Storage keeps no checksum of its own (a
+flipped bit in the data files loads as a silently different number), and most flips stay
+finite, so the finite check alone would miss them. The checksum costs one pass over the state
+per save and per restore, on the devices that hold it (on a 2-core CPU, 89 ms for a 48 MB
+state whose local save took 466 ms). Checkpoints saved before checksums existed get the finite
+check only.
+
 Restoring onto another mesh or device count works because the target carries the new
 shardings.
 """
@@ -23,6 +32,7 @@ import logging
 import time
 
 import jax
+import jax.numpy as jnp
 
 from jaxmodels.train import paths, resume
 
@@ -37,6 +47,73 @@ _NOT_TRANSIENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Perm
 
 class CheckpointReadError(RuntimeError):
     """A checkpoint could not be read because of the store, not because it is broken."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint loaded, but its values are not finite or differ from the saved checksums."""
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """The bits of ``x`` as uint32 (an 8-byte element gives two words along a new last axis)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+
+def _checksum(x: jax.Array) -> jax.Array:
+    """``sum_i w_i (2 i + 1) mod 2**32`` over the words ``w`` of ``x`` in row-major order ``i``.
+
+    The weights are odd, so any single flipped bit changes the sum; they depend on the position,
+    so moved values do too. Integer sums do not depend on the order of addition: the result is
+    the same whatever the sharding.
+    """
+    w = _words(x)
+    index, stride = jnp.zeros(w.shape, jnp.uint32), 1
+    for axis in reversed(range(w.ndim)):
+        iota = jax.lax.broadcasted_iota(jnp.uint32, w.shape, axis)
+        index, stride = index + iota * jnp.uint32(stride % 2**32), stride * w.shape[axis]
+    return jnp.sum(w * (2 * index + 1), dtype=jnp.uint32)
+
+
+@jax.jit
+def _digest(leaves: list) -> list:
+    """Per leaf: ``(all values finite, checksum)``."""
+    return [
+        (
+            jnp.isfinite(x).all() if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.array(True),
+            _checksum(x),
+        )
+        for x in leaves
+    ]
+
+
+def digest(state) -> dict[str, tuple[str, bool, int]]:
+    """``{"params/Dense_0/kernel": (dtype, finite, checksum), ...}`` in one pass over ``state``."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    leaves = [x if hasattr(x, "dtype") else jnp.asarray(x) for _, x in flat]  # Python scalars
+    got = jax.device_get(_digest(leaves))
+    return {
+        resume.leaf_name(p): (str(x.dtype), bool(ok), int(sum_))
+        for (p, _), x, (ok, sum_) in zip(flat, leaves, got, strict=True)
+    }
+
+
+def verify(state, checksums: dict | None) -> None:
+    """Raises ``CorruptCheckpointError`` naming the first array that is non-finite or whose
+    checksum differs from ``checksums`` (``{name: [dtype, checksum]}`` as saved; arrays restored
+    into another dtype, and checkpoints saved without checksums, are checked for finiteness)."""
+    for name, (dtype, finite, sum_) in digest(state).items():
+        if not finite:
+            raise CorruptCheckpointError(f"{name} holds NaN or Inf values")
+        saved = (checksums or {}).get(name)
+        if saved is not None and saved[0] == dtype and int(saved[1]) != sum_:
+            raise CorruptCheckpointError(
+                f"{name} differs from what was saved (checksum {sum_:#010x}, saved "
+                f"{int(saved[1]):#010x}): the stored bytes changed after the save"
+            )
 
 
 def _chain(e: BaseException):
@@ -97,6 +174,7 @@ class Checkpointer:
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
             "data": grain.checkpoint.CheckpointHandler(),
+            "checksums": ocp.JsonCheckpointHandler(),
         }
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_handlers=handlers
@@ -106,18 +184,22 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state, data_iter=None) -> None:
-        """Starts an (async) save; the state's device buffers are copied before returning."""
-        items = {"state": self._ocp.args.StandardSave(state)}
+        """Starts an (async) save; the state's device buffers are copied before returning, and
+        its checksums are computed first (saved beside it, checked on restore)."""
+        sums = {name: [dtype, sum_] for name, (dtype, _, sum_) in digest(state).items()}
+        items = {
+            "state": self._ocp.args.StandardSave(state),
+            "checksums": self._ocp.args.JsonSave(sums),
+        }
         if data_iter is not None and _has_iterator_state(data_iter):
             items["data"] = self._grain.checkpoint.CheckpointSave(data_iter)
         self._manager.save(step, args=self._ocp.args.Composite(**items), force=True)
 
-    def restore(self, abstract_state, data_iter=None, *, skip=lambda step, state: None):
-        """Restores the newest loadable checkpoint into ``abstract_state``'s shardings.
+    def restore(self, abstract_state, data_iter=None):
+        """Restores the newest loadable, verified checkpoint into ``abstract_state``'s shardings.
 
         Returns ``(state, step)``, or ``(None, 0)`` when there is no checkpoint. ``data_iter``
-        is moved to the saved position in place. ``skip(step, state)`` may return a reason to
-        pass over a checkpoint that loaded (it is left in place) and try the previous one.
+        is moved to the saved position in place.
         """
         checked = False
         for step in reversed(self.steps()):
@@ -133,14 +215,7 @@ class Checkpointer:
                     raise
                 self._unreadable(step, e)
                 continue
-            reason = skip(step, state)
-            if reason is None:
-                return state, step
-            print(
-                f"WARNING: {self.directory / str(step)} {reason}; left in place, trying the "
-                "previous checkpoint",
-                flush=True,
-            )
+            return state, step
         return None, 0
 
     def _retrying(self, step: int, fn, *args):
@@ -171,11 +246,20 @@ class Checkpointer:
         resume.check_shapes(saved, abstract_state, where=str(self.directory / str(step)))
 
     def _restore_step(self, step: int, abstract_state, data_iter):
+        """Reads step ``step`` (and moves ``data_iter``), then :func:`verify` s the state."""
         items = {"state": self._ocp.args.StandardRestore(abstract_state)}
-        saved = (self.directory / str(step) / "data").exists()
-        if data_iter is not None and _has_iterator_state(data_iter) and saved:
+        step_dir = self.directory / str(step)
+        if (
+            data_iter is not None
+            and _has_iterator_state(data_iter)
+            and (step_dir / "data").exists()
+        ):
             items["data"] = self._grain.checkpoint.CheckpointRestore(data_iter)
-        return self._manager.restore(step, args=self._ocp.args.Composite(**items))["state"]
+        if (step_dir / "checksums").exists():
+            items["checksums"] = self._ocp.args.JsonRestore()
+        out = self._manager.restore(step, args=self._ocp.args.Composite(**items))
+        verify(out["state"], out.get("checksums"))
+        return out["state"]
 
     def _unreadable(self, step: int, error: Exception) -> None:
         src = self.directory / str(step)

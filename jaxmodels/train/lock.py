@@ -18,6 +18,8 @@ import time
 
 from etils import epath
 
+from jaxmodels.train import paths
+
 HEARTBEAT_S = 20.0
 STALE_S = 90.0
 CONFIRM_S = 0.2
@@ -71,8 +73,9 @@ class WorkdirLock:
                     "--workdir. The lock frees itself when that process ends."
                 )
             print(f"Taking over the stale lock of pid {info.get('pid')} on {info.get('host')}.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._beat()
+        with paths.naming_write_errors(self.path):  # a full disk, a read-only folder
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._beat()
         time.sleep(CONFIRM_S)  # two runs starting together: the last writer wins, the other stops
         info = _read(self.path) or {}
         if (info.get("host"), info.get("pid")) != (self.me["host"], self.me["pid"]):

@@ -42,7 +42,14 @@ USER_ERRORS = (
     ValueError,
     lock_lib.WorkdirLockedError,
     checkpoint_lib.CheckpointReadError,
+    paths.MissingExtraError,
+    paths.WriteError,
 )
+
+
+# What a signal outside the training steps prints (it stops at once: nothing unsaved to keep).
+STARTING = "during start-up: stopped before the first step; rerun the same command to go on"
+SAMPLING = "while sampling after training: stopped; every checkpoint is saved (`jaxmodels sample`)"
 
 
 @dataclasses.dataclass
@@ -103,16 +110,10 @@ def _init_rng(config) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed))[1]
 
 
-def _nonfinite_reason(step: int, state) -> str | None:
-    if bool(step_lib.all_finite(state.params)):
-        return None
-    return "holds non-finite parameters (saved by an older version)"
-
-
 def restore_or_init(run: Run, data_iter=None):
-    """Returns ``(state, step)`` from the newest good, finite checkpoint, or a fresh state
-    (from ``config.init.workdir``'s parameters when it names another run)."""
-    state, step = run.checkpointer.restore(run.abstract_state, data_iter, skip=_nonfinite_reason)
+    """Returns ``(state, step)`` from the newest verified checkpoint, or a fresh state (from
+    ``config.init.workdir``'s parameters when it names another run)."""
+    state, step = run.checkpointer.restore(run.abstract_state, data_iter)
     if state is not None:
         return state, step
     start = warmstart.start_params(run.config, run.abstract_state.params)
@@ -203,34 +204,45 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> dict[st
     """Trains ``config`` in ``workdir`` (local or ``gs://``), resuming from its newest checkpoint.
 
     Refuses, before touching any checkpoint, a workdir another live run holds and a config
-    whose keys differ from the run's ``config.json`` (unless ``allow_config_change``). Returns
-    the last logged training and eval metrics.
+    whose keys differ from the run's ``config.json`` (unless ``allow_config_change``). SIGTERM
+    and Ctrl-C stop cleanly from the first line (:mod:`~jaxmodels.train.preemption`); a start
+    that fails leaves no empty workdir behind. Returns the last logged training and eval
+    metrics.
     """
-    wd = paths.check_workdir(workdir, must_exist=False)
-    multihost.initialize()
-    with _workdir_lock(wd):
-        check_saved_config(config, wd, allow=allow_config_change)
-        return _train(config, wd)
+    with preemption.Stop(stage=STARTING) as stop:
+        wd = paths.check_workdir(workdir, must_exist=False)
+        multihost.initialize()
+        stop.processes_started()
+        created = not wd.exists()
+        try:
+            with _workdir_lock(wd):
+                check_saved_config(config, wd, allow=allow_config_change)
+                return _train(config, wd, stop)
+        except BaseException:
+            if created and jax.process_index() == 0:
+                paths.remove_empty_dirs(wd)
+            raise
 
 
 @contextlib.contextmanager
 def _workdir_lock(wd):
-    """Process 0 holds the workdir's lock; every process learns whether it got it."""
+    """Process 0 holds the workdir's lock; every process learns whether it got it. The lock is
+    released however this ends, an interrupted acquire included."""
     lock, error = lock_lib.WorkdirLock(wd), None
-    if jax.process_index() == 0:
-        try:
-            lock.acquire()
-        except lock_lib.WorkdirLockedError as e:
-            error = e
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        got = multihost_utils.broadcast_one_to_all(int(error is None))
-        if error is None and not got:
-            error = lock_lib.WorkdirLockedError(f"process 0 could not lock {wd} (see its log)")
-    if error is not None:
-        raise error
     try:
+        if jax.process_index() == 0:
+            try:
+                lock.acquire()
+            except lock_lib.WorkdirLockedError as e:
+                error = e
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            got = multihost_utils.broadcast_one_to_all(int(error is None))
+            if error is None and not got:
+                error = lock_lib.WorkdirLockedError(f"process 0 could not lock {wd} (see its log)")
+        if error is not None:
+            raise error
         yield
     finally:
         if jax.process_index() == 0:
@@ -242,14 +254,24 @@ def check_saved_config(config, wd, *, allow: bool) -> None:
     saved_file, ckpts = wd / "config.json", wd / "checkpoints"
     if not (saved_file.exists() and ckpts.is_dir() and any(ckpts.iterdir())):
         return
-    changes = resume.check_config(
-        json.loads(saved_file.read_text()), config, allow=allow, where=str(saved_file)
-    )
+    try:
+        saved = json.loads(saved_file.read_text())
+    except ValueError as e:
+        saved = e
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"{saved_file} is not the run's saved config (empty, cut short or not a JSON "
+            f"object: {saved}), so the config cannot be checked against the saved run; nothing "
+            f"was changed. If a full disk or a kill cut it short, move it aside (mv {saved_file} "
+            f"{saved_file}.broken) and rerun with the run's --config: it is written again, and "
+            "the parameter shapes are still checked against the checkpoint."
+        )
+    changes = resume.check_config(saved, config, allow=allow, where=str(saved_file))
     if changes and jax.process_index() == 0:
         print("Config changes since the saved run:\n  " + "\n  ".join(changes), flush=True)
 
 
-def _train(config, wd) -> dict[str, float]:
+def _train(config, wd, stop: preemption.Stop) -> dict[str, float]:
     run = build(config, wd)
     t = config.train
     data = run.task.train_data(jax.process_index(), jax.process_count())
@@ -264,12 +286,15 @@ def _train(config, wd) -> dict[str, float]:
         first = next(data)
     writer = metrics_lib.MetricsWriter(wd, resume_step=start)
     evaluator = Evaluator(run)
+    stop.stage = None  # from the first step on, a signal saves a checkpoint and stops
     try:
-        state, last = _loop(run, state, start, first, data, writer, evaluator)
+        state, last = _loop(run, state, start, first, data, writer, evaluator, stop)
     finally:
         run.checkpointer.wait()
         writer.close()
-    if t.sample_at_end and run.task.sample is not None and int(state.step) == t.steps:
+    stop.stage = SAMPLING
+    done = int(state.step) == t.steps and stop.requested is None
+    if t.sample_at_end and run.task.sample is not None and done:
         _print_samples(run, state)
     return last
 
@@ -313,35 +338,34 @@ def build_train_step(run: Run, example_batch):
     return train_step, bshard
 
 
-def _loop(run: Run, state, start, first, data, writer, evaluator) -> dict[str, float]:
+def _loop(run: Run, state, start, first, data, writer, evaluator, stop_signal):
     t, last = run.config.train, {}
     train_step, bshard = build_train_step(run, first)
     bar, history, tick = metrics_lib.progress_bar(start, t.steps), [], time.perf_counter()
     batch = first
-    with preemption.Stop() as stop_signal:
-        for step in range(start + 1, t.steps + 1):
-            state, m = train_step(state, mesh_lib.put_batch(batch, bshard))
-            history.append(m)
-            stop = stop_signal.at(step)
-            save = stop or _every(step, t.checkpoint_every, t.steps)
-            if save or _every(step, t.log_every, t.steps) or _every(step, t.eval_every, t.steps):
-                _check_finite(run, history, step)
-                last = _log(history, step, tick, run.task, t.batch_size, writer, bar)
-                history, tick = [], time.perf_counter()
-            if t.eval_every and _every(step, t.eval_every, t.steps) and not stop:
-                evals = evaluator(state, step)
-                writer.write(step, evals)
-                last.update(evals)
-                bar.write(f"step {step}: " + _fmt(evals))
-            if save:
-                run.checkpointer.save(step, state, data)
-                writer.flush()  # on an object store: metrics as durable as the checkpoint
-            if stop:
-                who = stop_signal.requested or "SIGTERM (on one of the processes)"
-                bar.write(f"{who} received: saved checkpoint at step {step}, exiting.")
-                break
-            if step < t.steps:
-                batch = next(data)
+    for step in range(start + 1, t.steps + 1):
+        state, m = train_step(state, mesh_lib.put_batch(batch, bshard))
+        history.append(m)
+        stop = stop_signal.at(step)
+        save = stop or _every(step, t.checkpoint_every, t.steps)
+        if save or _every(step, t.log_every, t.steps) or _every(step, t.eval_every, t.steps):
+            _check_finite(run, history, step)
+            last = _log(history, step, tick, run.task, t.batch_size, writer, bar)
+            history, tick = [], time.perf_counter()
+        if t.eval_every and _every(step, t.eval_every, t.steps) and not stop:
+            evals = evaluator(state, step)
+            writer.write(step, evals)
+            last.update(evals)
+            bar.write(f"step {step}: " + _fmt(evals))
+        if save:
+            run.checkpointer.save(step, state, data)
+            writer.flush()  # on an object store: metrics as durable as the checkpoint
+        if stop:
+            who = stop_signal.requested or "SIGTERM (on one of the processes)"
+            bar.write(f"{who} received: saved checkpoint at step {step}, exiting.")
+            break
+        if step < t.steps:
+            batch = next(data)
     bar.close()
     return state, last
 
@@ -382,8 +406,10 @@ def _fmt(metrics) -> str:
 
 
 def _write_config(config, wd) -> None:
-    if jax.process_index() == 0:
-        paths.write_text(wd / "config.json", config.to_json_best_effort(indent=2))
+    """Saves ``config.json`` when it changed (atomically: a kill never leaves it cut short)."""
+    file, text = wd / "config.json", config.to_json_best_effort(indent=2)
+    if jax.process_index() == 0 and not (file.exists() and file.read_bytes() == text.encode()):
+        paths.write_text(file, text)
 
 
 def _banner(run: Run, state, start: int) -> None:

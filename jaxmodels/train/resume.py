@@ -102,10 +102,15 @@ def _key_name(k) -> str:
     return str(k)
 
 
+def leaf_name(path) -> str:
+    """A pytree key path as ``params/Dense_0/kernel`` (the names errors use)."""
+    return "/".join(_key_name(k) for k in path)
+
+
 def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
     """``{"params/Dense_0/kernel": (64, 32), ...}`` for a state pytree or orbax metadata tree."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(_key_name(k) for k in p): tuple(getattr(v, "shape", ())) for p, v in flat}
+    return {leaf_name(p): tuple(getattr(v, "shape", ())) for p, v in flat}
 
 
 def check_shapes(saved_tree, abstract_state, *, where: str) -> None:

@@ -7,9 +7,10 @@ creates, moves or deletes nothing under its folder: orbax reads one step folder 
 ``CheckpointManager``, which creates its folder and tidies it when opened for writing).
 
 The newest checkpoint is read, or the one named (``DIR/checkpoints/STEP``). When it cannot
-be read the error names it and the older ones to name instead: a silent fallback would hand
-over an older run than the one asked for. The shapes are compared before any array is read,
-and every differing parameter is named.
+be read, or what it holds fails :func:`~jaxmodels.train.checkpoint.verify` (a NaN/Inf, an
+array unlike its saved checksum), the error names it and the older ones to name instead: a
+silent fallback would hand over an older run than the one asked for. The shapes are compared
+before any array is read, and every differing parameter is named.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxmodels.config import WORKDIR_PARAMS, parse_workdir_map, within
-from jaxmodels.train import paths
+from jaxmodels.train import checkpoint, paths
 
 SHOWN = 12  # differing parameters listed in a mismatch error
 
@@ -139,6 +140,12 @@ def _unreadable(key: str, path: str, step_dir, older, error: Exception):
     )
 
 
+def _checksums(ocp, step_dir) -> dict | None:
+    """The checksums saved beside the state (none in checkpoints saved before them)."""
+    folder = step_dir / "checksums"
+    return ocp.JsonCheckpointHandler().restore(folder) if folder.exists() else None
+
+
 def read_flat(path: str, wanted: dict, *, use: str = "auto", key: str, roots=("",), hint=""):
     """Reads the parameters ``wanted`` (``{path: jax.ShapeDtypeStruct}``) from the run in
     ``path``: ``(flat arrays, "step folder (tree)")``.
@@ -172,6 +179,7 @@ def read_flat(path: str, wanted: dict, *, use: str = "auto", key: str, roots=(""
             step_dir / "state",
             args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True),
         )
+        checkpoint.verify(restored, _checksums(ocp, step_dir))  # finite, and as it was saved
     except PermissionError:
         raise
     except Exception as e:

@@ -117,3 +117,25 @@ def test_capfilt_on_a_toy_model_writes_a_dataset_the_file_config_trains_on(smoke
     assert batch["image"].shape[0] == 4 and np.isfinite(
         _loss(task, params, batch, jax.random.key(2))[0]
     )
+
+
+def test_a_pairs_file_that_is_not_save_pairs_output_is_named(tmp_path):
+    from jaxmodels.models.blip.task import train_pairs
+
+    config = load_config("experiments/blip/pretrain.py:smoke")
+    config.data.name = "file"
+    bad = {
+        "image.npz": dict(image=np.zeros((2, 8, 8, 3), np.uint8), captions=np.array(["a", "b"])),
+        "short.npz": dict(images=np.zeros((2, 8, 8, 3), np.uint8), captions=np.array(["a"])),
+    }
+    for name, arrays in bad.items():
+        np.savez(tmp_path / name, **arrays)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "short.npz").read_bytes()[:100])
+    for name, match in [
+        ("image.npz", r"image.npz' has no 'images' array \(it holds \['image', 'captions'\]\)"),
+        ("short.npz", r"short.npz': 2 images but 1 captions"),
+        ("cut.npz", r"cut.npz' is not a readable .npz file"),
+    ]:
+        config.data.path = str(tmp_path / name)
+        with pytest.raises(ValueError, match=match):
+            train_pairs(config)

@@ -88,6 +88,67 @@ def test_ctrl_c_saves_and_a_second_trainer_is_refused(tmp_path):
     assert not (tmp_path / "train.lock").exists()
 
 
+SLOW = """
+import os, pathlib, time
+from jaxmodels import main
+from jaxmodels.models.mlp import task
+from jaxmodels.train import checkpoint
+
+def slow(fn):
+    def wrapped(*args, **kwargs):
+        pathlib.Path(os.environ["REACHED"]).touch()
+        time.sleep(120)
+    return wrapped
+
+{patch}
+main.run()
+"""
+
+
+def _stopped_during_start_up(workdir, signum, patch):
+    """Runs the CLI with a start-up phase made slow by ``patch``, signals it there."""
+    marker = workdir.parent / "reached"
+    script = SLOW.format(patch=patch)
+    cmd = [sys.executable, "-c", script, "train", f"--config={CONFIG}:smoke"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env["REACHED"] = str(marker)
+    proc = subprocess.Popen(
+        [*cmd, f"--workdir={workdir}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    return proc.returncode if proc.wait(60) is None else proc.returncode, proc.stdout.read()
+
+
+@pytest.mark.parametrize(
+    "signum,patch",
+    [
+        (signal.SIGTERM, "task.build_task = slow(task.build_task)"),
+        (signal.SIGINT, "checkpoint.Checkpointer.restore = slow(checkpoint.Checkpointer.restore)"),
+    ],
+)
+def test_signals_during_start_up_stop_cleanly(tmp_path, signum, patch):
+    """SIGTERM while the task builds or the state restores used to kill the run (-15) leaving a
+    stale lock, and Ctrl-C printed a traceback: now one line and the shell's exit code; the lock
+    is released, a workdir the run created is not left behind empty, one that existed is kept."""
+    fresh, kept = tmp_path / "fresh", tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    code, out = _stopped_during_start_up(fresh if signum == signal.SIGTERM else kept, signum, patch)
+    name = signal.Signals(signum).name
+    assert code == 128 + signum, out
+    assert f"{name} received during start-up: stopped" in out and "Traceback" not in out
+    assert not fresh.exists()
+    assert [p.name for p in kept.rglob("*") if p.is_file()] == ["notes.txt"]
+
+
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     config = load_config(f"{CONFIG}:smoke")
     config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)

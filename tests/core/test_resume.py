@@ -2,8 +2,10 @@
 up-front checks that name the key or file (in-process, MLP smoke config)."""
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 from jaxmodels.config import load_config, validate
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
-from jaxmodels.train import loop, resume
+from jaxmodels.train import loop, paths, resume
 from jaxmodels.train.checkpoint import Checkpointer
 from jaxmodels.train.metrics import MetricsWriter
 
@@ -53,7 +55,6 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def workdir(trained, tmp_path):
-    import shutil
 
     shutil.copytree(trained, tmp_path / "run")
     return tmp_path / "run"
@@ -168,6 +169,67 @@ def test_unreadable_checkpoint_is_set_aside_and_the_previous_used(tmp_path, dama
     assert (tmp_path / "checkpoints_corrupt" / "2").is_dir() and ckpt.steps() == [1]
 
 
+def _rewrite(workdir, step, edit):
+    """Replaces checkpoint ``step`` of a smoke run by ``edit(state)``, saved as the code saves."""
+    run = loop.build(_config(), str(workdir))
+    state = edit(run.checkpointer._restore_step(step, run.abstract_state, None))
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+    ckpt = Checkpointer(str(workdir), keep=3, use_async=False)
+    ckpt.save(step, state)
+    ckpt.wait()
+
+
+def test_nonfinite_adam_moment_is_set_aside_by_train_and_skipped_by_eval(workdir, capsys):
+    """The newest checkpoint holds a NaN Adam moment (a flipped exponent bit): it used to
+    restore, and every rerun then stopped at its first step whatever the learning rate."""
+
+    def nan_moment(state):
+        def edit(path, x):
+            hit = jax.tree_util.keystr(path).endswith(".mu['Dense_0']['kernel']")
+            return x.at[0, 0].set(np.nan) if hit else x
+
+        return state.replace(opt_state=jax.tree_util.tree_map_with_path(edit, state.opt_state))
+
+    _rewrite(workdir, 8, nan_moment)
+    capsys.readouterr()
+    loop.evaluate(_config(), str(workdir))  # read-only: the previous checkpoint, nothing moved
+    out = capsys.readouterr().out
+    assert "checkpoints/8 could not be restored" in out and "mu/Dense_0/kernel holds NaN" in out
+    assert "left in place" in out and "step 4:" in out
+    assert not (workdir / "checkpoints_corrupt").exists()
+    loop.train(_config(steps=10), str(workdir))
+    out = capsys.readouterr().out
+    assert "mu/Dense_0/kernel holds NaN" in out and "resumed from step 4" in out
+    assert (workdir / "checkpoints_corrupt" / "8").is_dir()
+    assert Checkpointer(str(workdir), keep=3).steps()[-1] == 10
+
+
+def test_a_finite_bit_flip_is_caught_by_the_checksum(tmp_path):
+    """Storage keeps no checksum: one flipped bit in the data file loads as a different, finite
+    number. The checksum saved beside the state catches it."""
+    big = {"w": np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)}
+    ckpt = Checkpointer(str(tmp_path), keep=5, use_async=False)
+    for step in (1, 2):
+        ckpt.save(step, {"w": big["w"] + step})
+    ckpt.wait()
+    state_dir = tmp_path / "checkpoints" / "2" / "state"
+    data = max((f for f in state_dir.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    original = data.read_bytes()
+    for i in range(len(original) // 2, len(original) // 2 + 16):
+        flipped = bytearray(original)
+        flipped[i] ^= 1
+        data.write_bytes(bytes(flipped))
+        raw = ckpt._manager.restore(2)["state"]["w"]  # what storage alone gives
+        if (raw != big["w"] + 2).any() and np.isfinite(raw).all():
+            break
+    else:
+        pytest.fail("no single-bit flip loaded as finite values")
+    state, step = ckpt.restore(big)
+    assert step == 1
+    np.testing.assert_array_equal(state["w"], big["w"] + 1)
+    assert (tmp_path / "checkpoints_corrupt" / "2").is_dir() and ckpt.steps() == [1]
+
+
 def test_nonfinite_update_is_never_applied_nor_saved(tmp_path, capsys):
     config = _config(steps=12, checkpoint_every=2, log_every=1, eval_every=0)
     config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)
@@ -203,6 +265,42 @@ def test_metrics_drop_stale_lines_on_resume_and_stay_json(tmp_path):
         f.write('{"step": 8, "lo')  # a line cut by a kill
     MetricsWriter(str(tmp_path), resume_step=4).close()
     assert [json.loads(line)["step"] for line in _lines(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_a_broken_config_json_is_named_and_written_whole_only_when_it_changes(workdir, capsys):
+    """config.json was rewritten in place on every start: one cut short by a full disk or a kill
+    made every rerun fail with a bare JSON error naming no file."""
+    saved = workdir / "config.json"
+    stat = saved.stat()
+    loop.train(_config(), str(workdir))  # nothing to do, same config: not rewritten
+    assert (saved.stat().st_ino, saved.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    text = saved.read_text()
+    with pytest.raises(UnicodeEncodeError):  # a write that fails half-way ...
+        paths.write_text(saved, text + "\ud800")
+    assert saved.read_text() == text  # ... leaves the old file whole
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
+    saved.write_text("")
+    before = _tree(workdir)
+    for fn in (loop.train, loop.evaluate):
+        with pytest.raises(
+            ValueError, match=rf"{saved} is not the run's saved config .*mv {saved}"
+        ):
+            fn(_config(), str(workdir))
+    assert _tree(workdir) == before
+
+
+def test_a_full_disk_names_the_file_and_errno(tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(lock_lib.WorkdirLock(paths.path(tmp_path)).path), "write_text", full)
+    match = rf"cannot write {tmp_path}/train.lock: No space left on device \(errno 28 ENOSPC\)"
+    with pytest.raises(loop.USER_ERRORS, match=match):  # it was a raw OSError, and a traceback
+        loop.train(_config(), str(tmp_path))
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(loop.USER_ERRORS, match=rf"cannot write {tmp_path}/config.json: No space"):
+        paths.write_text(paths.path(tmp_path) / "config.json", "{}")
+    assert os.listdir(tmp_path) == []
 
 
 def test_workdir_lock_names_the_holder_and_frees_when_it_dies(tmp_path, monkeypatch):

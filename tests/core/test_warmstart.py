@@ -169,6 +169,24 @@ def test_an_unreadable_newest_checkpoint_is_named_not_replaced(
     assert snapshot(broken) == before
 
 
+def test_a_source_checkpoint_holding_nan_is_named_not_used(tmp_path, snapshot):
+    """Read-only like eval: verified as the trainer verifies its own restore, never moved."""
+    plain = tmp_path / "plain"
+    w = np.ones((2, 3), np.float32)
+    ckpt = Checkpointer(str(plain), keep=2, use_async=False)
+    for step, value in ((1, w), (2, np.where(np.eye(2, 3) > 0, np.nan, w))):
+        ckpt.save(step, {"step": np.int32(step), "params": {"w": value}, "ema_params": None})
+    target = {"w": jax.ShapeDtypeStruct(w.shape, w.dtype)}
+    before = snapshot(plain)
+    with pytest.raises(warmstart.UnreadableCheckpointError) as e:
+        warmstart.read_params(str(plain), target, key="config.init.workdir")
+    assert "checkpoints/2 could not be read (CorruptCheckpointError: params/w holds NaN" in str(
+        e.value
+    )
+    assert f"--config.init.workdir={plain / 'checkpoints' / '1'}" in str(e.value)
+    assert snapshot(plain) == before
+
+
 def test_a_run_saved_before_the_init_keys_resumes_without_the_flag():
     """Keys added to base_config since a run was saved are no change at their defaults."""
     import json

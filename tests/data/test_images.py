@@ -87,3 +87,12 @@ def test_save_grid(tmp_path):
     assert grid.shape == (22, 22, 3)  # 2x2 cells of (4 + 1) pixels plus a border, doubled
     assert grid[0, 0].tolist() == [255, 255, 255]  # the white border
     assert grid[2, 2].tolist() == grid[3, 3].tolist() == [0, 2, 4]  # pixel 0, scaled 2x2
+
+
+def test_a_held_out_split_of_no_example_names_the_key():
+    with pytest.raises(
+        ValueError, match=r"config.data.holdout=0.01 holds out 0 of the 50 .*>= 0.02"
+    ):
+        images.split_rows(50, "eval", 0.01)
+    with pytest.raises(ValueError, match=r"config.data.holdout=1.0 must be in \(0, 1\)"):
+        images.split_rows(50, "train", 1.0)

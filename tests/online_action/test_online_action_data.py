@@ -5,17 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from jaxmodels.config import load_config
 from jaxmodels.data import pipeline
 from jaxmodels.models.online_action import data
+from jaxmodels.train import loop
 
 
 def _write_layout(root, sessions, lengths, dims=(3, 2), classes=4):
     rng = np.random.default_rng(0)
     for d, dim in zip(("rgb", "flow"), dims, strict=True):
-        (root / d).mkdir()
+        (root / d).mkdir(exist_ok=True)
         for s, n in zip(sessions, lengths, strict=True):
             np.save(root / d / f"{s}.npy", rng.normal(size=(n, dim)).astype(np.float32))
-    (root / "target_perframe").mkdir()
+    (root / "target_perframe").mkdir(exist_ok=True)
     for s, n in zip(sessions, lengths, strict=True):
         np.save(root / "target_perframe" / f"{s}.npy", np.eye(classes)[rng.integers(0, classes, n)])
 
@@ -33,10 +35,45 @@ def test_feature_dir_layout_with_json_and_text_splits(tmp_path):
     np.testing.assert_array_equal(videos.features[1][:, :3], np.load(tmp_path / "rgb" / "b.npy"))
     np.testing.assert_array_equal(videos.features[1][:, 3:], np.load(tmp_path / "flow" / "b.npy"))
     assert videos.targets[0].shape == (10, 4)
-    with pytest.raises(KeyError, match="data.dataset='TVSeries'"):
+    with pytest.raises(ValueError, match="data.dataset='TVSeries'"):
         data.read_sessions(str(tmp_path / "data_info.json"), "train", "TVSeries")
     with pytest.raises(FileNotFoundError, match="missing file"):
         data.load_feature_dir(str(tmp_path), ["zzz"], ["rgb"])
+
+
+def _files_config(root):
+    config = load_config("experiments/online_action/trn.py:smoke")
+    config.data.update(source="files", data_root=str(root), feature_dirs=("rgb", "flow"))
+    config.data.update(split_file=str(root / "info.json"), ambiguous=-1)
+    info = {"THUMOS": {"train_session_set": ["a", "b"], "test_session_set": ["c"]}}
+    (root / "info.json").write_text(json.dumps(info))
+    return config
+
+
+def test_files_that_do_not_match_stop_the_build_naming_them(tmp_path):
+    """Broken split JSON, and eval sessions whose feature width or classes differ from the
+    training sessions': named before anything trains (they used to surface after training, at
+    the first evaluation, as a shape error naming no file)."""
+    config = _files_config(tmp_path)
+    (tmp_path / "info.json").write_text('{"THUMOS": {')
+    with pytest.raises(ValueError, match=r"config.data.split_file='.*info.json' is not valid JSON"):
+        loop.train(config, str(tmp_path / "run"))
+    _write_layout(tmp_path, ["a", "b", "c"], [40, 40, 40])
+    config = _files_config(tmp_path)
+    for bad, match in [
+        ({"dims": (3, 1)}, r"flow/c.npy has 4 feature dims but .*rgb/a.npy \+ .*flow/a.npy has 5"),
+        ({"classes": 5}, r"target_perframe/c.npy has 5 classes but .*target_perframe/a.npy has 4"),
+    ]:
+        _write_layout(tmp_path, ["c"], [40], **bad)  # the eval session differs
+        with pytest.raises(ValueError, match=match):
+            loop.train(config, str(tmp_path / "run"))
+        assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+            (tmp_path / "run" / "checkpoints").iterdir()
+        )
+    _write_layout(tmp_path, ["c"], [40])
+    config.data.ambiguous = 4  # the targets have classes 0..3
+    with pytest.raises(ValueError, match=r"config.data.ambiguous=4 is not a class .* has 4\)"):
+        loop.train(config, str(tmp_path / "run"))
 
 
 def test_untrusted_files_are_not_unpickled_and_lengths_checked(tmp_path):

@@ -15,6 +15,7 @@ for [ENC] for ITM) and ``caption`` rows ``[DEC] prompt caption [EOS]`` for the d
 from __future__ import annotations
 
 import functools
+import zipfile
 
 import numpy as np
 
@@ -162,5 +163,23 @@ def save_pairs(path: str, images: np.ndarray, captions) -> None:
 
 
 def load_pairs(path: str) -> tuple[np.ndarray, list[str]]:
-    with np.load(path, allow_pickle=False) as f:
-        return f["images"], [str(c) for c in f["captions"]]
+    """Reads a :func:`save_pairs` file (``config.data.path``); errors name the file."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"config.data.path={path!r} is not a readable .npz file ({e})") from e
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"config.data.path={path!r} holds one array; save_pairs writes an .npz")
+    with f:
+        missing = sorted({"images", "captions"} - set(f.files))
+        if missing:
+            raise ValueError(
+                f"config.data.path={path!r} has no {' or '.join(map(repr, missing))} array (it "
+                f"holds {f.files}); save_pairs writes `images` (N, H, W, 3) uint8 and `captions`"
+            )
+        images, captions = f["images"], [str(c) for c in f["captions"]]
+    if len(images) != len(captions):
+        raise ValueError(
+            f"config.data.path={path!r}: {len(images)} images but {len(captions)} captions"
+        )
+    return images, captions

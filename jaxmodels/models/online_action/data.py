@@ -30,11 +30,13 @@ import numpy as np
 
 @dataclasses.dataclass
 class Videos:
-    """Per-video features (L x D) and targets (L x C), plus the class names."""
+    """Per-video features (L x D) and targets (L x C), plus the class names; ``files`` (when the
+    videos come from files) names each video's ``(feature files, target file)`` for errors."""
 
     features: list[np.ndarray]
     targets: list[np.ndarray]
     class_names: list[str]
+    files: list[tuple[str, str]] | None = None
 
     def __post_init__(self):
         for i, (x, y) in enumerate(zip(self.features, self.targets, strict=True)):
@@ -52,19 +54,26 @@ class Videos:
 def read_sessions(split_file: str, split: str, dataset: str | None = None) -> list[str]:
     """Session names of ``split`` from a TRN/LSTR ``data_info.json`` or a one-per-line text file."""
     if not os.path.isfile(split_file):
-        raise FileNotFoundError(f"data.split_file={split_file!r} does not exist")
+        raise FileNotFoundError(f"config.data.split_file={split_file!r} does not exist")
     if not split_file.endswith(".json"):
         with open(split_file) as f:
             return [line.strip() for line in f if line.strip()]
     with open(split_file) as f:
-        info = json.load(f)
+        try:
+            info = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"config.data.split_file={split_file!r} is not valid JSON ({e})"
+            ) from e
     if dataset is not None:
-        if dataset not in info:
-            raise KeyError(f"data.dataset={dataset!r} not in {split_file} (has {sorted(info)})")
+        if not isinstance(info, dict) or dataset not in info:
+            keys = sorted(info) if isinstance(info, dict) else type(info).__name__
+            raise ValueError(f"config.data.dataset={dataset!r} is not in {split_file} (has {keys})")
         info = info[dataset]
     key = f"{split}_session_set"
-    if key not in info:
-        raise KeyError(f"{split_file} has no {key!r} (keys: {sorted(info)})")
+    if not isinstance(info, dict) or key not in info:
+        keys = sorted(info) if isinstance(info, dict) else type(info).__name__
+        raise ValueError(f"{split_file} has no {key!r} (keys: {keys})")
     return list(info[key])
 
 
@@ -90,7 +99,7 @@ def load_feature_dir(
     class_names: list[str] | None = None,
 ) -> Videos:
     """Loads ``<data_root>/<feature_dir>/<session>.npy`` streams and their per-frame targets."""
-    features, targets = [], []
+    features, targets, files = [], [], []
     for s in sessions:
         paths = [os.path.join(data_root, d, f"{s}.npy") for d in (*feature_dirs, target_dir)]
         streams = [_load_npy(path, True) for path in paths[:-1]]
@@ -101,10 +110,11 @@ def load_feature_dir(
         x = streams[0] if len(streams) == 1 else np.concatenate(streams, axis=1)
         features.append(np.asarray(x, np.float32))
         targets.append(y)
+        files.append((" + ".join(paths[:-1]), paths[-1]))
     if not features:
         raise ValueError(f"no sessions to load from {data_root}")
     names = class_names or [str(c) for c in range(targets[0].shape[1])]
-    return Videos(features, targets, names)
+    return Videos(features, targets, names, files)
 
 
 # ------------------------------------------------------------------------------------------
@@ -398,6 +408,40 @@ def padded_batches(videos: Videos, batch_videos: int, length: int | None = None)
         for row, i in enumerate(idx):
             x[row, : lengths[row]] = videos.features[i]
         yield x, lengths, idx
+
+
+def load_splits(d, seed: int) -> tuple[Videos, Videos]:
+    """``config.data`` -> the train and eval Videos, checked against each other before anything
+    trains: every video has the first training video's feature width and classes, and
+    ``data.ambiguous`` is one of those classes. Errors name the files."""
+    train, held = load_videos(d, "train", seed), load_videos(d, "eval", seed)
+    ref = _describe(train, 0, "train")
+    dims, classes = train.features[0].shape[1], train.targets[0].shape[1]
+    for split, videos in (("train", train), ("eval", held)):
+        for i, (x, y) in enumerate(zip(videos.features, videos.targets, strict=True)):
+            if x.shape[1] != dims:
+                got = _describe(videos, i, split)
+                raise ValueError(
+                    f"{got[0]} has {x.shape[1]} feature dims but {ref[0]} has {dims}: every "
+                    "session needs features of the same width (config.data.feature_dirs)"
+                )
+            if y.shape[1] != classes:
+                got = _describe(videos, i, split)
+                raise ValueError(
+                    f"{got[1]} has {y.shape[1]} classes but {ref[1]} has {classes}: every "
+                    "session needs targets over the same classes (config.data.target_dir)"
+                )
+    if d.ambiguous >= classes:
+        raise ValueError(
+            f"config.data.ambiguous={d.ambiguous} is not a class of the targets ({ref[1]} has "
+            f"{classes}); set it to the ambiguous class's index, or -1 for none"
+        )
+    return train, held
+
+
+def _describe(videos: Videos, i: int, split: str) -> tuple[str, str]:
+    """Where video ``i``'s features and targets come from, for errors."""
+    return videos.files[i] if videos.files else (f"{split} video {i}",) * 2
 
 
 def load_videos(d, split: str, seed: int) -> Videos:

@@ -45,8 +45,7 @@ def build_task(config, mesh):
 
     m, d = config.model, config.data
     entry = detector(m.name)
-    train_videos = data.load_videos(d, "train", config.seed)
-    eval_videos = data.load_videos(d, "eval", config.seed)
+    train_videos, eval_videos = data.load_splits(d, config.seed)
     D, C = train_videos.features[0].shape[1], train_videos.targets[0].shape[1]
     ambiguous = d.ambiguous if d.ambiguous >= 0 else None
     model = build_model(m, D, C, jnp.dtype(config.train.compute_dtype))
