@@ -27,6 +27,7 @@ RESUMABLE = (
     "train.min_lr_ratio",
     "mesh.",
     "sample.",
+    "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
 )
 OVERRIDE_FLAG = "--allow_config_change"
 
