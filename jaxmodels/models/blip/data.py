@@ -118,6 +118,11 @@ def corrupt(captions, fraction: float, seed: int = 0) -> tuple[list[str], np.nda
     return out, corrupted
 
 
+def pixels(images_uint8):
+    """uint8 images (numpy or jax) as the model takes them: float32 in [-1, 1]."""
+    return images_uint8.astype(np.float32) / 127.5 - 1.0
+
+
 def encode(captions, max_len: int) -> dict[str, np.ndarray]:
     """Caption strings -> ``text`` ([CLS] caption [EOS]) and ``caption`` ([DEC] prompt ...)."""
     tok = TOKENIZER
