@@ -52,7 +52,7 @@ def make_model(config, tok, pretrained) -> tuple[RoFormer, int]:
     return model.clone(dtype=dtype, **keep), mask_id
 
 
-def extrapolation(config, model: RoFormer, data, **mask_kw):
+def extrapolation(config, model: RoFormer, data, mesh=None, **mask_kw):
     """The ``extrapolation`` evaluator: masked-token loss and accuracy (``mlm_loss_x{k}``,
     ``mlm_accuracy_x{k}``) with rows of ``k * data.seq_len`` tokens, k in
     ``config.extrapolation.factors`` (RoFormer Sec. 3.3: long texts).
@@ -87,7 +87,7 @@ def extrapolation(config, model: RoFormer, data, **mask_kw):
         n_B = chosen_BxL.sum(1)
         return per_row["mlm_loss"] * n_B, per_row["mlm_accuracy"] * n_B, n_B
 
-    sums = chunked_map(row_sums, e.eval_batch_size)
+    sums = chunked_map(row_sums, e.eval_batch_size, mesh=mesh)
 
     def run(params, rng):
         del rng  # the masks are fixed: every evaluation scores the same tokens
@@ -103,8 +103,7 @@ def extrapolation(config, model: RoFormer, data, **mask_kw):
 
 
 def build_task(config, mesh=None) -> Task:
-    """RoFormer MLM on ``config.data``."""
-    del mesh
+    """RoFormer MLM on ``config.data`` (``mesh``: the evaluator's outputs are replicated on it)."""
     from jaxmodels.convert.hf import init_from, load_pretrained
     from jaxmodels.data.pipeline import ArraySource, iterator_fn
     from jaxmodels.data.text import build_text_data, tile_rows
@@ -133,7 +132,7 @@ def build_task(config, mesh=None) -> Task:
         loss, out = mlm_loss(logits, targets, chosen)
         return loss, {"loss": loss, **out}
 
-    offered = {"extrapolation": lambda: extrapolation(config, model, data, **mask_kw)}
+    offered = {"extrapolation": lambda: extrapolation(config, model, data, mesh, **mask_kw)}
     eval_rows = tile_rows(data.eval, config.train.batch_size)
     return Task(
         init=init_from(model, pretrained.params, example) if pretrained else init,
