@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import pathlib
+import re
 from collections.abc import Iterable
 
 import ml_collections
@@ -72,6 +73,14 @@ def base_config() -> ml_collections.ConfigDict:
     t.keep_checkpoints = 3  # checkpoints kept on disk
     t.sample_at_end = True  # after training, run the family's sampler (if any) and print it
 
+    # Start a fresh run (step 0) from another run's parameters; a resumed run keeps its own.
+    # That run's folder is only read: never its lock, never a write (jaxmodels.train.warmstart).
+    # Families that import Hugging Face checkpoints add init.hf (lm, roformer); one or the other.
+    i = c.init = ml_collections.ConfigDict()
+    i.workdir = ""  # that run's workdir (its newest checkpoint) or one: DIR/checkpoints/STEP
+    i.workdir_params = "auto"  # auto (its EMA when it kept one, else params) | ema | params
+    i.workdir_map = ""  # "here=there,...": only these sub-trees, e.g. "visual=img"; "": all
+
     m = c.mesh = ml_collections.ConfigDict()
     m.data = -1  # data-parallel axis size; -1 takes the devices left over
     m.fsdp = 1  # parameter/optimizer-state sharding axis size
@@ -104,10 +113,11 @@ _CHOICES = {
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Fails fast, naming the key, on values the trainer cannot use."""
-    from jaxmodels import registry
+    """Fails fast, naming the key, on shared values the trainer cannot use.
 
-    registry.family_module(config.family)  # raises with the known names
+    The family name is checked by ``jaxmodels.registry.family_module`` (the registry sits above
+    the families, this module below them).
+    """
     t = config.train
     for key in _POSITIVE:
         if t[key] <= 0:
@@ -127,9 +137,74 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
-    from jaxmodels.train.optim import parse_lr_multipliers
-
     parse_lr_multipliers(t.get("lr_multipliers", ""))
+    init = config.get("init") or {}
+    if init.get("hf") and init.get("workdir"):
+        raise ValueError(
+            "config.init.hf and config.init.workdir are both set: a run starts from one of them"
+        )
+    use = init.get("workdir_params", "auto")
+    if use not in WORKDIR_PARAMS:
+        raise ValueError(f"config.init.workdir_params={use!r}: choose one of {WORKDIR_PARAMS}")
+    parse_workdir_map(init.get("workdir_map", ""))
+
+
+def parse_lr_multipliers(spec: str) -> dict[str, float]:
+    """``"t_prime=10,b=10"`` -> ``{"t_prime": 10.0, "b": 10.0}`` (``config.train.lr_multipliers``).
+
+    Each name is a regular expression matched against a parameter's whole ``/``-joined path
+    (``towers/img/...``) or its last component; the first match gives the multiplier.
+    """
+    out = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        try:
+            re.compile(name)
+            multiplier = float(value)
+        except (ValueError, re.error):
+            multiplier = None
+        if not (sep and name and multiplier is not None and multiplier >= 0):
+            raise ValueError(
+                f"config.train.lr_multipliers: cannot read {item!r}; write name=multiplier "
+                "pairs with non-negative multipliers, e.g. 't_prime=10,b=10'"
+            )
+        out[name] = multiplier
+    return out
+
+
+WORKDIR_PARAMS = ("auto", "ema", "params")  # config.init.workdir_params
+
+
+def within(path: str, prefix: str) -> bool:
+    """Whether the ``/``-joined parameter ``path`` lies in the sub-tree ``prefix`` (``""``: the
+    whole tree)."""
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def parse_workdir_map(spec: str) -> list[tuple[str, str]]:
+    """``"visual=img,head=proj"`` -> ``[("visual", "img"), ("head", "proj")]``
+    (``config.init.workdir_map``).
+
+    Each pair names a sub-tree of this run's parameters and the sub-tree of the other run's
+    that fills it (``/``-joined paths; an empty side is the whole tree: ``"=img"`` builds this
+    run from that run's ``img``). This run's sub-trees may not overlap.
+    """
+    pairs = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        here, sep, there = (x.strip().strip("/") for x in item.partition("="))
+        if not sep:
+            raise ValueError(
+                f"config.init.workdir_map: cannot read {item!r}; write this_path=that_path "
+                "pairs, e.g. 'visual=img'"
+            )
+        for other, _ in pairs:
+            if within(here, other) or within(other, here):
+                raise ValueError(
+                    f"config.init.workdir_map: {here or '<all>'!r} and {other or '<all>'!r} "
+                    "overlap; name each parameter of this run once"
+                )
+        pairs.append((here, there))
+    return pairs
 
 
 def config_args(arg: str | None, allowed: Iterable[str]) -> frozenset[str]:

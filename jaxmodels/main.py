@@ -14,6 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxmodels import registry
 from jaxmodels.config import validate
 
 COMMANDS = ("train", "eval", "sample", "compile")
@@ -58,6 +59,7 @@ def _main(command: str):
         if command != "compile" and not _WORKDIR.value:
             raise app.UsageError(f"--workdir is required for {command}\n{USAGE}")
         try:
+            registry.family_module(config.family)  # an unknown family fails naming the known
             validate(config)
             if command == "compile":
                 _compile(config, None)

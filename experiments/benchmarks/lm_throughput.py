@@ -44,7 +44,7 @@ SIZES = {
 
 def model_flops(s: dict) -> tuple[int, float]:
     """Returns (matmul parameter count N, model FLOPs per training step)."""
-    from jaxmodels.train.flops import transformer_train_flops
+    from jaxmodels.layers.flops import transformer_train_flops
 
     d, f, layers = s["d_model"], s["d_ff"], s["layers"]
     n = layers * (4 * d * d + 3 * d * f) + s["vocab"] * d

@@ -14,6 +14,7 @@ The model is a scaled-down BLIP (ViT + BERT text side) sized for a 2-core CPU.
 import ml_collections
 
 from jaxmodels.config import base_config, config_args
+from jaxmodels.data import image_text_sources
 
 
 def get_config(arg: str | None = None):
@@ -49,8 +50,12 @@ def get_config(arg: str | None = None):
     txt.max_len = 24  # position table: text, and "[DEC] a picture of" + caption
 
     d = c.data
-    d.name = "scenes"  # scenes (rendered) | file (an .npz written by experiments/blip/capfilt.py)
-    d.path = ""  # data.name=file: the .npz path
+    # scenes (rendered) | file (the .npz at data.path, written by experiments/blip/capfilt.py) |
+    # webdataset | csv | tfds (captions must keep to the scenes' closed vocabulary for now)
+    d.name = "scenes"
+    # webdataset / csv / tfds sources (data.path: also the .npz of data.name=file); training
+    # crops as BLIP's pre-training RandomResizedCrop (scale 0.5 to 1)
+    image_text_sources.add_config(d, crop_scale=(0.5, 1.0))
     d.noise = 0.3 if "noisy" in args else 0.0  # share of training captions swapped
     d.train_size = 20000  # rendered training scenes
     d.eval_size = 1000  # held-out scenes (independent seed)

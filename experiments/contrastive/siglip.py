@@ -12,6 +12,7 @@ import math
 import ml_collections
 
 from jaxmodels.config import base_config, config_args
+from jaxmodels.data import image_text_sources
 
 
 def get_config(arg: str | None = None):
@@ -83,19 +84,15 @@ def base_text():
 
 def add_data(c):
     d = c.data
-    d.name = "embedded"  # embedded (shapes + digits) | shapes | digits | tfds
+    d.name = "embedded"  # embedded (shapes + digits) | shapes | digits | webdataset | csv | tfds
     d.image_size = 32  # square image side in pixels
     d.seed = 0  # seed of the procedurally rendered shapes and the digits split
     d.shapes_train = 10000  # rendered training images (half one object, half two)
     d.shapes_eval = 1000  # rendered held-out images (the one-object half is the zero-shot set)
     d.retrieval_size = 1000  # held-out pairs for recall@K
     d.eval_batch_size = 256  # batch for the zero-shot/retrieval embedders
-    d.tfds_name = ""  # data.name=tfds: a prepared TFDS caption dataset (array_record)
-    d.tfds_dir = ""  # its data_dir ("" = TFDS default)
-    d.train_split = "train"  # TFDS split names
-    d.eval_split = "validation"
-    d.image_key = "image"  # TFDS feature holding a uint8 image
-    d.text_key = "caption"  # TFDS feature holding the caption string
+    # webdataset / csv / tfds sources; training crops as open_clip's RandomResizedCrop default
+    image_text_sources.add_config(d, crop_scale=(0.9, 1.0))
 
 
 def shrink_for_smoke(c):

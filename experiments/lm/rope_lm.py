@@ -62,7 +62,6 @@ def get_config(arg=None):
     p.t5_num_buckets = 32  # T5 relative-position buckets (Raffel et al. 2020)
     p.t5_max_distance = 128  # T5 max distance
 
-    c.init = ml_collections.ConfigDict()
     c.init.hf = ""  # a local HF Llama directory to fine-tune (config.model then ignored)
 
     d = c.data

@@ -39,7 +39,6 @@ def get_config(arg=None):
     p.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)
     p.max_len = 512  # learned absolute table size (position=learned)
 
-    c.init = ml_collections.ConfigDict()
     c.init.hf = ""  # a local HF RoFormerForMaskedLM directory to fine-tune (sizes then ignored)
 
     d = c.data

@@ -5,8 +5,9 @@
   relation) and a plain description, e.g. "a red circle left of a blue square". A family
   writes its own captions or prompts from the scenes.
 - :class:`PairSplit`: uint8 images with one caption string each; :func:`concat_splits`.
-- :func:`tfds_pairs`: a user's prepared TFDS caption dataset as ``{"image", "text"}`` records;
-  :func:`resize_nearest` brings its images to one square size.
+- :func:`tfds_pairs`: a user's prepared TFDS caption dataset as ``{"image", "captions"}``
+  records (:class:`TfdsCaptions`; nested caption features such as COCO's ``captions/text``);
+  :func:`as_captions` turns any caption field into a list of strings or fails naming it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import dataclasses
 import functools
 
 import numpy as np
+
+from jaxmodels.data.transforms import BadRecord
 
 COLORS = {
     "red": (220, 40, 40),
@@ -117,40 +120,91 @@ def render_shapes(n: int, size: int = 32, seed=0) -> tuple[np.ndarray, tuple[Sce
 
 
 # ----------------------------------------------------------------------------------------------
-# Caption datasets from files
+# Captions of real datasets
 # ----------------------------------------------------------------------------------------------
 
 
-def resize_nearest(image: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of an (H, W[, C]) uint8 image to (size, size, 3)."""
-    image = np.asarray(image)
-    image = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
-    rows = (np.arange(size) * image.shape[0]) // size
-    cols = (np.arange(size) * image.shape[1]) // size
-    return image[rows][:, cols].astype(np.uint8)
+def as_captions(value, where: str) -> list[str]:
+    """A caption field as a non-empty list of strings (UTF-8 bytes are decoded).
+
+    ``value`` is one caption or a sequence of them (COCO's five). A structured value (a dict of
+    features) is a configuration error, a ``ValueError``; a missing, empty, undecodable or
+    non-string caption is a :class:`BadRecord`. Both name ``where``: a caption is never the
+    ``repr`` of some other value.
+    """
+    if isinstance(value, dict):
+        raise ValueError(
+            f"{where} holds the features {sorted(value)}, not captions: name the caption "
+            "feature inside it with '/' (COCO: data.text_key='captions/text')"
+        )
+    if isinstance(value, str | bytes | np.str_ | np.bytes_):
+        value = [value]
+    elif not isinstance(value, list | tuple | np.ndarray) or np.ndim(value) != 1:
+        raise BadRecord(f"{where} holds {type(value).__name__} {value!r:.60}, not a caption")
+    out = []
+    for v in value:
+        if isinstance(v, bytes | np.bytes_):
+            try:
+                v = bytes(v).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BadRecord(f"{where}: the caption is not UTF-8 ({e})") from e
+        if not isinstance(v, str):
+            raise BadRecord(f"{where} holds {type(v).__name__} {v!r:.60}, not a caption string")
+        if not v.strip():
+            raise BadRecord(f"{where}: empty caption")
+        out.append(str(v))
+    if not out:
+        raise BadRecord(f"{where}: no caption")
+    return out
 
 
-class CaptionRecords:
-    """Renames a record source's image/caption fields to ``image`` and ``text`` (a string)."""
+def feature(record: dict, key: str, where: str):
+    """``record[a][b]`` for ``key = "a/b"``: a TFDS sequence of dicts decodes to a dict of lists."""
+    value = record
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            fields = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise ValueError(f"{where}: no feature {key!r} (at {part!r}: {fields})")
+        value = value[part]
+    return value
 
-    def __init__(self, source, image_key: str, text_key: str):
-        self.source, self.image_key, self.text_key = source, image_key, text_key
+
+class TfdsCaptions:
+    """A prepared TFDS dataset's records as ``{"image", "captions", "where"}``.
+
+    ``image_key`` names a uint8 image (or an encoded ``Image`` feature read undecoded) and
+    ``text_key`` the caption feature; ``/`` steps into nested features, e.g. COCO's
+    ``captions/text`` (five strings an image).
+    """
+
+    def __init__(self, source, image_key: str, text_key: str, name: str = "tfds"):
+        self.source, self.image_key, self.text_key, self.name = source, image_key, text_key, name
 
     def __len__(self):
         return len(self.source)
 
+    def __repr__(self):
+        return f"TfdsCaptions({self.name}, {len(self)} records)"
+
     def __getitem__(self, i):
-        rec = self.source[i]
-        for key in (self.image_key, self.text_key):
-            if key not in rec:
-                raise KeyError(f"record has no field {key!r}; fields: {sorted(rec)}")
-        text = rec[self.text_key]
-        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-        return {"image": np.asarray(rec[self.image_key]), "text": text}
+        record, where = self.source[i], f"{self.name}[{i}]"
+        image = feature(record, self.image_key, where)
+        captions = feature(record, self.text_key, where)
+        return {
+            "image": image,
+            "captions": as_captions(captions, f"{where}[{self.text_key!r}]"),
+            "where": where,
+        }
 
 
-def tfds_pairs(name: str, split: str, data_dir, image_key: str, text_key: str) -> CaptionRecords:
-    """A prepared TFDS caption dataset as random-access ``{"image", "text"}`` records."""
+def tfds_pairs(name: str, split: str, data_dir, image_key: str, text_key: str) -> TfdsCaptions:
+    """A prepared TFDS caption dataset; an encoded ``Image`` feature is read without decoding
+    (Pillow decodes it later, at the scale the crop needs)."""
     from jaxmodels.data.pipeline import tfds_source
 
-    return CaptionRecords(tfds_source(name, split, data_dir), image_key, text_key)
+    return TfdsCaptions(
+        tfds_source(name, split, data_dir, undecoded=(image_key,)),
+        image_key,
+        text_key,
+        f"tfds {name}/{split}",
+    )

@@ -58,6 +58,11 @@ def make_iterator(
     repeat: bool = True,
     transform: Callable[[Record], Record] | None = None,
     drop_remainder: bool = True,
+    random_transform: Callable[[Record, np.random.Generator], Record | None] | None = None,
+    transform_seed: int | None = None,
+    drop_none: bool = False,
+    worker_count: int = 0,
+    prefetch: int | None = None,
 ):
     """Returns a checkpointable iterator over this process's batches of ``source``.
 
@@ -70,6 +75,15 @@ def make_iterator(
       shuffle, repeat: training streams shuffle and repeat forever; eval passes use neither.
       transform: per-record function (tokenise, augment, ...), applied before batching.
       drop_remainder: drop a final partial batch (keep it for exact eval passes).
+      random_transform: ``(record, rng) -> record`` (random crops), after ``transform``; grain
+        seeds ``rng`` from ``transform_seed`` (default ``seed``) and the record's position in
+        this process's stream, so a resumed or replayed stream draws the same numbers.
+      drop_none: drop records a transform maps to ``None`` (skipped bad records); batches are
+        then formed after the drop.
+      worker_count: grain worker processes running the transforms (0: in this process, on
+        grain's read threads).
+      prefetch: elements grain's read threads keep ready ahead of the consumer (records with
+        ``drop_none``, else batches; default grain's 500).
     """
     import grain
 
@@ -83,9 +97,24 @@ def make_iterator(
     ds = ds[process_index::process_count]
     if transform is not None:
         ds = ds.map(transform)
+    if random_transform is not None:
+        ds = ds.random_map(
+            random_transform, seed=seed if transform_seed is None else transform_seed
+        )
     batch = per_process_batch(global_batch_size, process_count)
-    ds = ds.batch(batch, drop_remainder=drop_remainder)
-    return iter(ds.to_iter_dataset())
+    read = grain.ReadOptions(prefetch_buffer_size=prefetch) if prefetch else None
+    if drop_none:
+        ds = ds.filter(lambda record: record is not None).to_iter_dataset(read)
+        ds = ds.batch(batch, drop_remainder=drop_remainder)
+    else:
+        ds = ds.batch(batch, drop_remainder=drop_remainder).to_iter_dataset(read)
+    if worker_count:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain reads its absl flags (defaults outside the CLI)
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return iter(ds)
 
 
 def iterator_fn(source, config, *, train: bool, transform=None):
@@ -110,16 +139,25 @@ def iterator_fn(source, config, *, train: bool, transform=None):
     return make
 
 
-def tfds_source(name: str, split: str, data_dir: str | None = None):
+def tfds_source(name: str, split: str, data_dir: str | None = None, undecoded=()):
     """Returns ``tfds.data_source(name, split)``: random access over ArrayRecord files.
 
     Works without TensorFlow installed; the dataset must already be prepared in ``data_dir``
-    (nothing is downloaded here).
+    (nothing is downloaded here). Top-level ``Image`` features named in ``undecoded`` come as
+    their encoded bytes.
     """
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        features = tfds.builder(name, data_dir=data_dir).info.features
+        decoders = {
+            key: tfds.decode.SkipDecoding()
+            for key in undecoded
+            if key in features and isinstance(features[key], tfds.features.Image)
+        }
+        return tfds.data_source(
+            name, split=split, data_dir=data_dir, download=False, decoders=decoders or None
+        )
     except Exception as e:  # tfds raises several types for a missing/unprepared dataset
         raise FileNotFoundError(
             f"TFDS dataset {name!r} (split {split!r}) is not prepared under data_dir="

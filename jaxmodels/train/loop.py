@@ -23,7 +23,7 @@ from jaxmodels.parallel import multihost
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
 from jaxmodels.train import metrics as metrics_lib
-from jaxmodels.train import optim, paths, preemption, resume
+from jaxmodels.train import optim, paths, preemption, resume, warmstart
 from jaxmodels.train import state as state_lib
 from jaxmodels.train import step as step_lib
 from jaxmodels.train.checkpoint import Checkpointer
@@ -110,10 +110,12 @@ def _nonfinite_reason(step: int, state) -> str | None:
 
 
 def restore_or_init(run: Run, data_iter=None):
-    """Returns ``(state, step)`` from the newest good, finite checkpoint, or a fresh state."""
+    """Returns ``(state, step)`` from the newest good, finite checkpoint, or a fresh state
+    (from ``config.init.workdir``'s parameters when it names another run)."""
     state, step = run.checkpointer.restore(run.abstract_state, data_iter, skip=_nonfinite_reason)
     if state is not None:
         return state, step
+    start = warmstart.start_params(run.config, run.abstract_state.params)
     use_ema = run.config.train.ema_halflife_examples > 0
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
@@ -123,6 +125,7 @@ def restore_or_init(run: Run, data_iter=None):
             run.state_sharding,
             use_ema=use_ema,
             init_model_state=run.task.init_model_state,
+            start=start,
         )
     return state, 0
 

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmodels.config import parse_lr_multipliers
+
 
 def learning_rate_schedule(t) -> optax.Schedule:
     """Linear warm-up to ``learning_rate``, then cosine/linear decay to ``min_lr_ratio`` or flat."""
@@ -53,29 +55,6 @@ def make_optimizer(t) -> optax.GradientTransformation:
     if t.grad_clip:
         opt = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
     return with_state_dtype(opt, t.get("opt_state_dtype", "float32"))
-
-
-def parse_lr_multipliers(spec: str) -> dict[str, float]:
-    """``"t_prime=10,b=10"`` -> ``{"t_prime": 10.0, "b": 10.0}`` (``config.train.lr_multipliers``).
-
-    Each name is a regular expression matched against a parameter's whole ``/``-joined path
-    (``towers/img/...``) or its last component; the first match gives the multiplier.
-    """
-    out = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, value = (x.strip() for x in item.partition("="))
-        try:
-            re.compile(name)
-            multiplier = float(value)
-        except (ValueError, re.error):
-            multiplier = None
-        if not (sep and name and multiplier is not None and multiplier >= 0):
-            raise ValueError(
-                f"config.train.lr_multipliers: cannot read {item!r}; write name=multiplier "
-                "pairs with non-negative multipliers, e.g. 't_prime=10,b=10'"
-            )
-        out[name] = multiplier
-    return out
 
 
 def _path_name(path) -> str:

@@ -30,6 +30,7 @@ RESUMABLE = (
     "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
 )
 OVERRIDE_FLAG = "--allow_config_change"
+ABSENT = "<absent>"  # a key one of the two configs lacks
 
 
 class ConfigMismatchError(ValueError):
@@ -54,16 +55,23 @@ def _leaves(config) -> dict[str, Any]:
 def config_changes(saved: Mapping, config) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, new)}`` for every leaf that differs (``<absent>`` marks a missing key)."""
     old, new = _leaves(saved), _leaves(config)
-    absent = "<absent>"
     return {
-        k: (old.get(k, absent), new.get(k, absent))
+        k: (old.get(k, ABSENT), new.get(k, ABSENT))
         for k in sorted(old.keys() | new.keys())
-        if old.get(k, absent) != new.get(k, absent)
+        if old.get(k, ABSENT) != new.get(k, ABSENT)
     }
 
 
 def _resumable(key: str) -> bool:
     return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+def _added_at_default(key: str, old, new) -> bool:
+    """A shared key added since the run was saved, at its default (``config.base_config``):
+    the run already had that behaviour (e.g. ``init.workdir=''`` on a run saved before it)."""
+    from jaxmodels.config import base_config
+
+    return old == ABSENT and flatten(base_config().to_dict()).get(key, ABSENT) == new
 
 
 def check_config(saved: Mapping, config, *, allow: bool, where: str) -> list[str]:
@@ -73,7 +81,11 @@ def check_config(saved: Mapping, config, *, allow: bool, where: str) -> list[str
     """
     changes = config_changes(saved, config)
     lines = [f"config.{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
-    refused = [line for k, line in zip(changes, lines, strict=True) if not _resumable(k)]
+    refused = [
+        line
+        for (k, (a, b)), line in zip(changes.items(), lines, strict=True)
+        if not (_resumable(k) or _added_at_default(k, a, b))
+    ]
     if refused and not allow:
         raise ConfigMismatchError(
             f"the config differs from the run saved in {where} in keys that cannot change on "

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmodels.parallel import mesh as mesh_lib
-from jaxmodels.train import optim
+from jaxmodels.train import optim, warmstart
 
 
 @flax.struct.dataclass
@@ -62,10 +62,20 @@ def state_shardings(init, tx, rng, mesh, rules, *, use_ema: bool, init_model_sta
     return nn.unbox(boxed), shardings
 
 
-def create_state(init, tx, rng, shardings, *, use_ema: bool, init_model_state=None) -> TrainState:
-    """Initialises the state directly into its shardings (never whole on one device)."""
-    fn = _init_fn(init, tx, use_ema, init_model_state)
-    return jax.jit(lambda r: nn.unbox(fn(r)), out_shardings=shardings)(rng)
+def create_state(
+    init, tx, rng, shardings, *, use_ema: bool, init_model_state=None, start=None
+) -> TrainState:
+    """Initialises the state directly into its shardings (never whole on one device).
+
+    ``start`` (``{path: array}``, :func:`jaxmodels.train.warmstart.start_params`) replaces
+    those parameters of ``init``'s before the EMA, optimizer and model state derive from them.
+    """
+
+    def make(r, start):
+        fn = _init_fn(lambda k: warmstart.overlay(init(k), start), tx, use_ema, init_model_state)
+        return nn.unbox(fn(r))
+
+    return jax.jit(make, out_shardings=shardings)(rng, start or {})
 
 
 def param_count(params) -> int:

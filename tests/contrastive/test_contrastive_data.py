@@ -58,7 +58,7 @@ def test_shapes_captions_follow_scenes():
             assert label == -1 and caption == scene.description()
 
 
-def test_digits_captions_and_resize():
+def test_digits_captions():
     train, held_out, task = F.digits_dataset(16, seed=0)
     assert train.images.shape[1:] == (16, 16, 3) and train.images.dtype == np.uint8
     assert len(train.captions) == len(train.images) == 3 * (1797 - len(task.labels))
@@ -68,17 +68,14 @@ def test_digits_captions_and_resize():
     np.testing.assert_array_equal(task.labels, eval_y)
     levels = np.rint(task.images[:, ::2, ::2, 0] / 255.0 * digits.LEVELS)
     np.testing.assert_array_equal(levels, eval_x)
-    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    out = D.resize_nearest(grey, 6)
-    assert out.shape == (6, 6, 3) and out[5, 5, 0] == grey[2, 3] and out[0, 0, 2] == 0
 
 
 def test_tfds_record_mapping():
     records = [{"img": np.zeros((4, 4, 3), np.uint8), "caption": b"a cat"}]
-    source = D.CaptionRecords(records, "img", "caption")
-    assert len(source) == 1 and source[0]["text"] == "a cat"
-    with pytest.raises(KeyError, match="no field 'text'"):
-        D.CaptionRecords(records, "img", "text")[0]
+    source = D.TfdsCaptions(records, "img", "caption")
+    assert len(source) == 1 and source[0]["captions"] == ["a cat"]
+    with pytest.raises(ValueError, match=r"tfds\[0\]: no feature 'text'"):
+        D.TfdsCaptions(records, "img", "text")[0]
 
 
 def test_batches_carry_byte_ids_and_lengths():
@@ -95,7 +92,7 @@ def test_batches_carry_byte_ids_and_lengths():
     assert set(data.zero_shot) == {"digits"}
 
 
-def test_tfds_builder_resizes_and_tokenizes(monkeypatch):
+def test_tfds_builder_crops_and_tokenizes(monkeypatch):
     """The tfds path end to end on in-memory records standing in for a prepared dataset."""
     rng = np.random.default_rng(0)
     records = [
@@ -103,10 +100,11 @@ def test_tfds_builder_resizes_and_tokenizes(monkeypatch):
         for i in range(32)
     ]
     monkeypatch.setattr(
-        D, "tfds_pairs", lambda name, split, data_dir, i, t: D.CaptionRecords(records, i, t)
+        D, "tfds_pairs", lambda name, split, data_dir, i, t: D.TfdsCaptions(records, i, t)
     )
     config = load_config("experiments/contrastive/siglip.py:smoke")
-    config.data.update(name="tfds", image_key="img", text_key="cap", retrieval_size=8)
+    config.data.update(name="tfds", tfds_name="stand_in", image_key="img", text_key="cap")
+    config.data.retrieval_size = 8
     data = F.build(config)
     batch = next(data.eval(0, 1))
     assert batch["image"].shape == (16, 16, 16, 3) and batch["image"].dtype == np.uint8

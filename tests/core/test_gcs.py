@@ -183,3 +183,24 @@ def test_hf_directory_on_gs_imports_like_the_local_one(gcs, tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(FileNotFoundError, match="gs://bkt/missing"):
         load_pretrained("gs://bkt/missing")
+
+
+def test_webdataset_shards_on_gs_read_like_local_ones(gcs, tmp_path):
+    """Tar shards on ``gs://`` index from their headers and read by ranged requests."""
+    from jaxmodels.data import files, webdataset
+
+    files.filesystem.cache_clear()  # a gcsfs client for this emulator
+    records = [
+        (f"{i:03d}", {"jpg": bytes([i]) * (700 + i), "txt": f"c{i}".encode()}) for i in range(5)
+    ]
+    for s in range(2):
+        webdataset.write_shard(str(tmp_path / f"{s}.tar"), records[s * 3 : s * 3 + 3])
+        _gs(f"wds/{s}.tar").write_bytes((tmp_path / f"{s}.tar").read_bytes())
+    local = webdataset.WebDatasetSource(webdataset.expand_urls(f"{tmp_path}/{{0..1}}.tar"))
+    remote = webdataset.WebDatasetSource(webdataset.expand_urls("gs://bkt/wds/{0..1}.tar"))
+    assert len(remote) == len(local) == 5
+    for i in range(5):
+        assert remote[i]["image"] == local[i]["image"] and remote[i]["captions"] == [f"c{i}"]
+    assert remote[4]["where"] == "gs://bkt/wds/1.tar:004"
+    with pytest.raises(FileNotFoundError, match="gs://bkt/wds/9.tar"):
+        len(webdataset.WebDatasetSource(["gs://bkt/wds/9.tar"]))

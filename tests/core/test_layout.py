@@ -1,21 +1,25 @@
-"""The layout's rules, checked on the source: shared folders never import a family, families
-never import each other, no private name crosses a module, and module-level imports form no
-cycle (docs/architecture.md)."""
+"""The layout's rules, checked on the source: every import arrow points down the levels
+written in docs/architecture.md ("Who may import whom", read from that page), families never
+import each other, no private name crosses a module, and module-level imports form no cycle."""
 
 import ast
 import pathlib
+import re
 
 import pytest
 
 from jaxmodels import registry
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "jaxmodels"
-SHARED = ("layers", "losses", "samplers", "data", "evaluate")
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def _module_name(path: pathlib.Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _imports(path: pathlib.Path, top_level_only: bool = False):
@@ -31,7 +35,45 @@ def _imports(path: pathlib.Path, top_level_only: bool = False):
                     yield a.name, [], node.lineno
 
 
-MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def _targets(path: pathlib.Path):
+    """``(imported module, lineno)``, each ``from X import name`` resolved to ``X.name`` when
+    that is a module of the package."""
+    for module, names, line in _imports(path):
+        for name in names or [None]:
+            sub = f"{module}.{name}"
+            yield (sub if name and sub in MODULES else module), line
+
+
+def _levels() -> list[list[str]]:
+    """The numbered levels of docs/architecture.md: each a list of paths under jaxmodels/
+    (``train/``, ``train/task.py``, ``models/<family>/``), top level first."""
+    text = ARCHITECTURE.read_text()
+    section = text[text.index("## Who may import whom") :]
+    section = section[: section.index("\n## ", 1)]
+    levels = []
+    for line in section.splitlines():
+        m = re.match(r"(\d+)\. ((?:`[^`]+` ?)+):", line)
+        if m:
+            assert int(m.group(1)) == len(levels) + 1, line
+            levels.append(re.findall(r"`([^`]+)`", m.group(2)))
+    return levels
+
+
+LEVELS = _levels()
+
+
+def _level(module: str) -> int:
+    """The level of ``module``: its most specific entry (a file before its folder)."""
+    rel = MODULES[module].relative_to(PACKAGE).as_posix()
+    best = None
+    for i, entries in enumerate(LEVELS):
+        for entry in entries:
+            pattern = re.escape(entry).replace(re.escape("<family>"), "[^/]+")
+            matches = re.fullmatch(pattern + ("" if entry.endswith(".py") else ".*"), rel)
+            if matches and (best is None or len(entry) > best[1]):
+                best = (i, len(entry))
+    assert best is not None, f"{rel} is on no level of {ARCHITECTURE.name}: add it there"
+    return best[0]
 
 
 def _family(module: str) -> str | None:
@@ -39,24 +81,53 @@ def _family(module: str) -> str | None:
     return parts[2] if len(parts) > 2 and parts[1] == "models" else None
 
 
-def test_shared_folders_never_import_a_family():
-    bad = [
-        f"{name}:{line} imports {target}"
-        for name, path in MODULES.items()
-        if name.split(".")[1:2] and name.split(".")[1] in SHARED
-        for target, _, line in _imports(path)
-        if target.startswith("jaxmodels.models")
-    ]
+def _arrows():
+    """Every ``(importer, imported, line)`` inside the package, function-level imports too."""
+    for name, path in MODULES.items():
+        for target, line in _targets(path):
+            if target in MODULES:
+                yield name, target, line
+
+
+def _upward(pending: bool):
+    """Imports of a higher level; ``pending``: only the arrows from convert/ into a family,
+    which wait for the converters' move to models/<family>/hf.py."""
+    bad = []
+    for name, target, line in _arrows():
+        if _level(target) < _level(name):
+            is_pending = name.startswith("jaxmodels.convert") and _family(target) is not None
+            if is_pending == pending:
+                levels = f"level {_level(target) + 1} is above level {_level(name) + 1}"
+                bad.append(f"{name}:{line} imports {target} ({levels})")
+    return bad
+
+
+def test_the_levels_cover_the_package():
+    assert len(LEVELS) >= 10, LEVELS
+    for name in MODULES:
+        _level(name)
+
+
+def test_every_import_points_down():
+    bad = _upward(pending=False)
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="convert/ imports the lm, roformer and blip modules until each family's converter "
+    "moves to models/<family>/hf.py (then this passes: remove the mark)",
+)
+def test_convert_imports_no_family():
+    bad = _upward(pending=True)
     assert not bad, "\n".join(bad)
 
 
 def test_families_never_import_each_other():
     bad = [
         f"{name}:{line} imports {target}"
-        for name, path in MODULES.items()
-        if _family(name)
-        for target, _, line in _imports(path)
-        if _family(target) and _family(target) != _family(name)
+        for name, target, line in _arrows()
+        if _family(name) and _family(target) not in (None, _family(name))
     ]
     assert not bad, "\n".join(bad)
 

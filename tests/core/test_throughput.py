@@ -6,10 +6,10 @@ import json
 import pytest
 
 from jaxmodels.config import load_config
+from jaxmodels.layers.flops import transformer_train_flops
 from jaxmodels.models.lm.task import build_task as lm_task
 from jaxmodels.train import loop
 from jaxmodels.train import metrics as metrics_lib
-from jaxmodels.train.flops import transformer_train_flops
 from jaxmodels.train.task import Task
 
 _noop = dict(init=None, loss_fn=None, train_data=None)

@@ -1,8 +1,10 @@
-"""Reflow pieces: couplings reproducible from the seed, straightness 0 for straight flows."""
+"""Reflow pieces: couplings reproducible from the seed, straightness 0 for straight flows; the
+teacher read from the round before without changing a byte of its folder."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxmodels.models.diffusion import reflow
 
@@ -89,3 +91,83 @@ def test_diffusion_reads_user_images(tmp_path):
     assert train["image"].shape == (16, 16, 16, 3) and held["image"].shape == (4, 16, 16, 3)
     assert train["image"].min() >= -1 and train["image"].max() <= 1
     assert pooled_pixels(held["image"]).shape == (4, 8 * 8 * 3)
+
+
+def _round(teacher=""):
+    """The reflow smoke config cut to its bones (two steps, small evaluations)."""
+    from jaxmodels.config import load_config
+
+    c = load_config("experiments/diffusion/reflow.py:smoke")
+    c.reflow.teacher = str(teacher)
+    c.train.update(steps=2, eval_batches=1, sample_at_end=False)
+    c.sample.eval_num = 16
+    return c
+
+
+@pytest.fixture(scope="module")
+def round_one(tmp_path_factory):
+    """A round-1 folder as ``jaxmodels train`` leaves it: config.json and checkpoints at steps
+    1 and 2 (different, untrained parameters: what is read matters here, not how good it is)."""
+    from jaxmodels.train import loop
+
+    wd, config = tmp_path_factory.mktemp("rf1"), _round()
+    run = loop.build(config, str(wd))
+    state, _ = loop.restore_or_init(run)
+    for step in (1, 2):
+        params = jax.tree.map(lambda x, s=step: x + s, state.params)
+        run.checkpointer.save(step, state.replace(step=step, params=params))
+    run.checkpointer.wait()
+    (wd / "config.json").write_text(config.to_json_best_effort(indent=2))
+    return wd
+
+
+def test_round_two_never_changes_its_teacher(round_one, tmp_path, snapshot, garble_state):
+    """Round 2's eval and train read the teacher's folder and leave every byte of it as it
+    was, also when its newest checkpoint is unreadable (an error naming it, never a silent
+    older teacher) and when it is gone (an error naming the key; nothing is created).
+
+    The round-2 run is a copy of round one (same network; ``allow_config_change`` for the new
+    teacher key): eval and train open it exactly as a trained round 2, and train, already at
+    ``train.steps``, stops after reading the teacher instead of compiling a step."""
+    import shutil
+
+    from jaxmodels.train import loop, warmstart
+
+    teacher, student = tmp_path / "rf1", tmp_path / "rf2"
+    shutil.copytree(round_one, teacher)
+    shutil.copytree(round_one, student)
+    config, before = _round(teacher), snapshot(teacher)
+    assert "eval_straightness" in loop.evaluate(config, str(student), allow_config_change=True)
+    assert loop.train(config, str(student), allow_config_change=True) == {}
+    assert snapshot(teacher) == before
+
+    garble_state(teacher / "checkpoints" / "2")
+    broken = snapshot(teacher)
+    for command in (loop.evaluate, loop.train):
+        with pytest.raises(warmstart.UnreadableCheckpointError) as e:
+            command(config, str(student), allow_config_change=True)
+        assert f"{teacher / 'checkpoints' / '2'} could not be read" in str(e.value)
+        assert f"--config.reflow.teacher={teacher / 'checkpoints' / '1'}" in str(e.value)
+    assert snapshot(teacher) == broken
+
+    teacher.rename(tmp_path / "moved")
+    typo = tmp_path / "rf1_typo"
+    for command, path in ((loop.evaluate, teacher), (loop.train, typo)):
+        with pytest.raises(FileNotFoundError, match=rf"reflow.teacher='{path}' does not exist"):
+            command(_round(path), str(student), allow_config_change=True)
+    assert not teacher.exists() and not typo.exists()
+
+
+def test_the_teacher_is_read_from_the_checkpoint_named(round_one):
+    """``DIR/checkpoints/STEP`` reads that checkpoint; the workdir reads the newest."""
+    import orbax.checkpoint as ocp
+
+    from jaxmodels.models.diffusion.model import build_network
+
+    config = _round()
+    net = build_network(config.model, jnp.float32, 0)
+    for path, step in ((round_one / "checkpoints" / "1", "1"), (round_one, "2")):
+        config.reflow.teacher = str(path)
+        saved = ocp.StandardCheckpointer().restore(round_one / "checkpoints" / step / "state")
+        teacher = reflow.restore_teacher(config, net, (2,))
+        jax.tree.map(np.testing.assert_array_equal, teacher, saved["params"])

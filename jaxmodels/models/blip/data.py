@@ -123,9 +123,24 @@ def pixels(images_uint8):
     return images_uint8.astype(np.float32) / 127.5 - 1.0
 
 
+def check_words(captions) -> None:
+    """Refuses a caption with a word outside the closed vocabulary, naming the word (the
+    tokenizer would otherwise map it silently to [UNK])."""
+    for caption in captions:
+        unknown = [w for w in caption.lower().split() if w not in TOKENIZER.stoi]
+        if unknown:
+            raise ValueError(
+                f"caption {caption!r}: {unknown[0]!r} is not in BLIP's closed vocabulary "
+                f"({len(WORDS)} words of the rendered scenes: {', '.join(WORDS)}); captions of "
+                "real datasets need an open-vocabulary tokenizer, which this family lacks"
+            )
+
+
 def encode(captions, max_len: int) -> dict[str, np.ndarray]:
-    """Caption strings -> ``text`` ([CLS] caption [EOS]) and ``caption`` ([DEC] prompt ...)."""
+    """Caption strings -> ``text`` ([CLS] caption [EOS]) and ``caption`` ([DEC] prompt ...);
+    a word outside the vocabulary is refused (:func:`check_words`)."""
     tok = TOKENIZER
+    check_words(captions)
 
     def rows(prefix_id, texts, length):
         body, lengths = tok.encode_batch(texts, length - 2)
@@ -139,6 +154,11 @@ def encode(captions, max_len: int) -> dict[str, np.ndarray]:
         "text": rows(CLS_ID, list(captions), max_len),
         "caption": rows(tok.bos_id, [PROMPT + c for c in captions], caption_len),
     }
+
+
+def encode_caption(text: str, max_len: int) -> dict[str, np.ndarray]:
+    """One caption's ``text`` and ``caption`` rows (a file source's per-record encoder)."""
+    return {key: rows[0] for key, rows in encode([text], max_len).items()}
 
 
 def save_pairs(path: str, images: np.ndarray, captions) -> None:

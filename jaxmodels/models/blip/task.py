@@ -14,6 +14,8 @@ The wiring of the family's parts into a :class:`~jaxmodels.train.task.Task`:
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,7 +28,7 @@ from jaxmodels.models.blip.momentum import momentum_distillation
 from jaxmodels.models.blip.sample import Captioner, make_sample
 from jaxmodels.train.task import Task
 
-__all__ = ["Scorer", "build_task", "make_model", "train_pairs"]  # Scorer: for CapFilt
+__all__ = ["Scorer", "build_task", "make_model", "pair_data", "train_pairs"]  # Scorer: for CapFilt
 
 
 def make_model(config) -> BLIP:
@@ -43,29 +45,46 @@ def train_pairs(config) -> tuple[np.ndarray, list[str]]:
     if d.name == "file":
         return data.load_pairs(d.path)
     if d.name != "scenes":
-        raise ValueError(f"config.data.name={d.name!r}: use 'scenes' or 'file'")
+        raise ValueError(
+            f"config.data.name={d.name!r}: use 'scenes', 'file', 'webdataset', 'csv' or 'tfds'"
+        )
     images, captions = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
     if d.noise:
         captions, _ = data.corrupt(captions, d.noise, d.seed)
     return images, list(captions)
 
 
+def pair_data(config):
+    """``(train_data, eval_data, held-out (images, captions) or None, training captions)``:
+    scenes or an ``.npz`` in memory, or a file source (webdataset, csv, tfds) through grain,
+    whose training captions are a sample of ``data.eval_size`` (the baseline caption's pool)."""
+    from jaxmodels.data import image_text_sources, pipeline
+
+    d = config.data
+    if d.name in image_text_sources.NAMES:
+        encode = functools.partial(data.encode_caption, max_len=d.max_len)
+        files = image_text_sources.streamed(config, encode, d.eval_size)
+        pairs = files.held_out
+        held = (pairs.images, list(pairs.captions)) if pairs else None
+        return files.train, files.eval, held, image_text_sources.caption_sample(d, d.eval_size)
+    images, captions = train_pairs(config)
+    held = data.split("eval", d.eval_size, d.image_size, d.seed, d.object_scale)
+
+    def source(imgs, caps):
+        return pipeline.ArraySource({"image": imgs, **data.encode(caps, d.max_len)})
+
+    train = pipeline.iterator_fn(source(images, captions), config, train=True)
+    return train, pipeline.iterator_fn(source(*held), config, train=False), held, captions
+
+
 def build_task(config, mesh) -> Task:
     """Builds the BLIP task from ``config.model`` / ``config.data`` (see experiments/blip/).
 
     GSPMD places everything (hard negatives are drawn over the global batch); ``mesh`` only
-    replicates the evaluators' outputs.
+    replicates the evaluators' outputs. Without held-out pairs there is no evaluator to run.
     """
-    from jaxmodels.data import pipeline
-
     d, model = config.data, make_model(config)
-    images, captions = train_pairs(config)
-    held_images, held_captions = data.split(
-        "eval", d.eval_size, d.image_size, d.seed, d.object_scale
-    )
-
-    def source(imgs, caps):
-        return pipeline.ArraySource({"image": imgs, **data.encode(caps, d.max_len)})
+    train_data, eval_data, held, captions = pair_data(config)
 
     def init(rng):
         image = jnp.zeros((1, d.image_size, d.image_size, 3), jnp.uint8)
@@ -86,21 +105,25 @@ def build_task(config, mesh) -> Task:
         momentum = dict(init_model_state=init_state)
 
     captioner = Captioner(model, d.max_len - 2, config.mesh.rules)
-    held = (held_images, held_captions)
-    offered = evaluators(config, mesh, model, captioner, held, captions)
+    held_out = {}
+    if held:  # the evaluators and the sampler read held-out pairs
+        offered = evaluators(config, mesh, model, captioner, held, captions)
+        held_out = dict(
+            evaluate=evaluate.select(config.evals, offered),
+            sample=make_sample(captioner, *held, config.sample.get("n", 16)),
+        )
     return Task(
         units="images",  # image-caption pairs
         init=init,
         loss_fn=loss_fn,
         eval_fn=eval_fn,
-        train_data=pipeline.iterator_fn(source(images, captions), config, train=True),
-        eval_data=pipeline.iterator_fn(source(held_images, held_captions), config, train=False),
-        evaluate=evaluate.select(config.evals, offered),
-        sample=make_sample(captioner, held_images, held_captions, config.sample.get("n", 16)),
+        train_data=train_data,
+        eval_data=eval_data,
         batch_axes={
             "image": ("batch", None, None, None),
             "text": ("batch", "length"),
             "caption": ("batch", "length"),
         },
+        **held_out,
         **momentum,
     )

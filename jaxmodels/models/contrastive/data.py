@@ -9,7 +9,10 @@
 - ``digits``: the shared digits split (:mod:`jaxmodels.data.digits`) upsampled to RGB, one
   caption per template per training image ("a handwritten digit seven"); the held-out images
   are a 10-class zero-shot task.
-- ``embedded``: both. ``tfds``: a prepared TFDS caption dataset (no zero-shot tasks).
+- ``embedded``: both.
+- ``webdataset``, ``csv``, ``tfds``: the user's image-caption files or a prepared TFDS dataset
+  (:mod:`jaxmodels.data.image_text_sources`): cropped and resized images, retrieval on the
+  held-out split, no zero-shot task.
 
 Captions become byte ids with :class:`jaxmodels.data.tokenizers.ByteTokenizer` (PAD after the
 text) and their lengths, which the text tower uses as its padding.
@@ -18,11 +21,12 @@ text) and their lengths, which the text tower uses as its padding.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
-from jaxmodels.data import digits, image_text
+from jaxmodels.data import digits, image_text, image_text_sources
 from jaxmodels.data.image_text import PairSplit
 from jaxmodels.data.tokenizers import ByteTokenizer
 
@@ -113,7 +117,8 @@ def digits_dataset(size: int = 32, holdout: float = 0.2, seed: int = 0):
 def embedded_splits(d) -> tuple[PairSplit, PairSplit, dict[str, ZeroShotTask]]:
     """The embedded ``shapes``, ``digits`` or ``embedded`` (both) dataset at ``d.image_size``."""
     if d.name not in EMBEDDED:
-        raise ValueError(f"config.data.name={d.name!r}: use one of {[*EMBEDDED, 'tfds']}")
+        names = [*EMBEDDED, *image_text_sources.NAMES]
+        raise ValueError(f"config.data.name={d.name!r}: use one of {names}")
     train, held_out, tasks = [], [], {}
     for part in EMBEDDED[d.name]:
         if part == "shapes":
@@ -137,13 +142,19 @@ def pair_arrays(split: PairSplit, max_len: int) -> dict[str, np.ndarray]:
     return {"image": split.images, "text": ids, "text_len": lengths}
 
 
+def encode_caption(text: str, max_len: int) -> dict[str, np.ndarray]:
+    """One caption's ``text`` byte ids (PAD after) and ``text_len``."""
+    ids, lengths = tokenize([text], max_len)
+    return {"text": ids[0], "text_len": lengths[0]}
+
+
 def build(config) -> ContrastiveData:
     """Grain pipelines of ``{"image": (B,S,S,3) uint8, "text": (B,L), "text_len": (B,)}``."""
     from jaxmodels.data import pipeline
 
     d, max_len, size = config.data, config.model.text.max_len, config.data.image_size
-    if d.name == "tfds":
-        return build_tfds(config)
+    if d.name in image_text_sources.NAMES:
+        return build_files(config)
     train, held_out, tasks = embedded_splits(d)
     n = d.retrieval_size
     return ContrastiveData(
@@ -157,30 +168,10 @@ def build(config) -> ContrastiveData:
     )
 
 
-def build_tfds(config) -> ContrastiveData:
-    """A prepared TFDS caption dataset, images resized (nearest) to ``data.image_size``."""
-    from jaxmodels.data import pipeline
-
-    d, max_len, size = config.data, config.model.text.max_len, config.data.image_size
-
-    def transform(rec):
-        ids, lengths = tokenize([rec["text"]], max_len)
-        image = image_text.resize_nearest(rec["image"], size)
-        return {"image": image, "text": ids[0], "text_len": lengths[0]}
-
-    train, held = (
-        image_text.tfds_pairs(d.tfds_name, s, d.tfds_dir or None, d.image_key, d.text_key)
-        for s in (d.train_split, d.eval_split)
-    )
-    first = [held[i] for i in range(min(len(held), d.retrieval_size))]
-    retrieval = PairSplit(
-        np.stack([image_text.resize_nearest(r["image"], size) for r in first]),
-        tuple(r["text"] for r in first),
-    )
-    return ContrastiveData(
-        pipeline.iterator_fn(train, config, train=True, transform=transform),
-        pipeline.iterator_fn(held, config, train=False, transform=transform),
-        (size, size, 3),
-        {},
-        retrieval,
-    )
+def build_files(config) -> ContrastiveData:
+    """Webdataset shards, a caption table or a TFDS dataset (``data.image_text_sources``):
+    recall@K on the first ``data.retrieval_size`` held-out pairs, no zero-shot task."""
+    size = config.data.image_size
+    encode = functools.partial(encode_caption, max_len=config.model.text.max_len)
+    data = image_text_sources.streamed(config, encode, config.data.retrieval_size)
+    return ContrastiveData(data.train, data.eval, (size, size, 3), {}, data.held_out)

@@ -9,10 +9,13 @@ pairs (n, x_0 = ODE_k(n)) that round k produces, instead of independent (noise, 
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxmodels.train import warmstart
 
 
 def euler_path(velocity, noise, steps: int):
@@ -91,19 +94,18 @@ def teacher_couplings(velocity, seed: int, num: int, shape: tuple, steps: int, c
     return {"noise": noise.astype(np.float32), "image": data.astype(np.float32)}
 
 
-def restore_teacher(config):
-    """The inference parameters of the round before (``config.reflow.teacher``: its workdir),
-    restored with this config's network and trainer settings."""
-    from jaxmodels.train import loop
+def restore_teacher(config, net, shape: tuple, num_classes: int = 0):
+    """The inference parameters of the round before, read only: ``config.reflow.teacher`` is
+    its workdir (its newest checkpoint) or one checkpoint, ``DIR/checkpoints/STEP``; its EMA
+    when it kept one. The teacher's network must be this config's ``net``."""
+    x = jnp.zeros((1,) + tuple(shape))
+    label = jnp.zeros((1,), jnp.int32) if num_classes else None
 
-    teacher = config.copy_and_resolve_references()
-    with teacher.unlocked():
-        teacher.reflow.teacher = ""
-    run = loop.build(teacher, config.reflow.teacher)
-    state, _ = run.checkpointer.restore(run.abstract_state)
-    if state is None:
-        raise FileNotFoundError(f"reflow.teacher={config.reflow.teacher!r} has no checkpoint")
-    return jax.device_get(loop.inference_params(state))
+    def params():
+        return nn.unbox(net.init(jax.random.key(0), x, jnp.zeros((1,)), label)["params"])
+
+    target = jax.eval_shape(params)
+    return warmstart.read_params(config.reflow.teacher, target, key="config.reflow.teacher")
 
 
 def straightness_and_few_step(velocity, noise, r):

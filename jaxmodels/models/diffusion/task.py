@@ -62,7 +62,7 @@ def build_task(config, mesh) -> Task:
     generate = sample.make_generate(net, process, s, shape, num_classes)
     width = data.bin_width(config.data)
     r = config.get("reflow")
-    teacher = reflow.restore_teacher(config) if r and r.teacher else None
+    teacher = reflow.restore_teacher(config, net, shape, num_classes) if r and r.teacher else None
     loss_fn = make_loss_fn(net, process, m.label_dropout, num_classes, width)
     if teacher is not None:  # a reflow round (or distillation) on the teacher's couplings
         velocity = reflow.velocity_fn(net, process, teacher)

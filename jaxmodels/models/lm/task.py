@@ -15,10 +15,10 @@ import jax.numpy as jnp
 
 from jaxmodels import evaluate
 from jaxmodels.data.tokenizers import padded_vocab
+from jaxmodels.layers.flops import transformer_train_flops
 from jaxmodels.models.lm.loss import lm_metrics
 from jaxmodels.models.lm.model import DecoderLM, make_model
 from jaxmodels.models.lm.sample import make_sampler
-from jaxmodels.train.flops import transformer_train_flops
 from jaxmodels.train.task import Task
 
 ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "weights")
@@ -117,7 +117,7 @@ def build_task(config, mesh=None) -> Task:
 
 
 def train_flops(model, init, seq_len: int) -> float:
-    """Model FLOPs of one training row (:func:`jaxmodels.train.flops.transformer_train_flops`);
+    """Model FLOPs of one training row (:func:`jaxmodels.layers.flops.transformer_train_flops`);
     N is every parameter except an untied input embedding (a lookup, not a matmul)."""
     b = model.block
     n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
