@@ -29,6 +29,7 @@ RESUMABLE = (
     "train.min_lr_ratio",
     "mesh.",
     "sample.",
+    "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
 )
 OVERRIDE_FLAG = "--allow_config_change"
 ABSENT = "<absent>"  # a key one of the two configs lacks
