@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import AttentionInputs
 from jaxmodels.layers.mlp import ACTIVATIONS, dense
 from jaxmodels.layers.norms import LayerNorm
 from jaxmodels.layers.positions import NOPE
@@ -127,7 +128,7 @@ class BertText(nn.Module):
             param_dtype=self.param_dtype,
             name="layers",
         )
-        h = stack(x, kv_mask_BxL=mask_BxL, encoded_BxSxE=image_BxSxE)
+        h = stack(x, AttentionInputs(kv_mask_BxL=mask_BxL, encoded_BxSxE=image_BxSxE))
         return self._lm_head(h, embed) if mode == "decoder" else h
 
 
