@@ -9,11 +9,11 @@ import pytest
 from jaxmodels.layers.attention import (
     choose_kernel,
     dot_product_attention,
+    kernels,
     make_mask,
     record_kernels,
     right_padding_lengths,
 )
-from jaxmodels.layers.attention import kernels
 
 B, T, N, D = 2, 8, 2, 64
 
@@ -69,5 +69,10 @@ def test_right_padding_lengths():
     mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], bool)
     np.testing.assert_array_equal(right_padding_lengths(jnp.asarray(mask)), [3, 1, 4])
     np.testing.assert_array_equal(jax.jit(right_padding_lengths)(mask), [3, 1, 4])
+    closed_over = jax.jit(lambda: right_padding_lengths(jnp.asarray(mask)))  # checked, traced
+    np.testing.assert_array_equal(closed_over(), [3, 1, 4])
+    bad = jnp.asarray([[1, 1, 0, 0], [0, 1, 1, 1], [1, 0, 1, 0]])
     with pytest.raises(ValueError, match=r"rows \[1, 2\] are not right padding"):
-        right_padding_lengths(jnp.asarray([[1, 1, 0, 0], [0, 1, 1, 1], [1, 0, 1, 0]]))
+        right_padding_lengths(bad)
+    with pytest.raises(ValueError, match="not right padding"):
+        jax.eval_shape(lambda: right_padding_lengths(bad))

@@ -91,8 +91,9 @@ def right_padding_lengths(mask_BxS: jax.Array) -> jax.Array:
     """
     lengths_B = jnp.sum(mask_BxS.astype(jnp.int32), axis=-1)
     if not isinstance(mask_BxS, jax.core.Tracer):
-        prefix = np.asarray(lengths_mask(lengths_B, mask_BxS.shape[-1]))
-        bad = np.flatnonzero((np.asarray(mask_BxS).astype(bool) != prefix).any(-1))
+        keep_BxS = np.asarray(mask_BxS).astype(bool)  # numpy: no tracing even inside a trace
+        prefix_BxS = np.arange(keep_BxS.shape[-1]) < keep_BxS.sum(-1, keepdims=True)
+        bad = np.flatnonzero((keep_BxS != prefix_BxS).any(-1))
         if bad.size:
             raise ValueError(
                 f"padding mask rows {bad.tolist()} are not right padding (tokens first, then "
