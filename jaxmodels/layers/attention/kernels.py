@@ -120,14 +120,12 @@ class KernelChoice(NamedTuple):
     why: str | None = None
 
 
-def cudnn_refusal(
-    q: jax.Array, k: jax.Array, *, mask: jax.Array | None, bias: jax.Array | None
-) -> str | None:
+def cudnn_refusal(q: jax.Array, k: jax.Array, *, bias_shape: tuple | None) -> str | None:
     """Returns why cuDNN flash attention cannot take these inputs, or None if it can.
 
-    ``mask`` and ``bias`` are what cuDNN would receive (segment masks merged in); key padding
-    given as sequence lengths is never a reason to refuse. Mirrors the checks of jax's
-    ``jax._src.cudnn.fused_attention_stablehlo`` for bf16/fp16.
+    ``bias_shape``: the additive bias cuDNN would receive (boolean masks and bias combined), or
+    None; key padding given as sequence lengths is never a reason to refuse. Mirrors the checks
+    of jax's ``jax._src.cudnn.fused_attention_stablehlo`` for bf16/fp16.
     """
     if _platform() != "gpu":
         return f"backend is {_platform()!r}, not gpu"
@@ -138,14 +136,13 @@ def cudnn_refusal(
     head_dim = q.shape[-1]
     if head_dim > h_max or head_dim % 8:
         return f"head_dim {head_dim} (cuDNN needs a multiple of 8, at most {h_max})"
-    shapes = [x.shape for x in (mask, bias) if x is not None]
-    if not shapes:
+    if bias_shape is None:
         return None
     T, S = q.shape[1], k.shape[1]
-    if jnp.broadcast_shapes(*shapes)[-2:] != (T, S):
+    if tuple(bias_shape[-2:]) != (T, S):
         return (
-            f"a mask/bias of shape {jnp.broadcast_shapes(*shapes)} does not cover every query "
-            f"and key ([.., {T}, {S}]); give key padding as sequence lengths"
+            f"a mask/bias of shape {tuple(bias_shape)} does not cover every query and key "
+            f"([.., {T}, {S}]); give key padding as sequence lengths"
         )
     if T % 2 or S % 2:
         return f"odd lengths T={T}, S={S} with a mask/bias"
@@ -194,7 +191,9 @@ def choose_kernel(
         return KernelChoice("blockwise") if why is None else KernelChoice("xla", why)
     extra = mask is not None or bias is not None or has_lengths
     splash_why = splash_refusal(q, k, causal=causal, has_extra=extra)
-    cudnn_why = cudnn_refusal(q, k, mask=_both(mask, segment_mask), bias=bias)
+    shapes = [x.shape for x in (mask, segment_mask, bias) if x is not None]
+    bias_shape = jnp.broadcast_shapes(*shapes) if shapes else None  # what cuDNN adds
+    cudnn_why = cudnn_refusal(q, k, bias_shape=bias_shape)
     if impl == "auto":
         return KernelChoice(
             "splash" if splash_why is None else "cudnn" if cudnn_why is None else "xla"
