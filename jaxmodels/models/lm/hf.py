@@ -7,12 +7,16 @@ params)``; ``*ForCausalLM`` gives logits, ``*Model`` the final normed hidden sta
 (padding is segment 0, tokens segment 1).
 
 - Llama: pre-norm RMSNorm, RoPE (``half`` layout, HF's ``rope_parameters`` scalings), SwiGLU,
-  GQA, optional biases;
+  GQA, optional biases; and what its kin add to it (:class:`Layout`): Mistral a sliding window,
+  Qwen2 q/k/v biases, Qwen3 RMSNorm of q and k per head, Gemma GeGLU (tanh), RMSNorm scales
+  stored as ``w`` of ``1 + w`` (imported as ``1 + w``), embeddings times sqrt(E), a head width
+  of its own and a tied head;
 - Bloom: ALiBi, LayerNorm (also right after the embedding), GELU (tanh), biases, tied head.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -71,15 +75,55 @@ def hf_rope_scaling(params: Mapping[str, Any], max_position_embeddings: int) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Llama
+# Llama and its kin: Mistral, Qwen2, Qwen3, Gemma
 # ---------------------------------------------------------------------------------------------
 
 
-def _llama_model(config, *, lm_head: bool) -> DecoderLM:
-    if config.hidden_act != "silu":
-        raise ValueError(f"from_hf: Llama hidden_act={config.hidden_act!r} is not supported")
-    if bool(config.attention_bias) != bool(getattr(config, "mlp_bias", False)):
-        raise ValueError("from_hf: Llama with attention_bias != mlp_bias is not supported")
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How one Llama-like checkpoint departs from Llama (HF ``modeling_<name>.py``)."""
+
+    kind: str  # Llama | Mistral | Qwen2 | Qwen3 | Gemma
+    bias: bool = False  # biases on q/k/v/o and the MLP (Llama's attention_bias == mlp_bias)
+    qkv_bias: bool = False  # biases on q/k/v only (Qwen2)
+    qk_norm: bool = False  # RMSNorm of each head's q and k (Qwen3)
+    sliding_window: int | None = None  # each token sees its last W tokens (Mistral)
+    gemma: bool = False  # GeGLU, norm scales stored as w of (1 + w), embeddings times sqrt(E)
+
+
+KINDS = ("Llama", "Mistral", "Qwen2", "Qwen3", "Gemma")
+
+
+def layout(config, kind: str) -> Layout:
+    """The :class:`Layout` of an HF config of ``kind``; what does not fit is refused by name."""
+    act, want = config.hidden_act, "gelu_pytorch_tanh" if kind == "Gemma" else "silu"
+    if act != want:
+        raise ValueError(f"from_hf: {kind} hidden_act={act!r} is not supported (only {want!r})")
+    bias = bool(getattr(config, "attention_bias", False))
+    if bias != bool(getattr(config, "mlp_bias", False)):
+        raise ValueError(
+            f"from_hf: {kind} with attention_bias={bias} but mlp_bias={not bias} is not supported"
+        )
+    sliding = [t for t in getattr(config, "layer_types", None) or () if t != "full_attention"]
+    if sliding and kind != "Mistral":
+        raise ValueError(
+            f"from_hf: {kind} with sliding-window layers (use_sliding_window=True, layer_types "
+            f"{sorted(set(sliding))}) is not supported; only full attention in every layer"
+        )
+    if getattr(config, "use_bidirectional_attention", False):
+        raise ValueError(f"from_hf: {kind} with use_bidirectional_attention=True (not causal)")
+    return Layout(
+        kind=kind,
+        bias=bias,
+        qkv_bias=kind == "Qwen2",
+        qk_norm=kind == "Qwen3",
+        sliding_window=getattr(config, "sliding_window", None) if kind == "Mistral" else None,
+        gemma=kind == "Gemma",
+    )
+
+
+def _decoder_model(config, *, lm_head: bool, kind: str) -> DecoderLM:
+    lay = layout(config, kind)
     rope = dict(config.rope_parameters)
     scaling = hf_rope_scaling(rope, config.max_position_embeddings)
     position = PositionOptions(
@@ -96,11 +140,14 @@ def _llama_model(config, *, lm_head: bool) -> DecoderLM:
         num_kv_heads=config.num_key_value_heads,
         head_dim=getattr(config, "head_dim", None),
         d_ff=config.intermediate_size,
-        activation="swiglu",
+        activation="geglu" if lay.gemma else "swiglu",
         norm="rmsnorm",
         norm_eps=config.rms_norm_eps,
         norm_position="pre",
-        use_bias=bool(config.attention_bias),
+        use_bias=lay.bias,
+        qkv_bias=lay.qkv_bias,
+        qk_norm=lay.qk_norm,
+        sliding_window=lay.sliding_window,
         causal=True,
         position=position,
         attention_impl="xla",
@@ -111,25 +158,35 @@ def _llama_model(config, *, lm_head: bool) -> DecoderLM:
         block=block,
         tie_embeddings=bool(config.tie_word_embeddings) or not lm_head,
         logits=lm_head,
+        scale_embedding=lay.gemma,
     )
 
 
-def _llama_params(state, config, *, lm_head: bool) -> dict:
+def _decoder_params(state, config, *, lm_head: bool, kind: str) -> dict:
+    lay = layout(config, kind)
     sd = strip_prefix(state, "model.")
     N, K = config.num_attention_heads, config.num_key_value_heads
-    bias = bool(config.attention_bias)
+    offset = 1.0 if lay.gemma else 0.0  # Gemma's RMSNorm multiplies by (1 + w)
+
+    def norm(name):
+        return {"scale": weight(sd, f"{name}.weight") + offset}
+
     gated = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
     layers = {}
     for i in range(config.num_hidden_layers):
         p = f"layers.{i}"
-        qkvo = (linear(sd, f"{p}.self_attn.{n}_proj", bias) for n in "qkvo")
+        qkv = (linear(sd, f"{p}.self_attn.{n}_proj", lay.bias or lay.qkv_bias) for n in "qkv")
+        attn = attention(*qkv, linear(sd, f"{p}.self_attn.o_proj", lay.bias), N, K)
+        if lay.qk_norm:
+            attn |= {"query_norm": norm(f"{p}.self_attn.q_norm")}
+            attn |= {"key_norm": norm(f"{p}.self_attn.k_norm")}
         layers[f"layers_{i}"] = {
-            "attention_norm": layer_norm(sd, f"{p}.input_layernorm", bias=False),
-            "attention": attention(*qkvo, N, K),
-            "mlp_norm": layer_norm(sd, f"{p}.post_attention_layernorm", bias=False),
-            "mlp": mlp(sd, f"{p}.mlp", gated, bias),
+            "attention_norm": norm(f"{p}.input_layernorm"),
+            "attention": attn,
+            "mlp_norm": norm(f"{p}.post_attention_layernorm"),
+            "mlp": mlp(sd, f"{p}.mlp", gated, lay.bias),
         }
-    layers["final_norm"] = layer_norm(sd, "norm", bias=False)
+    layers["final_norm"] = norm("norm")
     params = {"embedding": weight(sd, "embed_tokens.weight"), "decoder": layers}
     if lm_head and not config.tie_word_embeddings:
         params["unembedding"] = weight(sd, "lm_head.weight").T
@@ -197,7 +254,16 @@ def _bloom_params(state, config, *, lm_head: bool) -> dict:
     }
 
 
-_FAMILIES = {"Llama": (_llama_model, _llama_params), "Bloom": (_bloom_model, _bloom_params)}
+_FAMILIES = {
+    **{
+        kind: (
+            functools.partial(_decoder_model, kind=kind),
+            functools.partial(_decoder_params, kind=kind),
+        )
+        for kind in KINDS
+    },
+    "Bloom": (_bloom_model, _bloom_params),
+}
 ARCHITECTURES: dict[str, Importer] = {
     f"{name}{suffix}": importer(
         f"{name}{suffix}",
