@@ -4,7 +4,6 @@ A tiny random ``LlamaForCausalLM`` and a byte-level BPE ``tokenizer.json`` (trai
 ``tokenizers`` library) are saved to a directory; ``--config.init.hf`` points the LM family at it.
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,8 +75,8 @@ def test_import_equals_hf_then_finetunes_and_samples(llama_dir, tmp_path):
     config.train.steps, config.train.eval_every, config.train.sample_at_end = 3, 3, False
     config.sample.prompts = ("The quick",)  # one prompt: one decode compilation
     validate(config)
-    init = jax.jit(build_task(config).init)(jax.random.key(0))  # what training starts from
-    jax.tree.map(np.testing.assert_array_equal, nn.unbox(init), params)
+    start = build_task(config).start_params()  # what training starts from
+    jax.tree.map(np.testing.assert_array_equal, start, params)
     workdir = tmp_path / "run"
     last = loop.train(config, str(workdir))
     assert np.isfinite(last["loss"]) and np.isfinite(last["eval_loss"])
