@@ -1,18 +1,19 @@
 """RoPE decoder-only LM on the embedded corpus: the README's main job (a few minutes on a CPU).
 
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/lm
-    python -m jaxmodels sample --config experiments/lm/rope_lm.py --workdir runs/lm
+    python -m jaxmodels sample --workdir runs/lm   # the run's own config.json
     # your own text, longer:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/mine \
         --config.data.path=my.txt --config.train.steps=5000
     # linear attention with RoPE (RoFormer eq. 19) instead of softmax:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/lm_linear \
         --config.model.attention=linear
-    # fine-tune an imported HF Llama directory (its tokenizer.json too), then sample from it:
+    # fine-tune an HF Llama/Mistral/Qwen2/Qwen3/Gemma/Bloom directory (its tokenizer.json too),
+    # sample from it, and write it back as a transformers from_pretrained directory:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/ft \
         --config.init.hf=/path/to/llama --config.data.path=my.txt --config.train.steps=200
-    python -m jaxmodels sample --config experiments/lm/rope_lm.py --workdir runs/ft \
-        --config.init.hf=/path/to/llama
+    python -m jaxmodels sample --workdir runs/ft
+    python -m jaxmodels export --workdir runs/ft --out runs/ft_hf
     # the length-extrapolation study's size (experiments/lm/run_extrapolation.py runs them all):
     python -m jaxmodels train --config experiments/lm/rope_lm.py:extrapolation \
         --workdir runs/extrapolation/alibi --config.model.position.name=alibi
@@ -66,7 +67,7 @@ def get_config(arg=None):
     p.t5_num_buckets = 32  # T5 relative-position buckets (Raffel et al. 2020)
     p.t5_max_distance = 128  # T5 max distance
 
-    c.init.hf = ""  # a local HF Llama directory to fine-tune (config.model then ignored)
+    c.init.hf = ""  # an HF *ForCausalLM directory to fine-tune (docs/lm.md; model sizes ignored)
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus (Python's own docs)

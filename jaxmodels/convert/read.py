@@ -31,7 +31,8 @@ class Checkpoint:
 
 # Files of an HF directory that hold weights; every other file (config.json, the tokenizer's
 # files, generation_config.json) describes the model and is small.
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".index.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".index.json",
+                   ".gguf", ".onnx", ".npz", ".npy", ".pkl")  # fmt: skip
 
 
 def is_weight_file(name: str) -> bool:
