@@ -114,6 +114,7 @@ def build_task(config, mesh) -> Task:
         )
     return Task(
         units="images",  # image-caption pairs
+        model=model,
         init=init,
         loss_fn=loss_fn,
         eval_fn=eval_fn,

@@ -110,6 +110,7 @@ def build_task(config, mesh) -> Task:
 
     return Task(
         units="images",  # image-text pairs
+        model=model,
         init=init,
         loss_fn=loss_fn,
         train_data=data.train,
