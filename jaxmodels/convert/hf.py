@@ -59,17 +59,17 @@ class Pretrained:
 
     model: Any
     params: dict
-    tokenizer: Any | None  # HFTokenizer when the directory has a tokenizer.json
+    tokenizer: Any | None  # the directory's tokenizer (data.tokenizers.find_tokenizer), or None
 
 
 def load_pretrained(path: str, *, dtype=None) -> Pretrained:
-    """``from_hf(path)`` plus ``path/tokenizer.json`` (when present) as the tokenizer."""
-    from jaxmodels.data.tokenizers import HFTokenizer
+    """``from_hf(path)`` plus the directory's tokenizer (``tokenizer.json``, else a SentencePiece
+    model; :func:`jaxmodels.data.tokenizers.find_tokenizer`), None when it has neither."""
+    from jaxmodels.data.tokenizers import find_tokenizer
 
     with local_dir(path, key="config.init.hf") as local:
         model, params = from_hf(local, dtype=dtype)
-        tok_file = os.path.join(local, "tokenizer.json")
-        tokenizer = HFTokenizer(tok_file) if os.path.isfile(tok_file) else None
+        tokenizer = find_tokenizer(local)
     return Pretrained(model, params, tokenizer)
 
 
