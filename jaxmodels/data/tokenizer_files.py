@@ -119,10 +119,10 @@ class HFTokenizer:
         self.max_len = max_length(config)
         post = self._tok.post_processor
         self._n_special = 0 if post is None else post.num_special_tokens_to_add(False)
-        self._special_ids = {
-            i for i, t in self._tok.get_added_tokens_decoder().items() if t.special
-        } | {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
-        self._special_ids.discard(self.unk_id)  # an unknown word stays visible when decoded
+        framing = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
+        added = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        # an unknown word stays visible when decoded (unless it is also CLIP's EOS)
+        self._special_ids = framing | (added - {self.unk_id})
         self._suffix = getattr(self._tok.model, "end_of_word_suffix", None)  # CLIP's "</w>"
         if self.pad_id is None:
             raise ValueError(f"{path}: no padding token (and no EOS to pad with)")

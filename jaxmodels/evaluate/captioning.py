@@ -2,10 +2,11 @@
 
 Captions are compared as words: lower-cased, accents stripped, runs of letters and digits, so
 punctuation counts for nothing (COCO's PTB tokenizer drops it too) and a reference "A dog's
-bowl." matches the tokenizer-decoded "a dog ' s bowl ." of a generated caption. Both follow the COCO caption evaluation conventions: BLEU's brevity penalty uses
-the reference length closest to each candidate, summed over the corpus; CIDEr-D uses TF-IDF
-n-gram vectors (n = 1..4) with document frequencies over the references of the evaluated set,
-clipped candidate counts, a Gaussian length penalty (sigma = 6) and a factor 10.
+bowl." matches the tokenizer-decoded "a dog ' s bowl ." of a generated caption. Both follow the
+COCO caption evaluation conventions: BLEU's brevity penalty uses the reference length closest to
+each candidate, summed over the corpus; CIDEr-D uses TF-IDF n-gram vectors (n = 1..4) with
+document frequencies over the references of the evaluated set, clipped candidate counts, a
+Gaussian length penalty (sigma = 6) and a factor 10.
 """
 
 from __future__ import annotations
