@@ -26,7 +26,7 @@ class Checkpoint:
     config: Any  # the transformers config (attributes as in its PretrainedConfig)
     architecture: str  # e.g. "LlamaForCausalLM": the class name of the model
     state: dict[str, np.ndarray]  # the state dict, float32 numpy
-    tokenizer: Any | None = None  # HFTokenizer of the directory's tokenizer.json, when present
+    tokenizer: Any | None = None  # the directory's tokenizer (data.tokenizers), when it has one
 
 
 # Files of an HF directory that hold weights; every other file (config.json, the tokenizer's
@@ -76,17 +76,16 @@ def local_dir(path: str, *, key: str = "from_hf", weights: bool = True):
 
 
 def read_tokenizer(path: str):
-    """The ``HFTokenizer`` of ``path/tokenizer.json``, or ``None`` when there is none."""
-    from jaxmodels.data.tokenizers import HFTokenizer
+    """The directory's tokenizer (``tokenizer.json``, else a SentencePiece model, with its
+    ``tokenizer_config.json``; :func:`jaxmodels.data.tokenizers.find_tokenizer`), or ``None``."""
+    from jaxmodels.data.tokenizers import find_tokenizer
 
-    tok_file = os.path.join(path, "tokenizer.json")
-    if not os.path.isfile(tok_file):
-        return None
     try:
-        return HFTokenizer(tok_file)
+        return find_tokenizer(path)
     except ImportError as e:
         raise MissingHFError(
-            f"{tok_file} needs the tokenizers package ({e}): pip install 'jaxmodels[hf]'"
+            f"the tokenizer in {path} needs the tokenizers/sentencepiece packages ({e}): "
+            "pip install 'jaxmodels[hf]'"
         ) from e
 
 
