@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import jax
+import optax
 
 from jaxmodels import registry
 from jaxmodels.parallel import mesh as mesh_lib
@@ -429,9 +430,20 @@ def _banner(run: Run, state, start: int) -> None:
 
 
 def _restore_for_inference(config, workdir: str, allow_config_change: bool):
-    """Opens ``workdir`` read-only: nothing is created, moved or deleted."""
-    wd = paths.check_workdir(workdir, must_exist=True)
+    """Opens ``workdir`` read-only: nothing is created, moved or deleted, except that a workdir
+    without any checkpoint, when the config starts from elsewhere (``config.init.hf`` or
+    ``init.workdir``), gives that start's parameters at step 0 (an imported checkpoint
+    evaluated with no training run; the workdir is created for the metrics or samples)."""
+    init = config.get("init") or {}
+    key = next((k for k in ("hf", "workdir") if init.get(k)), None)
+    wd = paths.check_workdir(workdir, must_exist=key is None)
     check_saved_config(config, wd, allow=allow_config_change)
+    if key and not _has_checkpoints(wd):
+        run = dataclasses.replace(build(config, None), workdir=wd)
+        if jax.process_index() == 0:
+            wd.mkdir(parents=True, exist_ok=True)
+            print(f"no checkpoint in {wd}: config.init.{key}={init[key]!r} (step 0)", flush=True)
+        return run, _initial_state(run), 0
     run = build(config, wd, read_only=True)
     state, step = run.checkpointer.restore(run.abstract_state)
     if state is None:
@@ -442,8 +454,32 @@ def _restore_for_inference(config, workdir: str, allow_config_change: bool):
     return run, state, step
 
 
+def _has_checkpoints(wd) -> bool:
+    """Whether ``wd/checkpoints`` holds a step folder (finished or not, readable or not)."""
+    folder = wd / "checkpoints"
+    return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
+
+
+def _initial_state(run: Run):
+    """The parameters a fresh run starts from (``init.hf``'s or ``init.workdir``'s), alone: no
+    optimizer state, EMA or model state is made, so evaluating them costs one model in memory."""
+    start = warmstart.start_params(run.config, run.abstract_state.params)
+    sharding = run.state_sharding.replace(
+        opt_state=optax.EmptyState(), ema_params=None, model_state=None
+    )
+    with jax.set_mesh(run.mesh):
+        return state_lib.create_state(
+            run.task.init, optax.identity(), _init_rng(run.config), sharding, use_ema=False,
+            start=start,
+        )  # fmt: skip
+
+
 def evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict[str, float]:
-    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl."""
+    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl.
+
+    A workdir with no checkpoint (or none yet) evaluates the parameters ``config.init.hf`` or
+    ``init.workdir`` starts from, as step 0: an imported checkpoint with no training run.
+    """
     run, state, step = _restore_for_inference(config, workdir, allow_config_change)
     out = Evaluator(run)(state, step)
     writer = metrics_lib.MetricsWriter(run.workdir)
