@@ -8,8 +8,8 @@ from jax.sharding import AxisType
 from sklearn.metrics import top_k_accuracy_score
 
 from jaxmodels.config import load_config
-from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.data import transforms
+from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.evaluate.retrieval import CaptionIndex, recall_at_k
 from jaxmodels.evaluate.zero_shot import TEMPLATES, class_embeddings, zero_shot_accuracy
 from jaxmodels.models.contrastive import data as contrastive_data
