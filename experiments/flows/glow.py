@@ -15,9 +15,9 @@ def get_config(arg: str | None = None):
     c.model.flow = "glow"
     c.model.prior = "normal"  # Glow: Gaussian (the learnt split priors are not used here)
     c.model.preprocess = "center"  # Glow's code: x / levels - 0.5
-    c.model.num_levels = 2  # L (Glow: 3 on CIFAR-10); 8x8 digits -> 4x4x4 -> 2x2x8
+    c.model.num_levels = 0  # L (Glow: 3 on CIFAR-10); 8x8 digits -> 4x4x4 -> 2x2x8
     c.model.steps_per_level = 8  # K (Glow: 32 on CIFAR-10)
-    c.model.hidden = 64  # conditioner channels (Glow: 512)
+    c.model.hidden = 0  # conditioner channels (Glow: 512)
     c.model.depth = 1  # residual blocks per conditioner (Glow's NN(): one hidden 1x1 layer)
     if "toy2d" in args:
         c.model.num_levels = 1
