@@ -162,8 +162,16 @@ def _levels(event_shape, min_side: int, squeeze_first: bool) -> int:
     return levels
 
 
+# Conditioner channels when ``model.hidden`` is 0: (images up to 16x16 and vectors, larger
+# images). The papers' widths (RealNVP 64 with 8 residual blocks, Glow 512) cost seconds per
+# step on a CPU at 28x28; these keep a default 3000-step MNIST-size run within about an hour of
+# one CPU core (docs/flows.md). Wider runs: set model.hidden.
+CONV_WIDTHS = {"realnvp": (32, 16), "glow": (64, 32)}
+
+
 def sized(m, event_shape):
-    """``config.model`` with the size keys it leaves at 0 derived from ``event_shape``."""
+    """``config.model`` with the size keys it leaves at 0 derived from ``event_shape``: NICE's
+    width min(1000, 4 D), the levels (:func:`_levels`) and :data:`CONV_WIDTHS`."""
     m = m.copy_and_resolve_references()
     if m.flow == "nice" and not m.hidden:
         m.hidden = min(1000, 4 * _dims(event_shape))
@@ -171,6 +179,7 @@ def sized(m, event_shape):
         m.num_levels = _levels(event_shape, 4, squeeze_first=False)
     if m.flow == "glow" and not m.num_levels:
         m.num_levels = _levels(event_shape, 2, squeeze_first=True)
-    if m.flow in ("realnvp", "glow") and not m.hidden:
-        m.hidden = {"realnvp": 32, "glow": 64}[m.flow]
+    if m.flow in CONV_WIDTHS and not m.hidden:
+        small, large = CONV_WIDTHS[m.flow]
+        m.hidden = small if max(event_shape[:2]) <= 16 else large
     return m
