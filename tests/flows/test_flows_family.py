@@ -14,7 +14,7 @@ from scipy import stats
 from jaxmodels.config import load_config
 from jaxmodels.layers import bijectors as bj
 from jaxmodels.models.flows import loss, sample
-from jaxmodels.models.flows.model import build_flow
+from jaxmodels.models.flows.model import build_flow, sized
 from jaxmodels.models.flows.task import build_task
 from jaxmodels.train import loop
 
@@ -71,6 +71,22 @@ def test_realnvp_fits_a_density_1_256_wide():
     train = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), keys)[0][0])
     bpd = sample.make_heldout_bpd(flow, m.prior, 256, x, 256, seed=3)(train(params))
     assert bpd < 0.5, bpd
+
+
+@pytest.mark.parametrize(
+    "name, shape, levels, hidden",
+    [("nice", (8, 8, 1), None, 256), ("nice", (28, 28, 1), None, 1000),
+     ("realnvp", (8, 8, 1), 2, 32), ("realnvp", (28, 28, 1), 3, 16),
+     ("realnvp", (32, 32, 3), 3, 16), ("glow", (8, 8, 1), 2, 64), ("glow", (28, 28, 1), 2, 32),
+     ("glow", (32, 32, 3), 3, 32)],
+)  # fmt: skip
+def test_default_sizes_follow_the_input(name, shape, levels, hidden):
+    """The default configs leave levels and widths to the input's shape (model.sized)."""
+    m = sized(load_config(f"experiments/flows/{name}.py").model, shape)
+    assert m.hidden == hidden and (levels is None or m.num_levels == levels)
+    explicit = load_config(f"experiments/flows/{name}.py").model
+    explicit.hidden, explicit.num_levels = 7, 1
+    assert (sized(explicit, shape).hidden, sized(explicit, shape).num_levels) == (7, 1)
 
 
 def test_config_args_are_checked():
