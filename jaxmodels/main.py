@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxmodels import registry
-from jaxmodels.config import load_config, validate
+from jaxmodels.config import load_config, renamed, validate
 
 COMMANDS = ("train", "eval", "sample", "compile")
 USAGE = (
@@ -102,7 +102,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _unknown_key(argv: list[str], error: BaseException) -> str:
     """``config.train.stepz: config.train has no key 'stepz'; did you mean config.train.steps?``
-    for the first ``--config.KEY`` override the config lacks (else ml_collections' message)."""
+    for the first ``--config.KEY`` override the config lacks (else ml_collections' message); a
+    key the family's configs used to have names its new name (``config.OLD_KEYS``)."""
     try:
         config = load_config(_config_spec(argv))
     except Exception:  # the file failed to load: absl's own error follows on a rerun
@@ -117,6 +118,12 @@ def _unknown_key(argv: list[str], error: BaseException) -> str:
             if not hasattr(node, "keys"):
                 return f"config.{key}: {where}={node!r} has no keys"
             if part not in node:
+                new = renamed(config.get("family", ""), key)
+                if new is not None:
+                    return (
+                        f"config.{key}: renamed config.{new} (the config vocabulary: GLOSSARY "
+                        "in jaxmodels/config.py)"
+                    )
                 close = difflib.get_close_matches(part, list(node.keys()), n=1)
                 hint = f"; did you mean {where}.{close[0]}?" if close else ""
                 return f"config.{key}: {where} has no key {part!r}{hint}"
