@@ -4,11 +4,12 @@ variants for plain pytest functions; fixtures that tell whether a folder changed
 How the tests check JAX code (chex, https://github.com/google-deepmind/chex):
 
 - Loss and model forward tests run twice, through the ``variant`` fixture below: once with the
-  function under test wrapped in ``jax.jit`` and once called as is (op by op), the two
-  variants ``@chex.variants(with_jit=True, without_jit=True)`` gives a ``chex.TestCase``
-  method. A test takes ``variant`` and calls the function under test as
-  ``variant(fn)(*args)`` (``variant(fn, static_argnames=...)`` passes jit options, which the
-  no-jit run ignores); the test ids end in ``[with_jit]`` / ``[without_jit]``. As with chex, a
+  function under test wrapped in ``jax.jit`` and once called as is (op by op): the two
+  variants that ``@chex.variants(with_jit=True, without_jit=True)`` gives a ``chex.TestCase``
+  method, for plain pytest functions (chex itself needs a test class). A test takes
+  ``variant`` and calls the function under test as ``variant(fn)(*args)``
+  (``variant(fn, static_argnames=...)`` passes jit options, which the no-jit run ignores);
+  the test ids end in ``[with_jit]`` / ``[without_jit]``. As with chex, a
   test that takes ``variant`` and never calls it fails. Training-loop tests run once (jitted,
   as the trainer runs them): a second run there buys no coverage for its time.
 - Values are compared with chex's tree asserts, the tolerance always written out:
@@ -17,6 +18,8 @@ How the tests check JAX code (chex, https://github.com/google-deepmind/chex):
   exact results (integers, masks, sampled tokens), ``chex.assert_shape`` and
   ``chex.assert_tree_all_finite`` for outputs. Where a tolerance is not the float32 round-off
   of the computation (about 1e-6 relative), a comment says where the rest comes from.
+  Host-side numpy code (data pipelines, packing, metrics computed on the host) keeps
+  ``numpy.testing``: there is no JAX program to vary and no pytree to compare.
 """
 
 import hashlib
@@ -44,7 +47,6 @@ def variant(request):
         calls.append(fn)
         return jax.jit(fn, **jit_options) if request.param == "with_jit" else fn
 
-    apply.type = request.param
     yield apply
     if not calls:
         pytest.fail("the test takes the `variant` fixture but never calls variant(fn)")
