@@ -465,3 +465,39 @@ def load_config(spec: str | pathlib.Path) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved (``DIR/config.json``, local or ``gs://``), keys as saved.
+
+    JSON lists come back as tuples (what config files write). What ``jaxmodels eval|sample|
+    export --workdir DIR`` and ``jaxmodels.load(DIR)`` use when no ``--config`` is given. The
+    keys are the run's own: a run saved before a rename of :data:`OLD_KEYS` needs its names
+    translated (``current_names``) once the family's code reads the new ones.
+    """
+    import json
+
+    from etils import epath
+
+    file = epath.Path(workdir) / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"--workdir {workdir!r} has no config.json (not a trained run?); pass --config FILE"
+        )
+    try:
+        saved = json.loads(file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{file} is not a JSON config ({e}); pass --config FILE") from e
+
+    def tuples(x):
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    return ml_collections.ConfigDict(tuples(saved))
+
+
+def get_config(workdir: str) -> ml_collections.ConfigDict:
+    """``--config jaxmodels/config.py:DIR`` is the run's own config (:func:`saved_config`);
+    the CLI passes it for ``eval``, ``sample`` and ``export`` when ``--config`` is left out."""
+    return saved_config(workdir)

@@ -8,6 +8,7 @@ Ctrl-C and non-finite updates handled) -> finish.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import jax
 
 from jaxmodels import registry
+from jaxmodels.convert.read import MissingHFError
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.parallel import multihost
 from jaxmodels.train import checkpoint as checkpoint_lib
@@ -38,7 +40,9 @@ class NonFiniteLossError(RuntimeError):
 USER_ERRORS = (
     NonFiniteLossError,
     FileNotFoundError,
+    FileExistsError,  # export: the --out directory holds files
     NotADirectoryError,
+    MissingHFError,
     ValueError,
     lock_lib.WorkdirLockedError,
     checkpoint_lib.CheckpointReadError,
@@ -112,11 +116,15 @@ def _init_rng(config) -> jax.Array:
 
 def restore_or_init(run: Run, data_iter=None):
     """Returns ``(state, step)`` from the newest verified checkpoint, or a fresh state (from
-    ``config.init.workdir``'s parameters when it names another run)."""
+    ``config.init.workdir``'s parameters when it names another run, else from the family's
+    ``Task.start_params`` when it has them)."""
     state, step = run.checkpointer.restore(run.abstract_state, data_iter)
     if state is not None:
         return state, step
     start = warmstart.start_params(run.config, run.abstract_state.params)
+    if start is None and run.task.start_params is not None:
+        key = "the imported checkpoint (config.init.hf)"
+        start = warmstart.place(run.task.start_params(), run.abstract_state.params, key=key)
     use_ema = run.config.train.ema_halflife_examples > 0
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
@@ -278,6 +286,8 @@ def _train(config, wd, stop: preemption.Stop) -> dict[str, float]:
     first = _first_batches(run, data)
     state, start = restore_or_init(run, data)
     _write_config(config, wd)
+    if start == 0:
+        _keep_init_hf(config, wd)
     _banner(run, state, start)
     if start >= t.steps:
         print(f"Already trained to step {start} (train.steps={t.steps}); nothing to do.")
@@ -413,6 +423,25 @@ def _write_config(config, wd) -> None:
         paths.write_text(file, text)
 
 
+INIT_HF = "init_hf"  # a run's copy of its config.init.hf directory, the weights left out
+
+
+def _keep_init_hf(config, wd) -> None:
+    """Copies what describes ``config.init.hf``'s model (config.json, the tokenizer's files; not
+    the weights) to ``DIR/init_hf``: eval, sample and export build the model from it, also after
+    the HF directory moved."""
+    src = (config.get("init") or {}).get("hf", "")
+    if not src or jax.process_index() != 0:
+        return
+    from jaxmodels.convert.read import description_files
+
+    for name, data in description_files(src, key="config.init.hf").items():
+        dst = wd / INIT_HF / name
+        with paths.naming_write_errors(dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+
+
 def _banner(run: Run, state, start: int) -> None:
     n = state_lib.param_count(state.params)
     mesh = dict(run.mesh.shape)
@@ -433,6 +462,9 @@ def _restore_for_inference(config, workdir: str, allow_config_change: bool):
     """Opens ``workdir`` read-only: nothing is created, moved or deleted."""
     wd = paths.check_workdir(workdir, must_exist=True)
     check_saved_config(config, wd, allow=allow_config_change)
+    if (config.get("init") or {}).get("hf", "") and (wd / INIT_HF / "config.json").exists():
+        config = copy.deepcopy(config)  # the run's own copy of its HF model's description
+        config.init.hf = os.fspath(wd / INIT_HF)
     run = build(config, wd, read_only=True)
     state, step = run.checkpointer.restore(run.abstract_state)
     if state is None:
@@ -490,3 +522,44 @@ def sample(config, workdir: str, *, allow_config_change: bool = False) -> str:
     if run.task.sample is None:
         raise ValueError(f"family {config.family!r} has no sampler")
     return _print_samples(run, state)
+
+
+def export(config, workdir: str, out: str, *, allow_config_change: bool = False) -> list[str]:
+    """Writes the newest checkpoint of ``workdir`` as an HF ``from_pretrained`` directory
+    ``out`` (new or empty) through the family's ``models/<family>/hf.py`` ``export``; the run
+    is only read. Returns the names of the files written."""
+    from jaxmodels import hf
+    from jaxmodels.convert.write import check_out_dir
+
+    check_out_dir(out)
+    module = hf.family_hf(config.family)
+    if module is None or not hasattr(module, "export"):
+        raise ValueError(f"config.family={config.family!r} has no HF export")
+    run, state, step = _restore_for_inference(config, workdir, allow_config_change)
+    written = module.export(run.config, inference_params(state), out, run.task.tokenizer)
+    if jax.process_index() == 0:
+        print(f"step {step} of {workdir} -> {out}: {', '.join(written)}", flush=True)
+    return written
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A trained run, read for use from Python (:func:`load`)."""
+
+    module: Any  # the family's linen module (Task.model): module.apply({"params": params}, ...)
+    params: Any  # the newest checkpoint's parameters (the EMA where the run keeps one)
+    tokenizer: Any  # the run's tokenizer, when it has one
+    config: Any  # the run's config (its config.json)
+    step: int  # the checkpoint's step
+
+
+def load(workdir: str, config=None) -> Loaded:
+    """The module, parameters (EMA when kept) and tokenizer of the run in ``workdir``, read only.
+
+    ``config`` defaults to the run's own ``config.json``.
+    """
+    from jaxmodels.config import saved_config
+
+    config = saved_config(workdir) if config is None else config
+    run, state, step = _restore_for_inference(config, workdir, allow_config_change=False)
+    return Loaded(run.task.model, inference_params(state), run.task.tokenizer, run.config, step)

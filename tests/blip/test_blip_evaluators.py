@@ -9,6 +9,7 @@ from jaxmodels.config import load_config
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip.evaluators import Scorer
 from jaxmodels.models.blip.task import build_task, make_model
+from jaxmodels.models.blip.tokens import make_layout
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,12 @@ def test_config_evals_choose_the_evaluators(smoke):
 
 def test_scorer_chunks_equal_one_pass_over_every_row(smoke):
     config, _, params = smoke
-    model = make_model(config)
+    layout = make_layout(config.data)
+    model = make_model(config, layout)
     images, captions = data.split("eval", 11, config.data.image_size, 0)
-    ids = data.encode(captions, config.data.max_len)["text"]
+    ids = layout.encode(captions)["text"]
     rules = config.mesh.rules
-    chunked, whole = Scorer(model, rules, 4), Scorer(model, rules, 11)  # 11 = 4 + 4 + 3
+    chunked, whole = Scorer(model, layout, rules, 4), Scorer(model, layout, rules, 11)  # 4+4+3
     for a, b in zip(chunked.images(params, images), whole.images(params, images), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     tokens = whole.images(params, images)[0]

@@ -8,6 +8,7 @@ from jax.sharding import AxisType
 from sklearn.metrics import top_k_accuracy_score
 
 from jaxmodels.config import load_config
+from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.evaluate.retrieval import CaptionIndex, recall_at_k
 from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
 from jaxmodels.models.contrastive import data as contrastive_data
@@ -73,9 +74,9 @@ def test_config_evals_choose_the_evaluators():
         got = task.evaluate(params, jax.random.key(1))
     assert set(got) == {f"{d}_recall@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
 
-    pairs = contrastive_data.build(config).retrieval
+    pairs = contrastive_data.build(config, ByteTokenizer()).retrieval
     index = CaptionIndex.of(pairs.captions)
-    ids, lengths = contrastive_data.tokenize(index.captions, config.model.text.max_len)
+    ids, lengths = ByteTokenizer().encode_batch(index.captions, config.model.text.max_len)
     variables, model = {"params": params}, make_model(config)
     zimg = model.apply(variables, pairs.images, method=TwoTowers.encode_image)
     ztxt = model.apply(variables, ids, lengths, method=TwoTowers.encode_text)
