@@ -1,5 +1,6 @@
 """Test set-up: 8 fake CPU devices, configured before JAX initialises; chex's jit / no-jit
-variants for plain pytest functions; fixtures that tell whether a folder changed.
+variants for plain pytest functions; fixtures that tell whether a folder changed, and one that
+writes a labelled image folder.
 
 How the tests check JAX code (chex, https://github.com/google-deepmind/chex):
 
@@ -189,3 +190,27 @@ def siglip_tokenizer_dir(tmp_path_factory, doc_lines):
     )
     transformers.SiglipTokenizer(vocab_file=str(path / "trained.model")).save_pretrained(path)
     return path
+
+
+def _colour_folder(root, colours, per_class=3, shade=0.0, seed=0):
+    """Writes a labelled folder under ``root``: a subfolder per name of ``colours`` (name ->
+    RGB) holding ``per_class`` noisy images of that colour, each shifted by its own shade
+    (standard deviation ``shade``), of random sizes, PNG and JPEG in turn. Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, rgb in colours.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = rng.integers(6, 30, size=2)
+            own = np.array(rgb) + rng.normal(0, shade, 3)
+            x = np.clip(own + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(x).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}", quality=95)
+    return root
+
+
+@pytest.fixture
+def colour_folder():
+    """``colour_folder(root, {name: rgb}, per_class=3, shade=0.0)``: a labelled image folder."""
+    return _colour_folder

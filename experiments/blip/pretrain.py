@@ -22,6 +22,7 @@ import ml_collections
 
 from jaxmodels.config import base_config, config_args
 from jaxmodels.data import image_text_sources
+from jaxmodels.evaluate import zero_shot_folder
 
 
 def get_config(arg: str | None = None):
@@ -82,7 +83,11 @@ def get_config(arg: str | None = None):
     d.caption_eval_size = 500  # held-out images captioned (beam 3) for BLEU-4 / CIDEr
 
     c.sample.n = 16  # images in the `jaxmodels sample` grid
-    c.evals = ("retrieval", "captioning")  # offered: retrieval (ITC, ITM re-ranked), captioning
+    # offered: retrieval (ITC, ITM re-ranked), captioning, zero_shot (added by zero_shot.dir)
+    c.evals = ("retrieval", "captioning")
+    # zero-shot on your labelled folder by ITC: --config.zero_shot.dir (the scenes' closed
+    # vocabulary needs a templates file of its words, e.g. "a picture of a {}")
+    zero_shot_folder.add_config(c)
 
     t = c.train
     t.steps = 2700  # under 20 CPU minutes on 2 cores, evaluation included

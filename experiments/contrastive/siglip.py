@@ -13,6 +13,7 @@ import ml_collections
 
 from jaxmodels.config import base_config, config_args
 from jaxmodels.data import image_text_sources
+from jaxmodels.evaluate import zero_shot_folder
 
 
 def get_config(arg: str | None = None):
@@ -37,7 +38,9 @@ def get_config(arg: str | None = None):
     m.text.pool = "last"  # SigLIP's text tower takes the last token
 
     add_data(c)
-    c.evals = ("zeroshot", "retrieval")  # offered: zeroshot (per embedded task), retrieval
+    # offered: zeroshot (per embedded task), retrieval, zero_shot (added by zero_shot.dir)
+    c.evals = ("zeroshot", "retrieval")
+    zero_shot_folder.add_config(c)  # zero-shot on your labelled folder: --config.zero_shot.dir
     c.train.steps = 300
     c.train.batch_size = 128  # small-batch regime; SigLIP Fig. 2 compares from 512 upwards
     c.train.learning_rate = 1e-3

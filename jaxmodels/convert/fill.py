@@ -30,9 +30,8 @@ Importer = Callable[[Any, dict[str, np.ndarray]], tuple[nn.Module, dict]]
 class Pretrained:
     """An HF directory read for a family (:func:`load_pretrained`): the weights on demand."""
 
-<<<<<<< HEAD
     model: Any  # the family's module, built from config.json alone
-    tokenizer: Any | None  # HFTokenizer when the directory has a tokenizer.json
+    tokenizer: Any | None  # the directory's tokenizer (data.tokenizers.find_tokenizer), or None
     read_params: Callable[[], dict]  # reads and converts the weights (nested, unboxed)
 
 
@@ -46,11 +45,6 @@ def importer_for(
             f"{', '.join(sorted(architectures))}"
         )
     return architectures[architecture]
-=======
-    model: Any
-    params: dict
-    tokenizer: Any | None  # the directory's tokenizer (data.tokenizers.find_tokenizer), or None
->>>>>>> texttok
 
 
 def import_checkpoint(

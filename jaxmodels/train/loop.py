@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import jax
+import optax
 
 from jaxmodels import registry
 from jaxmodels.convert.read import MissingHFError
@@ -114,6 +115,16 @@ def _init_rng(config) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed))[1]
 
 
+def _start_params(run: Run):
+    """The parameters a fresh run starts from: ``config.init.workdir``'s, else the family's
+    ``Task.start_params`` (``init.hf``), else ``None`` (the family's own init)."""
+    start = warmstart.start_params(run.config, run.abstract_state.params)
+    if start is None and run.task.start_params is not None:
+        key = "the imported checkpoint (config.init.hf)"
+        start = warmstart.place(run.task.start_params(), run.abstract_state.params, key=key)
+    return start
+
+
 def restore_or_init(run: Run, data_iter=None):
     """Returns ``(state, step)`` from the newest verified checkpoint, or a fresh state (from
     ``config.init.workdir``'s parameters when it names another run, else from the family's
@@ -121,10 +132,7 @@ def restore_or_init(run: Run, data_iter=None):
     state, step = run.checkpointer.restore(run.abstract_state, data_iter)
     if state is not None:
         return state, step
-    start = warmstart.start_params(run.config, run.abstract_state.params)
-    if start is None and run.task.start_params is not None:
-        key = "the imported checkpoint (config.init.hf)"
-        start = warmstart.place(run.task.start_params(), run.abstract_state.params, key=key)
+    start = _start_params(run)
     use_ema = run.config.train.ema_halflife_examples > 0
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
@@ -459,10 +467,21 @@ def _banner(run: Run, state, start: int) -> None:
 
 
 def _restore_for_inference(config, workdir: str, allow_config_change: bool):
-    """Opens ``workdir`` read-only: nothing is created, moved or deleted."""
-    wd = paths.check_workdir(workdir, must_exist=True)
+    """Opens ``workdir`` read-only: nothing is created, moved or deleted, except that a workdir
+    without any checkpoint, when the config starts from elsewhere (``config.init.hf`` or
+    ``init.workdir``), gives that start's parameters at step 0 (an imported checkpoint
+    evaluated with no training run; the workdir is created for the metrics or samples)."""
+    init = config.get("init") or {}
+    key = next((k for k in ("hf", "workdir") if init.get(k)), None)
+    wd = paths.check_workdir(workdir, must_exist=key is None)
     check_saved_config(config, wd, allow=allow_config_change)
-    if (config.get("init") or {}).get("hf", "") and (wd / INIT_HF / "config.json").exists():
+    if key and not _has_checkpoints(wd):
+        run = dataclasses.replace(build(config, None), workdir=wd)
+        if jax.process_index() == 0:
+            wd.mkdir(parents=True, exist_ok=True)
+            print(f"no checkpoint in {wd}: config.init.{key}={init[key]!r} (step 0)", flush=True)
+        return run, _initial_state(run), 0
+    if init.get("hf") and (wd / INIT_HF / "config.json").exists():
         config = copy.deepcopy(config)  # the run's own copy of its HF model's description
         config.init.hf = os.fspath(wd / INIT_HF)
     run = build(config, wd, read_only=True)
@@ -475,8 +494,32 @@ def _restore_for_inference(config, workdir: str, allow_config_change: bool):
     return run, state, step
 
 
+def _has_checkpoints(wd) -> bool:
+    """Whether ``wd/checkpoints`` holds a step folder (finished or not, readable or not)."""
+    folder = wd / "checkpoints"
+    return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
+
+
+def _initial_state(run: Run):
+    """The parameters a fresh run starts from (``init.hf``'s or ``init.workdir``'s), alone: no
+    optimizer state, EMA or model state is made, so evaluating them costs one model in memory."""
+    start = _start_params(run)
+    sharding = run.state_sharding.replace(
+        opt_state=optax.EmptyState(), ema_params=None, model_state=None
+    )
+    with jax.set_mesh(run.mesh):
+        return state_lib.create_state(
+            run.task.init, optax.identity(), _init_rng(run.config), sharding, use_ema=False,
+            start=start,
+        )  # fmt: skip
+
+
 def evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict[str, float]:
-    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl."""
+    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl.
+
+    A workdir with no checkpoint (or none yet) evaluates the parameters ``config.init.hf`` or
+    ``init.workdir`` starts from, as step 0: an imported checkpoint with no training run.
+    """
     run, state, step = _restore_for_inference(config, workdir, allow_config_change)
     out = Evaluator(run)(state, step)
     writer = metrics_lib.MetricsWriter(run.workdir)

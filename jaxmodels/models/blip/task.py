@@ -6,8 +6,9 @@ The wiring of the family's parts into a :class:`~jaxmodels.train.task.Task`:
 - with ``model.momentum`` > 0 (BLIP: 0.995) ITC is momentum distillation, the momentum
   encoders and queues being the task's model state (:mod:`~jaxmodels.models.blip.momentum`);
 - the evaluators ``config.evals`` chooses, ``retrieval`` (recall@K by ITC and after ITM
-  re-ranking) and ``captioning`` (BLEU-4 / CIDEr-D of beam-search captions against the
-  most-frequent-caption baseline) (:mod:`~jaxmodels.models.blip.evaluators`);
+  re-ranking), ``captioning`` (BLEU-4 / CIDEr-D of beam-search captions against the
+  most-frequent-caption baseline) and ``zero_shot`` (ITC on a labelled folder, added by
+  ``config.zero_shot.dir``) (:mod:`~jaxmodels.models.blip.evaluators`);
 - ``jaxmodels sample``: beam and nucleus captions of held-out images
   (:mod:`~jaxmodels.models.blip.sample`).
 """
@@ -19,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from jaxmodels import evaluate
+from jaxmodels.evaluate import zero_shot_folder
 from jaxmodels.layers.vit import patch_grid
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip.evaluators import Scorer, evaluators
@@ -136,19 +138,20 @@ def build_task(config, mesh) -> Task:
         momentum = dict(init_model_state=init_state)
 
     captioner = Captioner(model, layout, config.mesh.rules)
+    offered = evaluators(config, mesh, model, layout, captioner, held, captions)
+    chosen = zero_shot_folder.evals(config)
     held_out = {}
-    if held:  # the evaluators and the sampler read held-out pairs
-        offered = evaluators(config, mesh, model, layout, captioner, held, captions)
-        held_out = dict(
-            evaluate=evaluate.select(config.evals, offered),
-            sample=make_sample(captioner, *held, config.sample.get("n", 16)),
-        )
+    if held:  # retrieval, captioning and the sampler read held-out pairs
+        held_out = dict(sample=make_sample(captioner, *held, config.sample.get("n", 16)))
+    else:  # none held out: of config.evals only what needs no held-out pairs (zero_shot) runs
+        chosen = [name for name in chosen if name in offered]
     return Task(
         units="images",  # image-caption pairs
         model=model,
         init=init,
         loss_fn=loss_fn,
         eval_fn=eval_fn,
+        evaluate=evaluate.select(chosen, offered),
         train_data=train_data,
         eval_data=eval_data,
         batch_axes={

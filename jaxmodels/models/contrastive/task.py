@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxmodels import evaluate
 from jaxmodels.data.tokenizers import make_tokenizer
+from jaxmodels.evaluate import zero_shot_folder
 from jaxmodels.evaluate.chunked import chunked_map
 from jaxmodels.evaluate.retrieval import CaptionIndex
 from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
@@ -109,7 +110,9 @@ def build_task(config, mesh) -> Task:
         loss_fn=loss_fn,
         train_data=data.train,
         eval_data=data.eval,
-        evaluate=evaluate.select(config.evals, evaluators(config, mesh, model, data)),
+        evaluate=evaluate.select(
+            zero_shot_folder.evals(config), evaluators(config, mesh, model, data)
+        ),
         batch_axes=BATCH_AXES,
     )
 
@@ -120,8 +123,10 @@ def build_task(config, mesh) -> Task:
 
 
 def evaluators(config, mesh, model: TwoTowers, data) -> dict:
-    """``{name: builder}``: ``zeroshot`` (top-1 per embedded task, ``zeroshot_<task>_top1``) and
-    ``retrieval`` (image<->text recall@1/5/10 on held-out pairs, ``i2t_recall@K``/``t2i_...``)."""
+    """``{name: builder}``: ``zeroshot`` (top-1 per embedded task, ``zeroshot_<task>_top1``),
+    ``retrieval`` (image<->text recall@1/5/10 on held-out pairs, ``i2t_recall@K``/``t2i_...``)
+    and ``zero_shot`` (the labelled folder ``config.zero_shot.dir``,
+    :mod:`jaxmodels.evaluate.zero_shot_folder`)."""
     rules, bs = config.mesh.rules, config.data.eval_batch_size
 
     def embedder(method):
@@ -154,4 +159,9 @@ def evaluators(config, mesh, model: TwoTowers, data) -> dict:
         zimg = embed_images(params, data.retrieval.images)
         return index.recall(zimg @ embed_texts(params, index.captions).T)
 
-    return {"zeroshot": lambda: zeroshot, "retrieval": lambda: retrieval}
+    def folder():
+        return zero_shot_folder.evaluator(
+            config.get("zero_shot"), embed_images, embed_texts, data.image_shape[0]
+        )
+
+    return {"zeroshot": lambda: zeroshot, "retrieval": lambda: retrieval, "zero_shot": folder}
