@@ -19,14 +19,14 @@ spec.loader.exec_module(coco)
 def fake_coco(tmp_path):
     """Three captioned images (captions listed out of id order) and one without a caption."""
     (tmp_path / "train2017").mkdir()
-    images = [{"id": i, "file_name": f"{i:012d}.jpg", "height": 4, "width": 4} for i in (9, 3, 5, 7)]
+    images = [{"id": i, "file_name": f"{i:012d}.jpg"} for i in (9, 3, 5, 7)]
     for image in images:
         (tmp_path / "train2017" / image["file_name"]).write_bytes(b"image %d" % image["id"])
     annotations = [
         {"id": 40, "image_id": 3, "caption": "second of three "},
         {"id": 12, "image_id": 3, "caption": "first of three"},
         {"id": 7, "image_id": 9, "caption": "only of nine"},
-        {"id": 30, "image_id": 5, "caption": "a, \"quoted\" caption\tof five"},
+        {"id": 30, "image_id": 5, "caption": 'a, "quoted" caption\tof five'},
     ]
     path = tmp_path / "captions_train2017.json"
     path.write_text(json.dumps({"info": {}, "images": images, "annotations": annotations}))
