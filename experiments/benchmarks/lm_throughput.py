@@ -71,8 +71,8 @@ def _lm_config(s: dict, args):
     return c
 
 
-def jax_step(s: dict, args):
-    """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
+def build_jax_step(s: dict, args):
+    """Returns ``(train_step, state, batch)``: the core's jitted step, a fresh state, one batch."""
     import jax
 
     from jaxmodels.models.lm.loss import lm_metrics
@@ -107,6 +107,14 @@ def jax_step(s: dict, args):
     train_step = step.build_train_step(
         task, tx, mesh=mesh, rules=rules, state_sharding=shardings, batch_sharding=bshard, seed=0
     )
+    return train_step, st, batch
+
+
+def jax_step(s: dict, args):
+    """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
+    import jax
+
+    train_step, st, batch = build_jax_step(s, args)
     holder = [st]
 
     def run(n: int) -> float:
@@ -250,6 +258,26 @@ def _time_all(kinds, s, args) -> dict[str, list[tuple[float, float]]]:
     return times
 
 
+def print_hlo(args) -> None:
+    """One line per size and dtype: the compiled step's ``hlo_stats`` (bytes, selects, dots)."""
+    import jax
+
+    spec = importlib.util.spec_from_file_location("hlo_stats", f"{HERE}/hlo_stats.py")
+    hlo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hlo)
+    for name in args.sizes.split(","):
+        s = dict(SIZES[name])
+        s["seq"], s["batch"] = args.seq or s["seq"], args.batch or s["batch"]
+        for dtype in [args.dtype or "float32"] + [v for v in args.variants.split(",") if v]:
+            variant = _variant(args, f"jaxmodels:{dtype}")
+            train_step, st, batch = build_jax_step(s, variant)
+            lowered = train_step.lower(st, batch)
+            stats = hlo.stats(lowered, lowered.compile())
+            print(hlo.line(f"{name} {variant.dtype}", stats), flush=True)
+            del st
+            jax.clear_caches()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="cpu", help=f"comma-separated from {sorted(SIZES)}")
@@ -266,7 +294,10 @@ def main(argv=None):
     p.add_argument("--peak_tflops", type=float, default=0.0, help="device peak for MFU")
     p.add_argument("--torch", action="store_true", help="also time PyTorch eager (CPU)")
     p.add_argument("--variants", default="", help="extra jaxmodels runs, e.g. bfloat16")
+    p.add_argument("--hlo", action="store_true", help="count the compiled step's ops, no timing")
     args = p.parse_args(argv)
+    if args.hlo:
+        return print_hlo(args)
     kinds = ["jaxmodels"] + [f"jaxmodels:{v}" for v in args.variants.split(",") if v]
     kinds += ["pytorch"] if args.torch else []
     if len(kinds) > 1:  # workers share one card: none may preallocate 75% of its memory
