@@ -53,6 +53,10 @@ class CorruptCheckpointError(ValueError):
     """A checkpoint loaded, but its values are not finite or differ from the saved checksums."""
 
 
+class NonFiniteStateError(ValueError):
+    """A state about to be saved holds NaN/Inf values; nothing was saved."""
+
+
 def _words(x: jax.Array) -> jax.Array:
     """The bits of ``x`` as uint32 (an 8-byte element gives two words along a new last axis)."""
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -185,8 +189,13 @@ class Checkpointer:
 
     def save(self, step: int, state, data_iter=None) -> None:
         """Starts an (async) save; the state's device buffers are copied before returning, and
-        its checksums are computed first (saved beside it, checked on restore)."""
-        sums = {name: [dtype, sum_] for name, (dtype, _, sum_) in digest(state).items()}
+        its checksums are computed first (saved beside it, checked on restore). A state that
+        holds NaN/Inf (the same pass finds it) is refused with ``NonFiniteStateError``."""
+        got = digest(state)
+        for name, (_, finite, _) in got.items():
+            if not finite:
+                raise NonFiniteStateError(f"{name} holds NaN or Inf values at step {step}")
+        sums = {name: [dtype, sum_] for name, (dtype, _, sum_) in got.items()}
         items = {
             "state": self._ocp.args.StandardSave(state),
             "checksums": self._ocp.args.JsonSave(sums),
