@@ -42,6 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()  # family-specific
     c.data = ml_collections.ConfigDict()  # family-specific
     c.sample = ml_collections.ConfigDict()  # family-specific options for `jaxmodels sample`
+    # Evaluators Task.evaluate runs on the eval schedule and in `jaxmodels eval`, by name: the
+    # family's config lists its defaults and the names it offers (jaxmodels.evaluate.select).
+    # --config.evals=a,b picks others (also on a saved run); --config.evals= runs none.
+    c.evals = ()
 
     t = c.train = ml_collections.ConfigDict()
     t.steps = 1000  # optimizer steps

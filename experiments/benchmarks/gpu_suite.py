@@ -56,7 +56,7 @@ LINES = {
 IMPORTS = (
     "numpy", "jax", "flax.linen", "optax", "ml_collections",
     "jaxmodels.config", "jaxmodels.layers.attention", "jaxmodels.layers.vit",
-    "jaxmodels.losses.contrastive", "jaxmodels.parallel.mesh", "jaxmodels.train.flops",
+    "jaxmodels.losses.contrastive", "jaxmodels.parallel.mesh", "jaxmodels.layers.flops",
     "jaxmodels.train.loop", "jaxmodels.train.optim", "jaxmodels.train.state",
     "jaxmodels.train.step", "jaxmodels.train.task", "jaxmodels.data.pipeline",
     "jaxmodels.models.lm.model", "jaxmodels.models.lm.loss",

@@ -19,8 +19,9 @@ import numpy as np
 
 from jaxmodels.config import load_config
 from jaxmodels.models.blip import capfilt, data
+from jaxmodels.models.blip.evaluators import Scorer
 from jaxmodels.models.blip.sample import Captioner
-from jaxmodels.models.blip.task import Scorer, make_model, train_pairs
+from jaxmodels.models.blip.task import make_model, train_pairs
 from jaxmodels.train import loop
 
 
@@ -43,7 +44,7 @@ def main(argv=None):
     with jax.set_mesh(run.mesh):
         result = capfilt.capfilt(
             Captioner(model, config.data.max_len - 2, config.mesh.rules),
-            Scorer(model, config.mesh.rules, config.data.eval_batch_size),
+            Scorer(model, config.mesh.rules, config.data.eval_batch_size, run.mesh),
             params,
             images,
             captions,

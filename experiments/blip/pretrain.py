@@ -69,6 +69,7 @@ def get_config(arg: str | None = None):
     d.caption_eval_size = 500  # held-out images captioned (beam 3) for BLEU-4 / CIDEr
 
     c.sample.n = 16  # images in the `jaxmodels sample` grid
+    c.evals = ("retrieval", "captioning")  # offered: retrieval (ITC, ITM re-ranked), captioning
 
     t = c.train
     t.steps = 2700  # under 20 CPU minutes on 2 cores, evaluation included

@@ -37,6 +37,7 @@ def get_config(arg: str | None = None):
     m.text.pool = "last"  # SigLIP's text tower takes the last token
 
     add_data(c)
+    c.evals = ("zeroshot", "retrieval")  # offered: zeroshot (per embedded task), retrieval
     c.train.steps = 300
     c.train.batch_size = 128  # small-batch regime; SigLIP Fig. 2 compares from 512 upwards
     c.train.learning_rate = 1e-3

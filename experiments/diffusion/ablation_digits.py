@@ -21,8 +21,8 @@ import time
 import jax
 
 from jaxmodels.config import load_config
+from jaxmodels.data.image_data import image_data
 from jaxmodels.evaluate.generative import digits_quality
-from jaxmodels.models.diffusion.data import NUM_DIGIT_CLASSES, example_shape
 from jaxmodels.models.diffusion.model import build_network, build_process
 from jaxmodels.models.diffusion.sample import class_labels, make_generate
 from jaxmodels.train import loop
@@ -56,19 +56,20 @@ def main():
     if step == 0:
         raise FileNotFoundError(f"no checkpoint under {args.workdir}; train first")
     params = loop.inference_params(state)
-    net = build_network(config.model, jax.numpy.float32, NUM_DIGIT_CLASSES)
+    dataset = image_data(config.data)
+    num_classes, shape = dataset.num_classes, dataset.shape
+    net = build_network(config.model, jax.numpy.float32, num_classes)
     process = build_process(config.model)
-    labels = class_labels(args.num, NUM_DIGIT_CLASSES)
-    shape = example_shape(config.data)
+    labels = class_labels(args.num, num_classes)
     results, start = {}, time.time()
     for label, (sampler, schedule, steps, extra) in SAMPLERS.items():
         rows = []
         for nfe in args.nfes:
             s = config.sample.copy_and_resolve_references()
             s.update(dict(sampler=sampler, schedule=schedule, steps=steps(nfe), **extra))
-            gen = make_generate(net, process, s, shape, NUM_DIGIT_CLASSES)
+            gen = make_generate(net, process, s, shape, num_classes)
             images = jax.device_get(gen(params, jax.random.key(1), labels))
-            rows.append(digits_quality(images, labels, config.data.size))
+            rows.append(digits_quality(images, labels, shape[0], dataset.split_seed))
             print(label, nfe, rows[-1], flush=True)
         results[label] = rows
     write(results, args, step, time.time() - start)

@@ -13,6 +13,7 @@ Other processes: --config.model.process=vp|ve|iddpm|flow (EDM Table 1); other sa
 """
 
 from jaxmodels.config import base_config, config_args
+from jaxmodels.data.image_data import data_config
 
 
 def get_config(arg: str | None = None):
@@ -34,11 +35,9 @@ def get_config(arg: str | None = None):
     m.class_conditional = True  # condition on the digit label (with a null label for CFG)
     m.label_dropout = 0.1  # prob. of training with the null label (Ho & Salimans 2022)
 
-    d = c.data
-    d.name = "digits"  # digits | toy2d
-    d.size = 8  # image side; >8 upsamples the 8x8 digits (nearest neighbour)
-    d.holdout = 0.2  # fraction of the 1797 digits held out (eval loss, FD reference)
-    d.path = ""  # your images instead: a PNG/JPEG directory or a uint8 .npy/.npz (N, H, W[, C])
+    # name, path, image_size (digits: >8 upsamples nearest), channels, holdout, split_seed, toy,
+    # num_points: the keys every image family shares (jaxmodels.data.image_data.data_config)
+    d = c.data = data_config()
     d.dequantize = False  # train on level + U[0, 1) (as the flows do), for a comparable bits/dim
 
     s = c.sample
@@ -55,8 +54,8 @@ def get_config(arg: str | None = None):
     s.eta = 1.0  # ancestral noise fraction (euler_ancestral, ddim)
     s.guidance_scale = 1.0  # classifier-free guidance weight (1 = plain conditional)
     s.num = 100  # samples in the PNG grid (labels 0..9 repeating)
-    s.eval_num = 500  # samples per quality evaluation (0 disables)
-    s.likelihood_num = 0  # held-out images whose PF-ODE bits/dim each evaluation adds (0: off)
+    s.eval_num = 500  # samples per quality evaluation (config.evals "quality", "reflow")
+    s.likelihood_num = 0  # held-out images the "likelihood" evaluator solves; 0: all of them
     s.likelihood_batch = 128  # images per PF-ODE solve
     s.likelihood_probes = 1  # Hutchinson probes per image; 0: exact divergence (D JVPs)
     s.likelihood_sigma_min = 1e-3  # the ODE starts here (well below a bin's width, 2/17)
@@ -77,10 +76,12 @@ def get_config(arg: str | None = None):
     t.eval_batches = 0  # the whole held-out split
     t.checkpoint_every = 1000
 
+    c.evals = ("quality",)  # run on the eval schedule; offered: quality, likelihood, reflow
+
     if "likelihood" in args:
         m.class_conditional = False  # p(x), as the flows model it
         d.dequantize = True
-        s.likelihood_num = 1797  # every held-out digit (the split has 359)
+        c.evals = ("quality", "likelihood")  # every held-out digit's bits/dim, at the end
         t.eval_every = t.steps  # one evaluation (with the PF-ODE solves), at the end
         t.sample_at_end = False  # `jaxmodels sample` draws the grid (and solves again) on demand
     if "smoke" in args:

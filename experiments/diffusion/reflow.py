@@ -26,6 +26,7 @@ def get_config(arg: str | None = None):
     c.model.class_conditional = False  # couplings are unconditional here
     c.sample.sampler = "heun"
     c.reflow = reflow_config()
+    c.evals = ("quality", "reflow")  # offered: quality, likelihood, reflow (straightness)
     c.train.ema_halflife_examples = 0.0  # rounds restore plain parameters
     c.train.steps = 1500  # per round
     c.train.eval_every = 1500  # one evaluation, at the end of the round

@@ -29,6 +29,7 @@ def get_config(arg: str | None = None):
 
     s.num = 2000  # points in the scatter plot
     s.eval_num = 2000  # points per quality evaluation
+    c.evals = ("quality",)  # offered: quality, likelihood, reflow
 
     t.steps = 3000
     t.batch_size = 256

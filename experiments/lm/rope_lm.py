@@ -78,7 +78,7 @@ def get_config(arg=None):
     d.max_documents = 200_000  # TFDS documents read per split (packed in memory); 0: all
     d.stream = False  # True: one continuous stream, positions 0..L-1 per row (ALiBi paper)
 
-    c.evals = ()  # evaluators run on the eval schedule; the LM offers "extrapolation"
+    c.evals = ()  # offered: extrapolation (perplexity at k x data.seq_len, RoPE scalings)
     e = c.extrapolation = ml_collections.ConfigDict()  # jaxmodels/evaluate/extrapolation.py
     e.factors = (1, 2, 4, 8)  # score validation rows of k * data.seq_len tokens
     e.eval_tokens = 16384  # validation tokens scored at every length (the same ones)

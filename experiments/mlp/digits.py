@@ -2,6 +2,7 @@
 
 jaxmodels train --config experiments/mlp/digits.py --workdir runs/digits
 jaxmodels train --config experiments/mlp/digits.py:smoke --workdir /tmp/digits-smoke
+jaxmodels eval --config experiments/mlp/digits.py --workdir runs/digits --config.evals=calibration
 """
 
 from jaxmodels.config import base_config, config_args
@@ -17,6 +18,8 @@ def get_config(arg: str | None = None):
     c.model.dropout = 0.1  # dropout rate in training
 
     c.data.holdout = 0.2  # fraction of the 1797 digits held out for evaluation
+
+    c.evals = ()  # offered: calibration (ECE, accuracy, confidence on the held-out digits)
 
     c.train.steps = 600
     c.train.batch_size = 64

@@ -10,6 +10,9 @@
     # fine-tune a local HF RoFormerForMaskedLM directory (with its tokenizer.json):
     python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/rf_ft \\
         --config.init.hf=/path/to/roformer --config.data.path=my.txt
+    # MLM loss at 1x, 2x and 4x the trained length, on the run's newest checkpoint:
+    python -m jaxmodels eval --config experiments/roformer/mlm.py --workdir runs/roformer \\
+        --config.evals=extrapolation
     # CI smoke run (a few steps):
     python -m jaxmodels train --config experiments/roformer/mlm.py:smoke --workdir /tmp/rf_smoke
 """
@@ -51,6 +54,12 @@ def get_config(arg=None):
     d.text_key = "text"  # TFDS text feature
     d.max_documents = 200_000  # TFDS documents per split; 0: all
 
+    c.evals = ()  # offered: extrapolation (MLM at k x data.seq_len tokens)
+    e = c.extrapolation = ml_collections.ConfigDict()  # the `extrapolation` evaluator
+    e.factors = (1, 2, 4)  # score validation rows of k * data.seq_len tokens
+    e.eval_tokens = 16384  # validation tokens scored at every length (the same ones)
+    e.eval_batch_size = 8  # rows per scoring call
+
     t = c.train
     t.steps = 1000  # optimizer steps
     t.batch_size = 32  # rows per step
@@ -66,6 +75,7 @@ def get_config(arg=None):
     if "smoke" in args:
         m.variant = "tiny"
         d.seq_len = 32
+        e.factors, e.eval_tokens, e.eval_batch_size = (1, 2), 512, 4
         t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 2, 1, 2
     return c

@@ -1,11 +1,19 @@
 """Images from the user's own files, for the image generative families (flows, diffusion).
 
-``load_images(path)`` reads a directory of PNG/JPEG files or an ``.npy``/``.npz`` array and
-returns uint8 (N, H, W, C). Anything else fails with an error naming the offending file: a
-dtype other than uint8, images of different sizes, a file that cannot be decoded. Arrays are
-read with ``allow_pickle=False``. ``split_rows`` gives the same seeded held-out split as the
-embedded digits; ``save_grid`` writes a batch of images as one PNG and ``save_scatter`` 2-D
-points as a scatter plot.
+Readers behind :mod:`jaxmodels.data.image_data`, each reading one image at a time so that a
+dataset larger than memory trains:
+
+- :func:`list_folder`: the PNG/JPEG files of a folder, sorted, either directly in it
+  (unlabelled) or in class subfolders (label i is the i-th subfolder name in sorted order).
+- :func:`open_array`: a uint8 ``.npy`` (memory-mapped: rows are read when indexed) or
+  ``.npz`` (one array, read whole: zip members cannot be mapped), as (N, H, W, C).
+- :func:`decode` and :func:`fit`: one file as a Pillow image; converted to grey or RGB,
+  resized and centre-cropped to a square side.
+
+Anything else fails with an error naming the offending file: a dtype other than uint8, a file
+that cannot be decoded, a pickled array (arrays are read with ``allow_pickle=False``).
+``split_rows`` gives the seeded held-out split; ``save_grid`` writes a batch of images as one
+PNG and ``save_scatter`` 2-D points as a scatter plot.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ def split_rows(n: int, split: str, holdout: float, seed: int = 0) -> np.ndarray:
     return order[n_eval:] if split == "train" else order[:n_eval]
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow modes read as one channel
+
+
 def _as_nhwc(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype != np.uint8:
         raise ValueError(f"{name}: images must be uint8 (0..255), got dtype {array.dtype}")
@@ -45,9 +56,17 @@ def _as_nhwc(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _load_array(path: str) -> np.ndarray:
+def open_array(path: str) -> np.ndarray:
+    """uint8 (N, H, W, C) of an ``.npy`` (memory-mapped) or a one-array ``.npz`` (read)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data.path={path!r} does not exist")
+    if not path.lower().endswith(ARRAY_SUFFIXES):
+        raise ValueError(
+            f"{path}: expected a directory of PNG/JPEG images or a {'/'.join(ARRAY_SUFFIXES)} file"
+        )
+    mmap = "r" if path.lower().endswith(".npy") else None
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, mmap_mode=mmap, allow_pickle=False)
     except (OSError, ValueError) as e:  # corrupt file, or an object array needing pickle
         raise ValueError(f"{path}: cannot read it as a numpy array ({e})") from e
     if isinstance(data, np.lib.npyio.NpzFile):
@@ -58,49 +77,76 @@ def _load_array(path: str) -> np.ndarray:
     return _as_nhwc(data, path)
 
 
-def _load_file(path: str) -> np.ndarray:
+def list_folder(path: str) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
+    """``(files, labels, classes)`` of an image folder: files relative to ``path``, sorted.
+
+    Images directly in ``path`` are unlabelled (``classes`` is empty, labels 0). Otherwise every
+    subfolder holding images (searched recursively) is a class, named by the subfolder, and its
+    images get the index of that name in sorted order. Hidden entries (``.name``) are skipped.
+    """
+    entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
+    top = [e for e in entries if e.lower().endswith(IMAGE_SUFFIXES)]
+    nested = {
+        e: _images_below(os.path.join(path, e), e)
+        for e in entries
+        if os.path.isdir(os.path.join(path, e))
+    }
+    classes = tuple(e for e, found in nested.items() if found)
+    if top and classes:
+        raise ValueError(
+            f"{os.path.join(path, top[0])}: {path} holds images both directly and in class "
+            f"subfolders ({', '.join(classes)}); put every image in a class subfolder, or none"
+        )
+    if top:
+        return tuple(top), np.zeros(len(top), np.int32), ()
+    if not classes:
+        raise ValueError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} files in this directory")
+    files = tuple(f for c in classes for f in nested[c])
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), [len(nested[c]) for c in classes])
+    return files, labels, classes
+
+
+def _images_below(root: str, prefix: str) -> list[str]:
+    """Image files under ``root`` (recursively, sorted), as paths starting with ``prefix``."""
+    found = []
+    for here, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = os.path.join(prefix, os.path.relpath(here, root)) if here != root else prefix
+        found += [os.path.join(rel, n) for n in sorted(names) if n.lower().endswith(IMAGE_SUFFIXES)]
+    return found
+
+
+def decode(path: str):
+    """The Pillow image of ``path``, decoded (a bad file fails naming it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            grey = img.mode in ("L", "LA", "I", "I;16", "1")
-            return np.asarray(img.convert("L" if grey else "RGB"))
-    except (OSError, UnidentifiedImageError) as e:
+            img.load()
+            return img
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: cannot decode the image ({e})") from e
 
 
-def _load_directory(path: str) -> np.ndarray:
-    names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES))
-    if not names:
-        raise ValueError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} files in this directory")
-    images, first = [], None
-    for name in names:
-        file = os.path.join(path, name)
-        img = _load_file(file)
-        if first is None:
-            first = (name, img.shape)
-        elif img.shape[:2] != first[1][:2]:
-            raise ValueError(
-                f"{file}: size {img.shape[1]}x{img.shape[0]} differs from "
-                f"{first[0]} ({first[1][1]}x{first[1][0]}); resize the images to one size"
-            )
-        images.append(img)
-    if len({im.ndim for im in images}) > 1:  # a mix of grey and colour: promote grey to RGB
-        images = [im if im.ndim == 3 else np.repeat(im[..., None], 3, -1) for im in images]
-    return _as_nhwc(np.stack(images), path)
+def channels_of(img) -> int:
+    """1 for a grey Pillow image (modes :data:`GREY_MODES`), 3 for anything else."""
+    return 1 if img.mode in GREY_MODES else 3
 
 
-def load_images(path: str) -> np.ndarray:
-    """uint8 (N, H, W, C) from a directory of PNG/JPEG files or an ``.npy``/``.npz`` array."""
-    if os.path.isdir(path):
-        return _load_directory(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"data.path={path!r} does not exist")
-    if path.lower().endswith(ARRAY_SUFFIXES):
-        return _load_array(path)
-    raise ValueError(
-        f"{path}: expected a directory of PNG/JPEG images or a {'/'.join(ARRAY_SUFFIXES)} file"
-    )
+def fit(img, size: int, channels: int) -> np.ndarray:
+    """A Pillow image as uint8 (size, size, channels): grey (Pillow's "L", ITU-R 601-2 luma) or
+    RGB, the centred square of side min(H, W) resized to ``size`` with Pillow's bicubic filter,
+    which widens its support when shrinking (antialiased). ``size`` 0 keeps (H, W)."""
+    from PIL import Image
+
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size and img.size != (size, size):
+        w, h = img.size
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        img = img.resize((size, size), Image.Resampling.BICUBIC, box=box)
+    x = np.asarray(img)
+    return x[..., None] if x.ndim == 2 else x
 
 
 def save_grid(images_NxHxWxC, path: str, nrow: int = 10, scale: int = 4) -> None:

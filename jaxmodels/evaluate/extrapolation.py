@@ -13,11 +13,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from jaxmodels.data.text import pack_stream
-from jaxmodels.losses.token import bits_per_byte, byte_weights, token_nll
+from jaxmodels.evaluate.chunked import chunked_map
+from jaxmodels.losses.token import byte_weights, token_nll
 
 # RoPE scalings tried at inference on k*L tokens (trained at L): name -> options for (k, L).
 SCALINGS = {
@@ -38,28 +38,20 @@ LogitsFactory = Callable[[Mapping[str, Any] | None], Callable]
 
 
 def score(logits_fn: Callable, params, rows: dict, batch_size: int, is_bytes: bool) -> dict:
-    """Perplexity (and bits per byte) of ``rows`` in fixed-size batches (the last one wraps)."""
+    """Perplexity (and bits per byte) of ``rows``, ``batch_size`` rows per jitted call."""
 
-    @jax.jit
-    def sums(params, batch):
-        logits = logits_fn(params, batch["inputs"], batch["positions"])
-        nll = token_nll(logits, batch["targets"])
-        w = batch["weights"]
-        bpb = bits_per_byte(nll, batch["targets"], w)
-        return (nll * w).sum(), w.sum(), bpb, byte_weights(batch["targets"], w).sum()
+    def row_sums(params, inputs, positions, targets, weights):
+        nll = token_nll(logits_fn(params, inputs, positions), targets)
+        w = byte_weights(targets, weights)  # bits per byte: byte targets only
+        return (nll * weights).sum(1), weights.sum(1), (nll * w).sum(1), w.sum(1)
 
-    n = len(rows["inputs"])
-    totals = np.zeros(4)
-    for i in range(0, n, batch_size):
-        idx = np.arange(i, i + batch_size) % n  # wrap to keep one static shape
-        valid = (np.arange(i, i + batch_size) < n).astype(np.float32)[:, None]
-        batch = {key: rows[key][idx] for key in ("inputs", "positions", "targets")}
-        batch["weights"] = rows["weights"][idx] * valid
-        nats, count, bpb, nbytes = map(float, jax.device_get(sums(params, batch)))
-        totals += (nats, count, bpb * nbytes, nbytes)
-    out = {"ppl": math.exp(totals[0] / max(totals[1], 1.0))}
+    fields = [rows[key] for key in ("inputs", "positions", "targets", "weights")]
+    nats, count, byte_nats, nbytes = (
+        float(x.sum(dtype=np.float64)) for x in chunked_map(row_sums, batch_size)(params, *fields)
+    )
+    out = {"ppl": math.exp(nats / max(count, 1.0))}
     if is_bytes:
-        out["bpb"] = totals[2] / max(totals[3], 1.0)
+        out["bpb"] = byte_nats / max(nbytes, 1.0) / math.log(2)
     return out
 
 

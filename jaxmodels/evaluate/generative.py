@@ -70,28 +70,32 @@ class DigitsClassifier:
         return self.clf.predict_proba(self._flat(images))
 
 
-def digits_images(split: str, size: int = 8):
-    """The shared digits ``split`` in the evaluator's convention: (N, size, size, 1) float32 in
-    [-1, 1], and int32 labels."""
-    images, labels = digits.digits(split)
+def digits_images(split: str, size: int = 8, split_seed: int = 0):
+    """The shared digits ``split`` (its held-out rows seeded by ``split_seed``) in the
+    evaluator's convention: (N, size, size, 1) float32 in [-1, 1], and int32 labels."""
+    images, labels = digits.digits(split, seed=split_seed)
     return digits.minus_one_to_one(images, size), labels
 
 
 @functools.lru_cache(maxsize=4)
-def digits_classifier(size: int = 8, seed: int = 0) -> tuple[DigitsClassifier, np.ndarray]:
+def digits_classifier(
+    size: int = 8, seed: int = 0, split_seed: int = 0
+) -> tuple[DigitsClassifier, np.ndarray]:
     """The classifier trained on the training split, and the held-out images for reference FD.
 
-    Trained once per process (a second on a CPU) and memoised; ``size`` is the image side.
+    Trained once per process (a second on a CPU) and memoised; ``size`` is the image side,
+    ``split_seed`` the data's (``data.split_seed``), so the held-out digits stay held out.
     """
-    clf = DigitsClassifier(*digits_images("train", size), seed=seed)
-    return clf, digits_images("eval", size)[0]
+    clf = DigitsClassifier(*digits_images("train", size, split_seed), seed=seed)
+    return clf, digits_images("eval", size, split_seed)[0]
 
 
 @functools.lru_cache(maxsize=4)
-def digits_fd_floor(size: int = 8) -> float:
+def digits_fd_floor(size: int = 8, split_seed: int = 0) -> float:
     """FD between the training and held-out digits: what a perfect generator would score."""
-    clf, held = digits_classifier(size)
-    return frechet_distance_of(clf.features(digits_images("train", size)[0]), clf.features(held))
+    clf, held = digits_classifier(size, split_seed=split_seed)
+    train = digits_images("train", size, split_seed)[0]
+    return frechet_distance_of(clf.features(train), clf.features(held))
 
 
 def entropy(p, axis=-1):
@@ -100,16 +104,17 @@ def entropy(p, axis=-1):
     return -np.sum(p * np.log(p), axis=axis)
 
 
-def digits_quality(samples, labels=None, size: int = 8) -> dict[str, float]:
+def digits_quality(samples, labels=None, size: int = 8, split_seed: int = 0) -> dict[str, float]:
     """FD against held-out digits (and the train/held-out FD as the floor), classifier accuracy on
     the conditioning labels (if given), mean per-sample entropy (low: confident digits) and the
-    entropy of the mean prediction (high: all classes present; log 10 = 2.303 is uniform)."""
-    clf, held = digits_classifier(size)
+    entropy of the mean prediction (high: all classes present; log 10 = 2.303 is uniform).
+    ``split_seed``: the data's held-out split (``data.split_seed``)."""
+    clf, held = digits_classifier(size, split_seed=split_seed)
     feats = clf.features(samples)
     probs = clf.predict_proba(samples)
     out = {
         "fd": frechet_distance_of(feats, clf.features(held)),
-        "fd_floor": digits_fd_floor(size),
+        "fd_floor": digits_fd_floor(size, split_seed),
         "sample_entropy": float(entropy(probs).mean()),
         "class_entropy": float(entropy(probs.mean(0))),
         "confidence": float(probs.max(-1).mean()),

@@ -2,12 +2,15 @@
 
 A query counts as retrieved at K when one of its matching items is among the K most similar.
 Matches are given by group ids: image i matches text j when ``img_ids[i] == txt_ids[j]`` (by
-default the i-th image matches only the i-th text; pass caption strings' ids when several
-images share a caption). Shapes: the images are the queries ``Q`` and the texts the
-candidates ``M`` (i2t); t2i transposes.
+default the i-th image matches only the i-th text; :class:`CaptionIndex` gives those ids for
+held-out (image, caption) pairs where several images share a caption string). Shapes: the
+images are the queries ``Q`` and the texts the candidates ``M`` (i2t); t2i transposes.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,6 +43,25 @@ def recall_from_scores(sims_QxM, img_ids=None, txt_ids=None, ks=(1, 5, 10)) -> d
     out = {f"i2t_recall@{k}": v for k, v in _recall(sims_QxM, match_QxM, ks).items()}
     out.update({f"t2i_recall@{k}": v for k, v in _recall(sims_QxM.T, match_QxM.T, ks).items()})
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionIndex:
+    """Held-out (image, caption) pairs as a retrieval set: the images are the queries, the
+    distinct caption strings the candidates, and every image matches its own caption (so images
+    sharing a caption all match it, and that caption retrieves any of them)."""
+
+    captions: list[str]  # the M distinct captions, sorted: the text candidates to embed
+    image_ids: np.ndarray  # (Q,) int: each image's caption, an index into ``captions``
+
+    @classmethod
+    def of(cls, captions_Q: Sequence[str]) -> CaptionIndex:
+        unique, ids = np.unique(np.asarray(captions_Q, dtype=str), return_inverse=True)
+        return cls([str(c) for c in unique], ids.reshape(-1))
+
+    def recall(self, sims_QxM, ks=(1, 5, 10)) -> dict:
+        """``{i2t_recall@K, t2i_recall@K}`` of an image x distinct-caption score matrix."""
+        return recall_from_scores(sims_QxM, self.image_ids, np.arange(len(self.captions)), ks)
 
 
 def rerank_top_k(sims_QxM, pair_score_fn, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 
+from jaxmodels.train.integrity import leaf_name
+
 # Keys a resumed run may change: how long it runs and how it logs, evaluates, checkpoints and
 # samples, the decay end point, and the mesh (restoring onto other devices is supported).
 RESUMABLE = (
@@ -27,6 +29,7 @@ RESUMABLE = (
     "train.min_lr_ratio",
     "mesh.",
     "sample.",
+    "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
 )
 OVERRIDE_FLAG = "--allow_config_change"
 ABSENT = "<absent>"  # a key one of the two configs lacks
@@ -93,18 +96,6 @@ def check_config(saved: Mapping, config, *, allow: bool, where: str) -> list[str
             f"it: {', '.join(RESUMABLE)})."
         )
     return lines
-
-
-def _key_name(k) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
-def leaf_name(path) -> str:
-    """A pytree key path as ``params/Dense_0/kernel`` (the names errors use)."""
-    return "/".join(_key_name(k) for k in path)
 
 
 def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:

@@ -7,7 +7,7 @@ creates, moves or deletes nothing under its folder: orbax reads one step folder 
 ``CheckpointManager``, which creates its folder and tidies it when opened for writing).
 
 The newest checkpoint is read, or the one named (``DIR/checkpoints/STEP``). When it cannot
-be read, or what it holds fails :func:`~jaxmodels.train.checkpoint.verify` (a NaN/Inf, an
+be read, or what it holds fails :func:`~jaxmodels.train.integrity.verify` (a NaN/Inf, an
 array unlike its saved checksum), the error names it and the older ones to name instead: a
 silent fallback would hand over an older run than the one asked for. The shapes are compared
 before any array is read, and every differing parameter is named.
@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxmodels.config import WORKDIR_PARAMS, parse_workdir_map, within
-from jaxmodels.train import checkpoint, paths
+from jaxmodels.train import integrity, paths
 
 SHOWN = 12  # differing parameters listed in a mismatch error
 
@@ -35,14 +35,10 @@ def _is_box(x) -> bool:
     return isinstance(x, nn.Partitioned)
 
 
-def _name(path) -> str:
-    return "/".join(str(getattr(k, "key", k)) for k in path)
-
-
 def flatten(tree) -> dict[str, Any]:
     """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (``nn.Partitioned`` boxes are kept as leaves)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_box)
-    return {_name(p): v for p, v in flat}
+    return {integrity.leaf_name(p): v for p, v in flat}
 
 
 def unflatten(flat: dict[str, Any]) -> dict:
@@ -179,7 +175,7 @@ def read_flat(path: str, wanted: dict, *, use: str = "auto", key: str, roots=(""
             step_dir / "state",
             args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True),
         )
-        checkpoint.verify(restored, _checksums(ocp, step_dir))  # finite, and as it was saved
+        integrity.verify(restored, _checksums(ocp, step_dir))  # finite, and as it was saved
     except PermissionError:
         raise
     except Exception as e:
@@ -246,7 +242,7 @@ def overlay(params, start: dict | None):
         return params
 
     def put(path, leaf):
-        name = _name(path)
+        name = integrity.leaf_name(path)
         if name not in start:
             return leaf
         if _is_box(leaf):

@@ -1,11 +1,18 @@
 """Zero-shot and retrieval evaluators against scikit-learn and closed-form answers."""
 
+import jax
 import numpy as np
 import pytest
+from flax import linen as nn
+from jax.sharding import AxisType
 from sklearn.metrics import top_k_accuracy_score
 
-from jaxmodels.evaluate.retrieval import recall_at_k
+from jaxmodels.config import load_config
+from jaxmodels.evaluate.retrieval import CaptionIndex, recall_at_k
 from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
+from jaxmodels.models.contrastive import data as contrastive_data
+from jaxmodels.models.contrastive.model import TwoTowers, make_model
+from jaxmodels.models.contrastive.task import build_task
 
 
 def _unit(x):
@@ -50,3 +57,31 @@ def test_zero_shot_prompt_ensemble_and_accuracy():
     scores = zimg @ zcls.T
     assert got["top1"] == pytest.approx(np.mean(scores.argmax(1) == labels))
     assert got["top2"] == pytest.approx(top_k_accuracy_score(labels, scores, k=2))
+
+
+def test_config_evals_choose_the_evaluators():
+    """A subset runs alone; retrieval in chunks of 24 (64 pairs: the last one padded) equals one
+    forward pass over every pair; an unknown name is refused naming the offered ones."""
+    config = load_config("experiments/contrastive/siglip.py:smoke")
+    assert tuple(config.evals) == ("zeroshot", "retrieval")
+    config.model.loss_impl, config.data.eval_batch_size = "dense", 24
+    config.evals = ("retrieval",)
+    mesh = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
+    task = build_task(config, mesh)
+    params = nn.unbox(jax.jit(task.init)(jax.random.key(0)))
+    with jax.set_mesh(mesh):
+        got = task.evaluate(params, jax.random.key(1))
+    assert set(got) == {f"{d}_recall@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+
+    pairs = contrastive_data.build(config).retrieval
+    index = CaptionIndex.of(pairs.captions)
+    ids, lengths = contrastive_data.tokenize(index.captions, config.model.text.max_len)
+    variables, model = {"params": params}, make_model(config)
+    zimg = model.apply(variables, pairs.images, method=TwoTowers.encode_image)
+    ztxt = model.apply(variables, ids, lengths, method=TwoTowers.encode_text)
+    want = index.recall(np.asarray(zimg) @ np.asarray(ztxt).T)
+    assert got == pytest.approx(want)
+
+    config.evals = ("zeroshot", "bogus")
+    with pytest.raises(ValueError, match=r"\['bogus'\]; offered: retrieval, zeroshot"):
+        build_task(config, mesh)

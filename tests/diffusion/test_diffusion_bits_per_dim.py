@@ -10,6 +10,7 @@ from jax.scipy.special import ndtr
 from jax.scipy.stats import norm
 
 from jaxmodels.config import load_config
+from jaxmodels.data.image_data import image_data
 from jaxmodels.models.diffusion import data, likelihood
 from jaxmodels.samplers.likelihood import pf_ode_log_likelihood
 
@@ -44,17 +45,20 @@ def test_uniform_density_scores_log2_of_the_levels():
 
 def test_dequantised_digits_stay_in_their_bins_and_snap_back():
     d = load_config("experiments/diffusion/digits.py:likelihood").data
-    plain = data.digits_arrays("eval")["image"]
-    edges = data.split_arrays(d, "eval", 0)["image"]
-    width = data.bin_width(d)
+    dataset = image_data(d)
+    held_out = dataset.split("eval").images
+    plain = data.scale(held_out, LEVELS, 0.0)
+    np.testing.assert_array_equal(plain, held_out / np.float32(8) - 1)  # the digits: x / 8 - 1
+    width = data.bin_width(dataset, d.dequantize)
+    edges = data.scale(held_out, LEVELS, width)
     assert width == pytest.approx(2 / LEVELS) and edges.shape == plain.shape
     z = np.asarray(data.dequantize(jnp.asarray(edges), width, jax.random.key(0)))
     assert (z >= edges).all() and (z < edges + width).all()
-    np.testing.assert_array_equal(data.undo_dequantize(z, d), plain)  # x / 8 - 1 again
+    np.testing.assert_array_equal(data.undo_dequantize(z, LEVELS, width), plain)
 
 
 def test_dequantize_needs_images():
     d = load_config("experiments/diffusion/toy2d.py").data
     d.dequantize = True
     with pytest.raises(ValueError, match="data.dequantize"):
-        data.split_arrays(d, "train", 0)
+        data.bin_width(image_data(d), d.dequantize)

@@ -6,8 +6,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from PIL import Image
 
 from jaxmodels.config import load_config
+from jaxmodels.data import toy2d
+from jaxmodels.data.image_data import data_config, image_data
 from jaxmodels.evaluate import generative
 from jaxmodels.layers.unet import UNet
 from jaxmodels.models.diffusion import data, sample, task
@@ -16,6 +20,14 @@ from jaxmodels.samplers import analytic
 
 def _config(name, arg="smoke"):
     return load_config(f"experiments/diffusion/{name}.py:{arg}")
+
+
+def _digits(split="eval", size=0):
+    """The family's digits ``split`` as it trains on them: float32 in [-1, 1], and labels."""
+    d = data_config()
+    d.image_size = size
+    rows = image_data(d).split(split)
+    return data.scale(rows.images, 17, 0.0), rows.labels
 
 
 def test_frechet_distance_closed_form():
@@ -30,8 +42,8 @@ def test_frechet_distance_closed_form():
 
 
 def test_digits_quality_separates_real_from_noise():
-    held = data.digits_arrays("eval")
-    real = generative.digits_quality(held["image"][:300], held["label"][:300])
+    images, labels = _digits()
+    real = generative.digits_quality(images[:300], labels[:300])
     noise = generative.digits_quality(np.random.default_rng(0).uniform(-1, 1, (300, 8, 8, 1)))
     assert real["fd"] < 0.2 * noise["fd"] and real["accuracy"] > 0.9
     assert real["class_entropy"] > 2.2  # all ten classes present (log 10 = 2.303)
@@ -40,15 +52,15 @@ def test_digits_quality_separates_real_from_noise():
 
 def test_digits_arrays_are_the_evaluators_convention():
     """The family trains on what the evaluator compares against: shared digits, x / 8 - 1."""
-    held = data.digits_arrays("eval")
+    held, held_labels = _digits()
     images, labels = generative.digits_images("eval")
-    np.testing.assert_array_equal(held["image"], images)
-    np.testing.assert_array_equal(held["label"], labels)
+    np.testing.assert_array_equal(held, images)
+    np.testing.assert_array_equal(held_labels, labels)
     assert images.shape[1:] == (8, 8, 1) and images.dtype == np.float32
     assert images.min() == -1 and images.max() == 1
     levels = np.unique((images + 1) * 8)
     np.testing.assert_array_equal(levels, np.round(levels))  # the 17 grey levels, exactly
-    big = data.digits_arrays("eval", size=16)["image"]
+    big = _digits(size=16)[0]
     np.testing.assert_array_equal(big[:, ::2, ::2], images)  # nearest-neighbour upsampling
 
 
@@ -87,7 +99,7 @@ def test_digits_smoke_trains(tmp_path):
 
 
 def test_toy2d_quality():
-    gm = data.toy2d_mixture("ring")
+    gm = toy2d.mixture("ring")
     real = np.asarray(gm.sample(jax.random.key(0), 2000))
     good = generative.mixture_quality(np.asarray(gm.sample(jax.random.key(1), 2000)), gm, real)
     blurred = generative.mixture_quality(
@@ -137,3 +149,58 @@ def test_every_process_gives_a_finite_loss_and_gradient():
 
     for name, (loss, grad_sq) in losses(jax.random.key(0)).items():
         assert np.isfinite(loss) and np.isfinite(grad_sq) and grad_sq > 0, name
+
+
+def _mixed_size_folder(root, n, classes=("",)):
+    """``n`` random RGB PNGs of sizes 6x5 .. 10x11, spread over ``classes`` subfolders."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        h, w = 6 + i % 5, 5 + (3 * i) % 7
+        path = root / classes[i % len(classes)] / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return str(root)
+
+
+def test_class_conditional_smoke_config_on_a_folder_of_mixed_sizes(tmp_path):
+    """Labelled subfolders are the classes of the class-conditional UNet; images of any size
+    are brought to data.image_size; a gradient step on a training batch, the held-out loss and
+    the pixel FD evaluator run. (The trainer's loop itself is test_digits_smoke_trains': a
+    second full run would only repeat its compilations.)"""
+    config = _config("digits")
+    config.data.path = _mixed_size_folder(tmp_path / "images", 40, ("cat", "dog"))
+    config.data.image_size = 8
+    config.train.batch_size = 8
+    config.sample.eval_num = 8
+    t = task.build_task(config, None)
+    batch = next(t.train_data(0, 1))
+    assert batch["image"].shape == (8, 8, 8, 3) and set(batch["label"]) <= {0, 1}
+    assert batch["image"].min() >= -1 and batch["image"].max() <= 1
+    params = nn.unbox(jax.jit(t.init)(jax.random.key(0)))
+    assert params["NoiseEmbedding_0"]["label_embedding"].shape[0] == 3  # 2 classes + null
+
+    @jax.jit
+    def step(params, batch, eval_batch, key):
+        loss, grads = jax.value_and_grad(lambda p: t.loss_fn(p, batch, key)[0])(params)
+        grad_sq = sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))
+        return loss, grad_sq, t.eval_fn(params, eval_batch, key)["loss"]
+
+    eval_batch = next(iter(t.eval_data(0, 1)))
+    loss, grad_sq, eval_loss = step(params, batch, eval_batch, jax.random.key(1))
+    assert np.isfinite(loss) and np.isfinite(eval_loss) and np.isfinite(grad_sq) and grad_sq > 0
+    assert np.isfinite(t.evaluate(params, jax.random.key(2))["fd_pixels"])
+    config.data.path = _mixed_size_folder(tmp_path / "flat", 4)
+    with pytest.raises(ValueError, match="class_conditional=True needs labelled data"):
+        task.build_task(config, None)
+
+
+def test_evaluators_by_name():
+    config = _config("toy2d")
+    config.evals = ("nope",)
+    with pytest.raises(ValueError, match="offered: likelihood, quality, reflow"):
+        task.build_task(config, None)
+    config.evals = ("reflow",)  # not a reflow config
+    with pytest.raises(ValueError, match="'reflow'.*config.reflow"):
+        task.build_task(config, None)
+    config.evals = ()
+    assert task.build_task(config, None).evaluate is None

@@ -80,6 +80,8 @@ def test_reflow_and_distillation_losses():
 
 def test_diffusion_reads_user_images(tmp_path):
     from jaxmodels.config import load_config
+    from jaxmodels.data.image_data import image_data
+    from jaxmodels.data.images import split_rows
     from jaxmodels.models.diffusion import data
     from jaxmodels.models.diffusion.task import pooled_pixels
 
@@ -87,10 +89,12 @@ def test_diffusion_reads_user_images(tmp_path):
     np.save(tmp_path / "x.npy", images)
     d = load_config("experiments/diffusion/digits.py:smoke").data
     d.path = str(tmp_path / "x.npy")
-    train, held = data.split_arrays(d, "train", 0), data.split_arrays(d, "eval", 0)
-    assert train["image"].shape == (16, 16, 16, 3) and held["image"].shape == (4, 16, 16, 3)
-    assert train["image"].min() >= -1 and train["image"].max() <= 1
-    assert pooled_pixels(held["image"]).shape == (4, 8 * 8 * 3)
+    dataset = image_data(d)
+    train, held = dataset.split("train"), dataset.split("eval")
+    assert dataset.shape == (16, 16, 3) and (len(train), len(held)) == (16, 4)
+    x = data.scale(held.images[:], dataset.levels, 0.0)
+    np.testing.assert_array_equal(x, images[split_rows(20, "eval", 0.2)] / np.float32(127.5) - 1)
+    assert pooled_pixels(x).shape == (4, 8 * 8 * 3)
 
 
 def _round(teacher=""):

@@ -53,6 +53,17 @@ def test_other_detectors_build_train_step_and_evaluate(name):
     assert all(0 <= v <= 1 for v in result.values())
 
 
+def test_config_evals_choose_the_evaluators():
+    config = experiment_config("gru", "smoke")
+    assert tuple(config.evals) == ("map",)  # what the tests above evaluate
+    build = registry.family_module(config.family).build_task
+    config.evals = ()
+    assert build(config, None).evaluate is None
+    config.evals = ("mAP",)
+    with pytest.raises(ValueError, match=r"\['mAP'\]; offered: map"):
+        build(config, None)
+
+
 @pytest.mark.parametrize("spec", ["trn.py:smok", "gru.py:smoke,sensr", "idn.py:thumos"])
 def test_configs_reject_unknown_args(spec):
     with pytest.raises(ValueError, match="unknown config arg"):

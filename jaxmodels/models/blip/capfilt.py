@@ -35,7 +35,7 @@ def capfilt(captioner, scorer, params, images, captions, rng, *, threshold=0.5, 
     """Runs captioner + filter over ``images`` with their (noisy) ``captions``.
 
     ``captioner`` is a :class:`~jaxmodels.models.blip.sample.Captioner` and ``scorer`` a
-    :class:`~jaxmodels.models.blip.task.Scorer` of the same trained model.
+    :class:`~jaxmodels.models.blip.evaluators.Scorer` of the same trained model.
     """
     import jax
 

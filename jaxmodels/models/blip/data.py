@@ -119,6 +119,11 @@ def corrupt(captions, fraction: float, seed: int = 0) -> tuple[list[str], np.nda
     return out, corrupted
 
 
+def pixels(images_uint8):
+    """uint8 images (numpy or jax) as the model takes them: float32 in [-1, 1]."""
+    return images_uint8.astype(np.float32) / 127.5 - 1.0
+
+
 def check_words(captions) -> None:
     """Refuses a caption with a word outside the closed vocabulary, naming the word (the
     tokenizer would otherwise map it silently to [UNK])."""

@@ -10,6 +10,7 @@ Captions are generated after BLIP's prompt "a picture of " (Sec. 4.1), which is 
 from __future__ import annotations
 
 import functools
+import os
 
 import flax.linen as nn
 import jax
@@ -52,7 +53,7 @@ class Captioner:
 
     def _tokens(self, params, images):
         with nn.logical_axis_rules(self.rules):
-            x = images.astype(jnp.float32) / 127.5 - 1.0
+            x = data.pixels(images)
             return self.model.apply({"params": params}, x, method=BLIP.image_tokens)
 
     def _decoder_fn(self, prefill: bool):
@@ -122,3 +123,21 @@ def caption_grid(path: str, images: np.ndarray, captions, columns: int = 4) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def make_sample(captioner: Captioner, images, references, n: int):
+    """``jaxmodels sample``: a PNG grid of held-out images with beam-search captions."""
+
+    def sample(params, rng, workdir):
+        beam = captioner(params, images[:n], rng, "beam")
+        nucleus = captioner(params, images[:n], rng, "nucleus")
+        os.makedirs(workdir, exist_ok=True)
+        path = os.path.join(workdir, "samples.png")
+        caption_grid(path, images[:n], beam)
+        lines = [
+            f"ref: {r} | beam: {b} | nucleus: {s}"
+            for r, b, s in zip(references[:n], beam, nucleus, strict=True)
+        ]
+        return "\n".join([f"wrote {path}", *lines])
+
+    return sample

@@ -9,7 +9,8 @@ One family, ``config.family = "contrastive"``; ``config.model.loss`` picks the v
 
 The model is :class:`~jaxmodels.models.contrastive.model.TwoTowers`, the data
 :mod:`jaxmodels.models.contrastive.data`, the losses :mod:`jaxmodels.losses.contrastive` and
-the evaluators zero-shot accuracy and retrieval recall@K (:mod:`jaxmodels.evaluate`).
+the evaluators (``config.evals``) zero-shot accuracy and retrieval recall@K
+(:mod:`jaxmodels.evaluate`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxmodels import evaluate
 from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.evaluate.chunked import chunked_map
+from jaxmodels.evaluate.retrieval import CaptionIndex
+from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
 from jaxmodels.losses import contrastive
 from jaxmodels.models.contrastive import data as contrastive_data
 from jaxmodels.models.contrastive.model import TwoTowers, make_model
@@ -111,52 +114,35 @@ def build_task(config, mesh) -> Task:
         loss_fn=loss_fn,
         train_data=data.train,
         eval_data=data.eval,
-        evaluate=make_evaluate(config, mesh, model, data),
+        evaluate=evaluate.select(config.evals, evaluators(config, mesh, model, data)),
         batch_axes=BATCH_AXES,
     )
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluators run on schedule and by `jaxmodels eval`
+# Evaluators, chosen by name in config.evals (run on schedule and by `jaxmodels eval`)
 # ----------------------------------------------------------------------------------------------
 
 
-def batched(config, mesh, model: TwoTowers, method):
-    """``(params, *arrays) -> outputs`` of ``method`` over padded, jitted host batches."""
+def evaluators(config, mesh, model: TwoTowers, data) -> dict:
+    """``{name: builder}``: ``zeroshot`` (top-1 per embedded task, ``zeroshot_<task>_top1``) and
+    ``retrieval`` (image<->text recall@1/5/10 on held-out pairs, ``i2t_recall@K``/``t2i_...``)."""
     rules, bs = config.mesh.rules, config.data.eval_batch_size
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
-    @functools.partial(jax.jit, out_shardings=replicated)  # every process can read it
-    def apply(params, *xs):
-        with nn.logical_axis_rules(rules):
-            return model.apply({"params": params}, *xs, method=method)
+    def embedder(method):
+        def apply(params, *xs):
+            with nn.logical_axis_rules(rules):
+                return model.apply({"params": params}, *xs, method=method)
 
-    def pad(x):
-        return np.concatenate([x, np.zeros((bs - len(x), *x.shape[1:]), x.dtype)])
+        return chunked_map(apply, bs, mesh=mesh)
 
-    def run(params, *xs):
-        out = []
-        for i in range(0, len(xs[0]), bs):
-            chunk = [x[i : i + bs] for x in xs]
-            out.append(np.asarray(apply(params, *map(pad, chunk)))[: len(chunk[0])])
-        return np.concatenate(out)
-
-    return run
-
-
-def make_evaluate(config, mesh, model: TwoTowers, data):
-    """Zero-shot top-1 per embedded task and image<->text recall@1/5/10 on held-out pairs."""
-    from jaxmodels.evaluate.retrieval import recall_at_k
-    from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
-
-    embed_images = batched(config, mesh, model, TwoTowers.encode_image)
-    embed_tokens = batched(config, mesh, model, TwoTowers.encode_text)
+    embed_images = embedder(TwoTowers.encode_image)
+    embed_tokens = embedder(TwoTowers.encode_text)
 
     def embed_texts(params, texts):
         return embed_tokens(params, *contrastive_data.tokenize(texts, config.model.text.max_len))
 
-    def evaluate(params, rng):
-        del rng
+    def zeroshot(params, rng):
         out = {}
         for name, task in data.zero_shot.items():
             zcls = class_embeddings(
@@ -164,13 +150,13 @@ def make_evaluate(config, mesh, model: TwoTowers, data):
             )
             acc = zero_shot_accuracy(embed_images(params, task.images), zcls, task.labels)
             out[f"zeroshot_{name}_top1"] = acc["top1"]
-        if data.retrieval is not None:
-            pairs = data.retrieval
-            # images sharing a caption string all match it
-            captions, ids = np.unique(np.asarray(pairs.captions), return_inverse=True)
-            zimg = embed_images(params, pairs.images)
-            ztxt = embed_texts(params, list(captions))
-            out.update(recall_at_k(zimg, ztxt, ids, np.arange(len(captions))))
         return out
 
-    return evaluate
+    def retrieval(params, rng):
+        if data.retrieval is None:
+            return {}
+        index = CaptionIndex.of(data.retrieval.captions)
+        zimg = embed_images(params, data.retrieval.images)
+        return index.recall(zimg @ embed_texts(params, index.captions).T)
+
+    return {"zeroshot": lambda: zeroshot, "retrieval": lambda: retrieval}

@@ -1,7 +1,9 @@
-"""Keys every flows config (experiments/flows/*.py) shares: data, sampling, trainer; the
-nice/realnvp/glow files add the model. Every key is commented here."""
+"""Keys every flows config (experiments/flows/*.py) shares: data, sampling, trainer, evaluators;
+the nice/realnvp/glow files add the model. Every key is commented here (the shared image-data
+keys in :func:`jaxmodels.data.image_data.data_config`)."""
 
 from jaxmodels.config import base_config
+from jaxmodels.data.image_data import data_config
 
 ARGS = ("smoke", "toy2d")
 
@@ -19,13 +21,11 @@ def flows_config(args, steps: int = 3000):
     c.model.logit_alpha = 0.05  # a in the logit preprocessing (RealNVP §4.1)
     c.model.init_batch = 256  # training images that initialise actnorm (Glow §3.1)
 
-    c.data.name = "digits"  # digits | toy2d (embedded); ignored when data.path is set
-    c.data.path = ""  # a directory of PNG/JPEG files or an .npy/.npz uint8 (N, H, W[, C]) array
-    c.data.holdout = 0.2  # fraction held out for eval_bits_per_dim
-    c.data.split_seed = 0  # seeds the held-out split (0: the digits split every family uses)
-    c.data.eval_chunk = 512  # held-out examples per jitted log-likelihood call
-    c.data.toy = "ring"  # toy2d: ring | grid
+    # name, path, image_size, channels, holdout, split_seed, toy, num_points: the keys every
+    # image family shares (jaxmodels.data.image_data.data_config)
+    c.data = data_config()
     c.data.num_points = 20000  # toy2d: points per split
+    c.data.eval_chunk = 512  # held-out examples per jitted log-likelihood call
 
     c.sample.num = 100  # samples per grid
     c.sample.temperatures = (1.0, 0.8, 0.6)  # one PNG grid samples_T<T>.png per temperature
@@ -40,6 +40,8 @@ def flows_config(args, steps: int = 3000):
     c.train.log_every = 100
     c.train.eval_every = 1000
     c.train.checkpoint_every = 1000
+
+    c.evals = ("bits_per_dim",)  # run on the eval schedule; offered: bits_per_dim
 
     if "toy2d" in args:
         c.data.name = "toy2d"

@@ -24,12 +24,14 @@ def make_generate(flow, prior: str, event_shape):
 
 def make_heldout_bpd(flow, prior: str, levels: int, x_eval, chunk: int, seed: int):
     """``params -> bits/dim`` averaged over every held-out example, in fixed-size chunks (the
-    last padded and masked), with a dequantisation noise fixed by ``seed``."""
+    last padded and masked), with a dequantisation noise fixed by ``seed``. ``x_eval`` is an
+    array or anything indexed like one (:class:`jaxmodels.data.image_data.LazyImages`): each
+    chunk is read when it is evaluated."""
     dims = int(np.prod(x_eval.shape[1:]))
     n = len(x_eval)
     chunk = min(chunk, n)
     rows = np.arange(n + (-n % chunk))
-    x = x_eval[rows % n].reshape((-1, chunk) + x_eval.shape[1:])
+    chunks = rows.reshape(-1, chunk) % n
     weight = (rows < n).reshape(-1, chunk) / n
 
     @jax.jit
@@ -39,9 +41,9 @@ def make_heldout_bpd(flow, prior: str, levels: int, x_eval, chunk: int, seed: in
         return jnp.sum(w_chunk * bpd)
 
     def heldout_bpd(params) -> float:
-        keys = jax.random.split(jax.random.key(seed), len(x))
-        parts = zip(x, weight, keys, strict=True)
-        return float(sum(chunk_sum(params, xc, wc, k) for xc, wc, k in parts))
+        keys = jax.random.split(jax.random.key(seed), len(chunks))
+        parts = zip(chunks, weight, keys, strict=True)
+        return float(sum(chunk_sum(params, x_eval[r], wc, k) for r, wc, k in parts))
 
     return heldout_bpd
 

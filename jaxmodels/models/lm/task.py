@@ -111,7 +111,7 @@ def build_task(config, mesh=None) -> Task:
             ArraySource(tile_rows(data.eval, config.train.batch_size)), config, train=False
         ),
         eval_fn=eval_fn,
-        evaluate=evaluate.select(config.get("evals", ()), offered),
+        evaluate=evaluate.select(config.evals, offered),
         sample=make_sampler(model, tok, config.sample),
     )
 

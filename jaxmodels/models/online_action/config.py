@@ -52,6 +52,8 @@ def experiment_config(name: str, args: Set[str] = frozenset()):
     d.train_split = "train"  # files: <split>_session_set used for training
     d.eval_split = "test"  # files: <split>_session_set used for evaluation
 
+    c.evals = ("map",)  # offered: map (per-frame mAP, mcAP and the detector's own metrics)
+
     t = c.train
     t.steps = 1000
     t.batch_size = 16  # windows per step (TRN: 32)

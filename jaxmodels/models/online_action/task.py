@@ -1,10 +1,10 @@
 """The ``online_action`` family: TRN / IDN / GRU / MLP detectors on the shared trainer.
 
-``build_task(config, mesh)`` trains on fixed-length windows (grain) and evaluates whole streams:
-per-frame mAP (THUMOS'14 protocol), mcAP (TVSeries) and the detector's own metrics (TRN: the
-anticipation mAP of each decoder step). The detector comes from the table in
-:mod:`~jaxmodels.models.online_action.detectors`; the config defaults are in
-:mod:`~jaxmodels.models.online_action.config`.
+``build_task(config, mesh)`` trains on fixed-length windows (grain) and offers one evaluator
+(``config.evals``), ``map``, on whole streams: per-frame mAP (THUMOS'14 protocol), mcAP
+(TVSeries) and the detector's own metrics (TRN: the anticipation mAP of each decoder step).
+The detector comes from the table in :mod:`~jaxmodels.models.online_action.detectors`; the
+config defaults are in :mod:`~jaxmodels.models.online_action.config`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels import evaluate
 from jaxmodels.evaluate import online_action as metrics_lib
 from jaxmodels.models.online_action import data
 from jaxmodels.models.online_action.detectors import build_model, criterion, detector
@@ -36,6 +37,39 @@ def _train_data(videos, config, future_steps: int):
             f"{t.batch_size} is {steps} steps: pass --config.train.steps={steps}"
         )
     return pipeline.iterator_fn(source, config, train=False)
+
+
+def frame_map(model, entry, m, videos, batch_videos: int, ambiguous):
+    """The ``map`` evaluator: whole videos through the detector, per-frame ``mAP`` (THUMOS'14),
+    ``mcAP`` (TVSeries) and the detector's own metrics (TRN: anticipation mAP per step)."""
+
+    @jax.jit
+    def predict(params, x_BxLxE):
+        out, _ = model.apply({"params": params}, x_BxLxE)
+        return {
+            k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in out.items() if "scores" in k
+        }
+
+    def run(params, rng):
+        del rng
+        length = max(len(x) for x in videos.features)
+        probs = {}
+        for x, lengths, idx in data.padded_batches(videos, batch_videos, length):
+            out = jax.device_get(predict(params, x))
+            for row, i in enumerate(idx):
+                probs[int(i)] = {k: v[row, : lengths[row]] for k, v in out.items()}
+        ys = videos.targets
+        outputs = [probs[i] for i in range(len(ys))]
+        scores, y = np.concatenate([o["scores"] for o in outputs]), np.concatenate(ys)
+        result = dict(
+            mAP=metrics_lib.per_frame_map(scores, y, ambiguous=ambiguous),
+            mcAP=metrics_lib.calibrated_map(scores, y, ambiguous=ambiguous),
+        )
+        if entry.metrics is not None:
+            result.update(entry.metrics(m, outputs, ys, ambiguous))
+        return result
+
+    return run
 
 
 def build_task(config, mesh):
@@ -66,32 +100,9 @@ def build_task(config, mesh):
         value, metrics = loss(out, batch["targets"])
         return dict(metrics, loss=value)
 
-    @jax.jit
-    def predict(params, x_BxLxE):
-        out, _ = model.apply({"params": params}, x_BxLxE)
-        return {
-            k: jax.nn.softmax(v.astype(jnp.float32), -1) for k, v in out.items() if "scores" in k
-        }
-
-    def evaluate(params, rng):
-        del rng
-        length = max(len(x) for x in eval_videos.features)
-        probs = {}
-        for x, lengths, idx in data.padded_batches(eval_videos, d.eval_batch_videos, length):
-            out = jax.device_get(predict(params, x))
-            for row, i in enumerate(idx):
-                probs[int(i)] = {k: v[row, : lengths[row]] for k, v in out.items()}
-        ys = eval_videos.targets
-        outputs = [probs[i] for i in range(len(ys))]
-        scores, y = np.concatenate([o["scores"] for o in outputs]), np.concatenate(ys)
-        result = dict(
-            mAP=metrics_lib.per_frame_map(scores, y, ambiguous=ambiguous),
-            mcAP=metrics_lib.calibrated_map(scores, y, ambiguous=ambiguous),
-        )
-        if entry.metrics is not None:
-            result.update(entry.metrics(m, outputs, ys, ambiguous))
-        return result
-
+    offered = {
+        "map": lambda: frame_map(model, entry, m, eval_videos, d.eval_batch_videos, ambiguous)
+    }
     eval_source = data.WindowSource(eval_videos, d.enc_steps, future_steps, d.window_stride)
     return Task(
         units="frames",
@@ -101,6 +112,6 @@ def build_task(config, mesh):
         train_data=_train_data(train_videos, config, future_steps),
         eval_data=pipeline.iterator_fn(eval_source, config, train=False),
         eval_fn=eval_fn,
-        evaluate=evaluate,
+        evaluate=evaluate.select(config.evals, offered),
         batch_axes={"features": ("batch", "length", None), "targets": ("batch", "length", None)},
     )
