@@ -42,6 +42,14 @@ SIZES = {
 }
 
 
+def _size(name: str, args) -> dict:
+    """``SIZES[name]`` with the command line's ``--seq``, ``--batch`` and ``--vocab`` overrides."""
+    s = dict(SIZES[name])
+    for k in ("seq", "batch", "vocab"):
+        s[k] = getattr(args, k) or s[k]
+    return s
+
+
 def model_flops(s: dict) -> tuple[int, float]:
     """Returns (matmul parameter count N, model FLOPs per training step)."""
     from jaxmodels.layers.flops import transformer_train_flops
@@ -266,8 +274,7 @@ def print_hlo(args) -> None:
     hlo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hlo)
     for name in args.sizes.split(","):
-        s = dict(SIZES[name])
-        s["seq"], s["batch"] = args.seq or s["seq"], args.batch or s["batch"]
+        s = _size(name, args)
         for dtype in [args.dtype or "float32"] + [v for v in args.variants.split(",") if v]:
             variant = _variant(args, f"jaxmodels:{dtype}")
             train_step, st, batch = build_jax_step(s, variant)
@@ -283,6 +290,7 @@ def main(argv=None):
     p.add_argument("--sizes", default="cpu", help=f"comma-separated from {sorted(SIZES)}")
     p.add_argument("--seq", type=int, default=0, help="override the sequence length")
     p.add_argument("--batch", type=int, default=0, help="override the batch size")
+    p.add_argument("--vocab", type=int, default=0, help="override the vocabulary size")
     p.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="back-to-back timing repeats")
     p.add_argument("--dtype", default="", help="compute dtype (default: float32 CPU, else bf16)")
@@ -311,8 +319,7 @@ def main(argv=None):
     head = f"{'size':10} {'impl':34} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
     print(head + f"{'cpu_s':>7} {'tok/s':>8} {'TFLOP/s':>8} {'MFU':>6}", flush=True)
     for name in args.sizes.split(","):
-        s = dict(SIZES[name])
-        s["seq"], s["batch"] = args.seq or s["seq"], args.batch or s["batch"]
+        s = _size(name, args)
         n, flops = model_flops(s)
         if len(kinds) == 1:  # one runner: time it here (GPU/TPU runs)
             run = jax_step(s, args)
