@@ -3,15 +3,23 @@
 Experiment files (``experiments/<family>/*.py``) start from :func:`base_config`, check their
 ``arg`` with :func:`config_args` and override. :func:`load_config` loads one by file name, as the
 CLI's ``--config FILE[:ARG]`` does.
+
+One vocabulary: a thing every family's config names is named by one word everywhere, the word
+in :data:`GLOSSARY` (model width is ``width`` whether it is a transformer's d_model, a UNet's base
+channels or a recurrent cell's hidden size; a tower nested under ``model.image`` uses the same
+words). :data:`OLD_KEYS` lists, per family, the names configs used before, so that a run saved
+under them still resumes (:func:`current_names` renames a saved ``config.json`` before it is
+compared) and an old name on the command line fails naming its new one (:func:`renamed`).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import pathlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import ml_collections
 
@@ -93,6 +101,184 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# The config vocabulary: canonical key -> what it means (and which family keys it replaced). A
+# key under model applies at any depth (model.image.width, model.text.depth: the same words).
+GLOSSARY = {
+    "model.variant": (
+        "which system of the family, its main switch: contrastive siglip | clip (the loss: sigmoid "
+        "| softmax; the config file sets the rest of the recipe); diffusion edm | vp | ve | iddpm "
+        "| flow (the process, EDM Table 1); flows nice | realnvp | glow; online_action trn | idn "
+        "| gru | lstm | mlp. A family of one system (lm, roformer, blip, mlp) has none. Other "
+        "axes keep their own names: diffusion's network model.arch (unet | mlp), lm's "
+        "model.attention and model.position.name. Was: model.loss, model.process, model.flow, "
+        "model.name"
+    ),
+    "model.preset": (
+        "a named size from the paper's table setting width, depth, mlp_dim and num_heads (a ViT "
+        "also patch_size): roformer tiny | small | base, ViT Ti/16, B/16, So400m/14; '' keeps the "
+        "explicit sizes. Was: model.variant (roformer), model.image.variant (contrastive)"
+    ),
+    "model.width": (
+        "the network's width: a transformer's d_model, a UNet's base channels, the hidden units "
+        "of an MLP or of a flow's coupling network, a recurrent cell's hidden size. Was: "
+        "model.d_model (lm, roformer), model.channels (diffusion), model.hidden (mlp, flows), "
+        "model.hidden_size (online_action)"
+    ),
+    "model.depth": (
+        "how many blocks the network stacks in series: a transformer's layers, an MLP's hidden "
+        "layers, a UNet's residual blocks per resolution, the residual blocks of diffusion's "
+        "point MLP, the hidden layers of each coupling network of a flow (the flow's own count "
+        "of couplings is model.num_couplings). Was: model.num_layers (lm, roformer, mlp), "
+        "model.num_blocks (diffusion)"
+    ),
+    "model.mlp_dim": "hidden width of a transformer block's MLP. Was: model.d_ff (lm, roformer)",
+    "model.num_heads": "attention (query) heads",
+    "model.dropout_rate": (
+        "dropout probability in training. Was: model.dropout (mlp, diffusion, online_action)"
+    ),
+    "model.embed_dim": (
+        "width of an embedding the model projects into: the joint image-text space (contrastive, "
+        "blip), a GRU detector's input embedding. Was: model.embed_size (online_action)"
+    ),
+    "data.name": (
+        "which data source: an embedded one (digits, toy2d, embedded, scenes, synthetic, sensor) "
+        "or a kind of files (webdataset, csv, tfds, files). Was: data.source (online_action)"
+    ),
+    "data.holdout": (
+        "fraction of the examples held out for evaluation (the rest train). Was: "
+        "data.validation_fraction (lm, roformer)"
+    ),
+    "data.split_seed": (
+        "seeds what is random in the splits: which rows are held out, and the examples an "
+        "embedded source generates for each split. Was: data.seed (contrastive, blip)"
+    ),
+    "data.train_size": (
+        "examples an embedded source generates for training (online_action: videos). Was: "
+        "data.shapes_train (contrastive), data.num_train_videos (online_action)"
+    ),
+    "data.eval_size": (
+        "examples an embedded source generates for evaluation (online_action: videos). Was: "
+        "data.shapes_eval (contrastive), data.num_eval_videos (online_action)"
+    ),
+    "data.eval_batch_size": (
+        "examples per evaluation batch (online_action: whole videos). Was: "
+        "data.eval_batch_videos (online_action)"
+    ),
+    "data.train_split": (
+        "the named split (TFDS, a split file) to train on. Was: data.tfds_split (lm, roformer)"
+    ),
+    "data.eval_split": (
+        "the named split (TFDS, a split file) to evaluate on. Was: data.tfds_eval_split (lm, "
+        "roformer)"
+    ),
+    "data.tfds_data_dir": (
+        "TFDS's data_dir ('' = TFDS's default). Was: data.tfds_dir (contrastive, blip)"
+    ),
+    "sample.num": (
+        "how many samples `jaxmodels sample` draws (lm: per prompt). Was: sample.num_samples "
+        "(lm), sample.n (blip)"
+    ),
+}
+
+# Per family, each old key -> its canonical name (GLOSSARY). Per family because one old word meant
+# different things: model.variant was roformer's size preset but is now every family's switch.
+OLD_KEYS = {
+    "lm": {
+        "model.d_model": "model.width",
+        "model.num_layers": "model.depth",
+        "model.d_ff": "model.mlp_dim",
+        "data.validation_fraction": "data.holdout",
+        "data.tfds_split": "data.train_split",
+        "data.tfds_eval_split": "data.eval_split",
+        "sample.num_samples": "sample.num",
+    },
+    "roformer": {
+        "model.variant": "model.preset",
+        "model.d_model": "model.width",
+        "model.num_layers": "model.depth",
+        "model.d_ff": "model.mlp_dim",
+        "data.validation_fraction": "data.holdout",
+        "data.tfds_split": "data.train_split",
+        "data.tfds_eval_split": "data.eval_split",
+    },
+    "contrastive": {
+        "model.loss": "model.variant",
+        "model.image.variant": "model.image.preset",
+        "data.seed": "data.split_seed",
+        "data.shapes_train": "data.train_size",
+        "data.shapes_eval": "data.eval_size",
+        "data.tfds_dir": "data.tfds_data_dir",
+    },
+    "blip": {
+        "data.seed": "data.split_seed",
+        "data.tfds_dir": "data.tfds_data_dir",
+        "sample.n": "sample.num",
+    },
+    "diffusion": {
+        "model.process": "model.variant",
+        "model.channels": "model.width",
+        "model.num_blocks": "model.depth",
+        "model.dropout": "model.dropout_rate",
+    },
+    "flows": {
+        "model.flow": "model.variant",
+        "model.hidden": "model.width",
+    },
+    "mlp": {
+        "model.hidden": "model.width",
+        "model.num_layers": "model.depth",
+        "model.dropout": "model.dropout_rate",
+    },
+    "online_action": {
+        "model.name": "model.variant",
+        "model.hidden_size": "model.width",
+        "model.dropout": "model.dropout_rate",
+        "model.embed_size": "model.embed_dim",
+        "data.source": "data.name",
+        "data.num_train_videos": "data.train_size",
+        "data.num_eval_videos": "data.eval_size",
+        "data.eval_batch_videos": "data.eval_batch_size",
+    },
+}
+# Values an old key took that its new name spells otherwise: (family, new key) -> {old: new}.
+OLD_VALUES = {
+    ("contrastive", "model.variant"): {"sigmoid": "siglip", "softmax": "clip"},
+}
+
+
+def renamed(family: str, key: str) -> str | None:
+    """The canonical name of ``key`` (``"model.d_model"``, no ``config.``) if ``family``'s configs
+    used to call it that, else ``None``."""
+    return OLD_KEYS.get(family, {}).get(key)
+
+
+def current_names(saved: Mapping) -> dict:
+    """A copy of a saved config (``config.json``'s nested dict) with its family's old keys renamed
+    and their old values respelled (:data:`OLD_KEYS`, :data:`OLD_VALUES`), so that a run saved
+    before a rename compares equal to the same config written today.
+
+    A saved config that holds both an old key and its new name keeps both (the comparison then
+    names the difference rather than guessing which one the run used).
+    """
+    out = copy.deepcopy(dict(saved))
+    family = out.get("family", "")
+    for old, new in OLD_KEYS.get(family, {}).items():
+        *path, leaf = old.split(".")
+        node = out
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        *new_path, new_leaf = new.split(".")
+        if not isinstance(node, dict) or leaf not in node or new_path != path:
+            continue
+        if new_leaf in node:
+            continue
+        value = node.pop(leaf)
+        if isinstance(value, str):
+            value = OLD_VALUES.get((family, new), {}).get(value, value)
+        node[new_leaf] = value
+    return out
+
+
 _POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")
 # Model sizes every family names alike: wherever one of these keys appears under config.model
 # (nested dicts such as model.image too), it must be a positive integer. A family key that may
@@ -115,6 +301,9 @@ MODEL_SIZES = (
     "num_levels",
     "steps_per_level",
 )
+# Sizes a family derives from its input when the config leaves them 0 (docs/flows.md, "Sizes that
+# follow the input"): family -> keys of config.model that may be 0; any other value is positive.
+FROM_INPUT = {"flows": ("hidden", "num_levels")}
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -141,7 +330,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """
     t = config.train
     check_positive(t, _POSITIVE, "config.train")
-    check_positive(config.model, MODEL_SIZES, "config.model")
+    derived = FROM_INPUT.get(config.get("family"), ())
+    sizes = [k for k in MODEL_SIZES if k not in derived or config.model.get(k) != 0]
+    check_positive(config.model, sizes, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
         raise ValueError(f"config.train.learning_rate={t.learning_rate!r} must be finite and > 0")
     for key in _NON_NEGATIVE:
@@ -280,3 +471,39 @@ def load_config(spec: str | pathlib.Path) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved (``DIR/config.json``, local or ``gs://``), keys as saved.
+
+    JSON lists come back as tuples (what config files write). What ``jaxmodels eval|sample|
+    export --workdir DIR`` and ``jaxmodels.load(DIR)`` use when no ``--config`` is given. The
+    keys are the run's own: a run saved before a rename of :data:`OLD_KEYS` needs its names
+    translated (``current_names``) once the family's code reads the new ones.
+    """
+    import json
+
+    from etils import epath
+
+    file = epath.Path(workdir) / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"--workdir {workdir!r} has no config.json (not a trained run?); pass --config FILE"
+        )
+    try:
+        saved = json.loads(file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{file} is not a JSON config ({e}); pass --config FILE") from e
+
+    def tuples(x):
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    return ml_collections.ConfigDict(tuples(saved))
+
+
+def get_config(workdir: str) -> ml_collections.ConfigDict:
+    """``--config jaxmodels/config.py:DIR`` is the run's own config (:func:`saved_config`);
+    the CLI passes it for ``eval``, ``sample`` and ``export`` when ``--config`` is left out."""
+    return saved_config(workdir)

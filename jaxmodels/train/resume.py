@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 
+from jaxmodels.config import base_config, current_names
 from jaxmodels.train.integrity import leaf_name
 
 # Keys a resumed run may change: how long it runs and how it logs, evaluates, checkpoints and
@@ -30,6 +31,7 @@ RESUMABLE = (
     "mesh.",
     "sample.",
     "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
+    "zero_shot.",  # the labelled folder of the zero_shot evaluator (--config.zero_shot.dir)
 )
 OVERRIDE_FLAG = "--allow_config_change"
 ABSENT = "<absent>"  # a key one of the two configs lacks
@@ -49,14 +51,17 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _leaves(config) -> dict[str, Any]:
-    tree = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json") else config
-    return flatten(tree)
+def _tree(config) -> Mapping:
+    return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json") else config
 
 
 def config_changes(saved: Mapping, config) -> dict[str, tuple[Any, Any]]:
-    """``{key: (saved, new)}`` for every leaf that differs (``<absent>`` marks a missing key)."""
-    old, new = _leaves(saved), _leaves(config)
+    """``{key: (saved, new)}`` for every leaf that differs (``<absent>`` marks a missing key).
+
+    Both sides are read in today's vocabulary first (``config.current_names``): a run saved as
+    ``model.d_model=64`` equals ``model.width=64``.
+    """
+    old, new = (flatten(current_names(_tree(c))) for c in (saved, config))
     return {
         k: (old.get(k, ABSENT), new.get(k, ABSENT))
         for k in sorted(old.keys() | new.keys())
@@ -71,8 +76,6 @@ def _resumable(key: str) -> bool:
 def _added_at_default(key: str, old, new) -> bool:
     """A shared key added since the run was saved, at its default (``config.base_config``):
     the run already had that behaviour (e.g. ``init.workdir=''`` on a run saved before it)."""
-    from jaxmodels.config import base_config
-
     return old == ABSENT and flatten(base_config().to_dict()).get(key, ABSENT) == new
 
 

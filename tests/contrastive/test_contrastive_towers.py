@@ -9,10 +9,10 @@ import torch
 from transformers import SiglipTextConfig, SiglipTextModel, SiglipVisionConfig, SiglipVisionModel
 
 from jaxmodels.config import load_config
-from jaxmodels.convert import hf_siglip
 from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
 from jaxmodels.layers.vit import ViT, decode_variant, posemb_sincos_2d
+from jaxmodels.models.contrastive import hf as hf_siglip
 from jaxmodels.models.contrastive import model as contrastive_model
 
 W, DEPTH, MLP, HEADS = 32, 2, 64, 4
@@ -58,6 +58,11 @@ def test_text_matches_hf_siglip_text():
     txt = TextTransformer(259, W, DEPTH, MLP, HEADS, max_len=12, pool="last")
     params = hf_siglip.text_params(hf.state_dict(), DEPTH, HEADS)
     np.testing.assert_allclose(txt.apply({"params": params}, tokens), want, rtol=1e-4, atol=1e-5)
+    # SigLIP's fixed-length texts: padding attended and the final position pooled, whatever the
+    # lengths say (mask_padding=False)
+    fixed = TextTransformer(259, W, DEPTH, MLP, HEADS, max_len=12, pool="last", mask_padding=False)
+    got = fixed.apply({"params": params}, tokens, np.array([5, 12]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("pool,causal", [("mean", False), ("last", True)])

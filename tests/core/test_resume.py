@@ -64,7 +64,7 @@ def test_config_change_is_refused_before_touching_checkpoints(workdir, capsys):
     before = _tree(workdir)
     config = _config()
     config.model.hidden = 48
-    with pytest.raises(resume.ConfigMismatchError, match=r"config.model.hidden: 32 -> 48"):
+    with pytest.raises(resume.ConfigMismatchError, match=r"config.model.width: 32 -> 48"):
         loop.train(config, str(workdir))
     # Another family's config on this workdir: eval refuses too, naming the family key.
     lm = load_config("experiments/lm/rope_lm.py:smoke")
