@@ -20,7 +20,7 @@ import re
 _T = r"tensor<(?:[\d?]+x)*([a-z]+\d*)>"  # the element type of a tensor<16x256xbf16>
 _DOT = re.compile(rf"stablehlo\.dot_general .*: \({_T}, {_T}\) -> {_T}")
 # "%name = f32[16,256,384]{2,1,0} op(" or "%name = (f32[4]{0}, s32[4]{0}) reduce("
-_INSTR = re.compile(r"^\s*(?:ROOT )?%\S+ = (\([^=]*?\)|\w+\[[\d,]*\](?:\{[^}]*\})?) ([\w-]+)\(")
+_INSTR = re.compile(r"^\s*(?:ROOT )?%\S+ = (\(.*?\)|\w+\[[\d,]*\](?:\{[^}]*\})?) ([\w-]+)\(")
 _ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
 
 
@@ -51,11 +51,45 @@ def stats(lowered, compiled, big: int = 1 << 16) -> dict[str, float]:
             out["while"] += 1
     for a, b, result in _DOT.findall(lowered.as_text()):
         out[f"dot_{a},{b}->{result}"] += 1
+    out["loop_dots_big"] = loop_dots(compiled.as_text(), big)
     return dict(out)
+
+
+def loop_dots(text: str, big: int) -> int:
+    """Dots inside while-loop bodies (and what they call) whose result has at least ``big``
+    elements: a weight-sized gradient computed on every iteration of a scan."""
+    comps, name = {}, None
+    for line in text.splitlines():
+        if m := re.match(r"^(?:ENTRY )?%([\w.\-]+) ", line):
+            name = m.group(1)
+            comps[name] = []
+        elif name is not None:
+            comps[name].append(line)
+    todo = [
+        b for lines in comps.values() for ln in lines for b in re.findall(r"body=%([\w.\-]+)", ln)
+    ]
+    seen = set()
+    while todo:
+        c = todo.pop()
+        if c in seen or c not in comps:
+            continue
+        seen.add(c)
+        for ln in comps[c]:
+            todo += re.findall(r"(?:calls|to_apply|body|condition)=%([\w.\-]+)", ln)
+    count = 0
+    for c in seen:
+        for ln in comps[c]:
+            m = _INSTR.match(ln)
+            if m and m.group(2) == "dot":
+                count += (
+                    max((_elements(d) for _, d in _ARRAY.findall(m.group(1))), default=0) >= big
+                )
+    return count
 
 
 def line(name: str, s: dict) -> str:
     """``name: key=value ...`` in a fixed order (missing counts are 0)."""
     keys = ["bytes_accessed_mb", "select_big", "isfinite_big", "argmax_reduce", "while"]
+    keys += ["loop_dots_big"]
     keys += sorted(k for k in s if k.startswith("dot_"))
     return f"{name}: " + " ".join(f"{k}={s.get(k, 0)}" for k in keys)
