@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmodels.parallel import mesh as mesh_lib
+from jaxmodels.train import debug
 from jaxmodels.train.state import TrainState
 from jaxmodels.train.task import LossFn, Task
 
@@ -127,14 +128,20 @@ def build_train_step(
     grad_accum: int = 1,
     ema_decay: float = 0.0,
     schedule: optax.Schedule | None = None,
+    debug_checks: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated."""
+    """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated.
+
+    ``debug_checks`` adds the checks of ``jaxmodels.train.debug`` (``config.train.debug_checks``).
+    """
     base_key = jax.random.key(seed)
     tx_update = optax.with_extra_args_support(tx).update  # grad_norm= for optim's clipping
     stateful = task.init_model_state is not None
     grads_and_metrics = accumulate_gradients(
         task.loss_fn, grad_accum, batch_sharding, stateful=stateful
     )
+    if debug_checks:
+        grads_and_metrics = debug.checked_gradients(grads_and_metrics)
 
     def step(state: TrainState, batch):
         rng = jax.random.fold_in(base_key, state.step)
@@ -160,12 +167,15 @@ def build_train_step(
 
         return jax.lax.cond(ok, apply, lambda old: old, state), metrics  # skip a bad update
 
-    jitted = jax.jit(
-        step,
+    jit = dict(
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=(0,),
     )
+    if debug_checks:
+        jitted = debug.jit_checked(step, error_sharding=mesh_lib.replicated(mesh), **jit)
+    else:
+        jitted = jax.jit(step, **jit)
     return in_mesh_context(jitted, mesh, rules)
 
 
