@@ -350,6 +350,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.train.batch_size={t.batch_size} must be divisible by "
             f"config.train.grad_accum={t.grad_accum}"
         )
+    if t.optimizer in ("adam", "adamw") and not 0 < t.eps < math.inf:
+        raise ValueError(  # the train step's finite check relies on it (update_is_finite)
+            f"config.train.eps={t.eps!r} must be finite and > 0 for {t.optimizer}: its step "
+            "divides by sqrt(v) + eps, and v is 0 wherever the gradients have been 0"
+        )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")
     parse_lr_multipliers(t.get("lr_multipliers", ""))
