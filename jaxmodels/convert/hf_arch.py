@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmodels.layers.attention import AttentionInputs
 from jaxmodels.layers.norms import LayerNorm
 from jaxmodels.layers.positions import PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
@@ -176,8 +177,11 @@ class TokenTransformer(nn.Module):
             causal=self.block.causal,
             name="relative_bias",
         )(positions_BxL, positions_BxL)
+        inputs = AttentionInputs(
+            positions_BxL=positions_BxL, kv_mask_BxL=attention_mask_BxL, bias_BxNxLxL=bias
+        )
         h = TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="decoder")(
-            x, positions_BxL, None, attention_mask_BxL, bias
+            x, inputs
         )
         if not self.lm_head:
             return h

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import AttentionInputs
 from jaxmodels.layers.transformer import TransformerStack
 from jaxmodels.layers.vit import encoder_config
 
@@ -76,14 +77,14 @@ class TextTransformer(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="encoder",
-        )(x, kv_lengths_B=kv_lengths_B)
+        )(x, AttentionInputs(kv_lengths_B=kv_lengths_B))
         return self._pool(x, pool_lengths_B.astype(jnp.int32))
 
-    def _pool(self, x_BxLxW, lengths_B):
+    def _pool(self, x_BxLxE, lengths_B):
         if self.pool == "last":
-            return jnp.take_along_axis(x_BxLxW, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
+            return jnp.take_along_axis(x_BxLxE, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
         if self.pool == "mean":
-            mask_BxL = jnp.arange(x_BxLxW.shape[1])[None, :] < lengths_B[:, None]
-            total = jnp.sum(jnp.where(mask_BxL[..., None], x_BxLxW, 0), axis=1)
-            return total / lengths_B[:, None].astype(x_BxLxW.dtype)
+            mask_BxL = jnp.arange(x_BxLxE.shape[1])[None, :] < lengths_B[:, None]
+            total = jnp.sum(jnp.where(mask_BxL[..., None], x_BxLxE, 0), axis=1)
+            return total / lengths_B[:, None].astype(x_BxLxE.dtype)
         raise ValueError(f"model.text.pool={self.pool!r}: use 'last' or 'mean'")

@@ -4,7 +4,8 @@ One :class:`BlockConfig` describes a block, so decoder LMs, bidirectional encode
 and text towers (CLIP) share the code: pre-norm (GPT-2/Llama) or post-norm (BERT/RoFormer),
 RMSNorm or LayerNorm, gated or plain MLP, causal or bidirectional softmax or linear attention
 with any position encoding, and an optional cross-attention sub-layer (encoder-decoder, BLIP
-text decoder).
+text decoder). What positions, packing, padding, bias and encoded sequence a forward pass has
+is one :class:`~jaxmodels.layers.attention.AttentionInputs`, passed whole to every block.
 
 :class:`TransformerStack` runs ``num_layers`` blocks either unrolled (params ``layers_0``,
 ``layers_1``...) or under ``nn.scan`` (params stacked on a leading logical axis ``"layers"``,
@@ -20,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmodels.layers.attention import MultiHeadAttention
+from jaxmodels.layers.attention import DEFAULT_INPUTS, AttentionInputs, MultiHeadAttention
 from jaxmodels.layers.mlp import MLP
 from jaxmodels.layers.norms import make_norm
 from jaxmodels.layers.positions.options import NOPE, PositionOptions
@@ -70,8 +71,8 @@ class BlockConfig:
 class TransformerBlock(nn.Module):
     """One block: self-attention, optional cross-attention, MLP, each with a residual.
 
-    Decoding (``decode=True``) caches the cross-attention keys/values of ``encoded_BxSxE``
-    at the first call; later calls may pass ``encoded_BxSxE=None``.
+    Decoding (``decode=True``) caches the cross-attention keys/values of
+    ``inputs.encoded_BxSxE`` at the first call; later calls may leave it None.
     """
 
     config: BlockConfig
@@ -94,6 +95,7 @@ class TransformerBlock(nn.Module):
             num_kv_heads=c.num_kv_heads,
             head_dim=c.head_dim,
             causal=c.causal and not cross,
+            cross=cross,
             use_bias=c.use_bias,
             position=NOPE if cross else c.position,
             attention="softmax" if cross else c.attention,
@@ -114,41 +116,14 @@ class TransformerBlock(nn.Module):
         return nn.with_logical_constraint(y, ("batch", "length", "embed"))
 
     @nn.compact
-    def __call__(
-        self,
-        x_BxLxE: jax.Array,
-        positions_BxL: jax.Array | None = None,
-        segment_ids_BxL: jax.Array | None = None,
-        kv_mask_BxL: jax.Array | None = None,
-        bias: jax.Array | None = None,
-        encoded_BxSxE: jax.Array | None = None,
-        encoded_mask_BxS: jax.Array | None = None,
-        kv_lengths_B: jax.Array | None = None,
-    ):
+    def __call__(self, x_BxLxE: jax.Array, inputs: AttentionInputs = DEFAULT_INPUTS):
         c = self.config
         x = x_BxLxE.astype(self.dtype)
         self_attn = self._attention(c.self_attention_name, cross=False)
-        x = self._residual(
-            x,
-            lambda h: self_attn(
-                h,
-                positions_BxT=positions_BxL,
-                segment_ids_BxT=segment_ids_BxL,
-                kv_mask_BxS=kv_mask_BxL,
-                bias=bias,
-                kv_lengths_B=kv_lengths_B,
-            ),
-            f"{c.self_attention_name}_norm",
-        )
+        x = self._residual(x, lambda h: self_attn(h, inputs), f"{c.self_attention_name}_norm")
         if c.cross_attention:
-            if encoded_BxSxE is None and not self.decode:
-                raise ValueError("a block with cross_attention needs encoded_BxSxE")
             cross_attn = self._attention("cross_attention", cross=True)
-            x = self._residual(
-                x,
-                lambda h: cross_attn(h, kv_BxSxE=encoded_BxSxE, kv_mask_BxS=encoded_mask_BxS),
-                "cross_attention_norm",
-            )
+            x = self._residual(x, lambda h: cross_attn(h, inputs), "cross_attention_norm")
         mlp = MLP(
             c.d_ff,
             activation=c.activation,
@@ -187,27 +162,8 @@ class TransformerStack(nn.Module):
         )
 
     @nn.compact
-    def __call__(
-        self,
-        x_BxLxE: jax.Array,
-        positions_BxL: jax.Array | None = None,
-        segment_ids_BxL: jax.Array | None = None,
-        kv_mask_BxL: jax.Array | None = None,
-        bias: jax.Array | None = None,
-        encoded_BxSxE: jax.Array | None = None,
-        encoded_mask_BxS: jax.Array | None = None,
-        kv_lengths_B: jax.Array | None = None,
-    ) -> jax.Array:
-        """``kv_lengths_B``: self-attention keeps keys ``j < kv_lengths_B[b]`` (right padding)."""
-        args = (
-            positions_BxL,
-            segment_ids_BxL,
-            kv_mask_BxL,
-            bias,
-            encoded_BxSxE,
-            encoded_mask_BxS,
-            kv_lengths_B,
-        )
+    def __call__(self, x_BxLxE: jax.Array, inputs: AttentionInputs = DEFAULT_INPUTS) -> jax.Array:
+        """Runs the blocks; every one reads the same ``inputs`` (built once by the model)."""
         kw = dict(
             config=self.config,
             decode=self.decode,
@@ -222,14 +178,14 @@ class TransformerStack(nn.Module):
                 block_cls,
                 variable_axes={"params": 0, "cache": 0, "intermediates": 0},
                 split_rngs={"params": True, "dropout": True},
-                in_axes=(nn.broadcast,) * len(args),
+                in_axes=(nn.broadcast,),
                 length=self.num_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )
-            x, _ = scan(scanned=True, name="layers", **kw)(x, *args)
+            x, _ = scan(scanned=True, name="layers", **kw)(x, inputs)
         else:
             for i in range(self.num_layers):
-                x = block_cls(name=f"layers_{i}", **kw)(x, *args)
+                x = block_cls(name=f"layers_{i}", **kw)(x, inputs)
         if self.config.norm_position == "pre":
             c = self.config
             x = make_norm(

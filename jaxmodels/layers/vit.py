@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.layers.attention import MultiHeadAttention
+from jaxmodels.layers.attention import AttentionInputs, MultiHeadAttention
 from jaxmodels.layers.mlp import MLP
 from jaxmodels.layers.norms import make_norm
 from jaxmodels.layers.positions.options import NOPE
@@ -97,22 +97,23 @@ class MAPHead(nn.Module):
     attention_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x_BxTxE):
+    def __call__(self, x_BxSxE):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        width = x_BxTxE.shape[-1]
+        width = x_BxSxE.shape[-1]
         init = nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, None, "embed"))
         probe = self.param("probe", init, (1, 1, width), self.param_dtype).astype(self.dtype)
-        probe_Bx1xE = jnp.broadcast_to(probe, (x_BxTxE.shape[0], 1, width))
+        probe_Bx1xE = jnp.broadcast_to(probe, (x_BxSxE.shape[0], 1, width))
         attn = MultiHeadAttention(
             self.num_heads,
             causal=False,
+            cross=True,
             use_bias=True,
             position=NOPE,
             attention_impl=self.attention_impl,
             name="attention",
             **kw,
         )
-        x = attn(probe_Bx1xE, kv_BxSxE=x_BxTxE)
+        x = attn(probe_Bx1xE, AttentionInputs(encoded_BxSxE=x_BxSxE))
         h = make_norm("layernorm", epsilon=1e-6, name="norm", **kw)(x)
         x = x + MLP(self.mlp_dim, activation="gelu_tanh", use_bias=True, name="mlp", **kw)(h)
         return x[:, 0]
@@ -197,7 +198,7 @@ class ViT(nn.Module):
             self.dtype
         )
 
-    def _pool(self, x_BxTxE):
+    def _pool(self, x_BxLxE):
         if self.pool == "map":
             kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
             head = MAPHead(
@@ -207,11 +208,11 @@ class ViT(nn.Module):
                 name="map_head",
                 **kw,
             )
-            return head(x_BxTxE)
+            return head(x_BxLxE)
         if self.pool == "gap":
-            return jnp.mean(x_BxTxE, axis=1)
+            return jnp.mean(x_BxLxE, axis=1)
         if self.pool == "cls":
-            return x_BxTxE[:, 0]
+            return x_BxLxE[:, 0]
         if self.pool == "none":
-            return x_BxTxE
+            return x_BxLxE
         raise ValueError(f"model.image.pool={self.pool!r}: use 'map', 'gap', 'cls' or 'none'")

@@ -6,6 +6,9 @@ An optional ``prefill_fn`` (same signature) runs the prompt pass instead, e.g. a
 encoder-decoder that reads its encoder output there and caches it for the steps.
 ``beam_search`` keeps the ``beam_size`` best partial sequences per row in the same way,
 reordering the cache rows of the surviving beams after each step.
+
+Shape letter beyond the legend (docs/architecture.md): ``J``, the beams kept per row
+(``beam_size``).
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def beam_search(
 ):
     """Beam search (e.g. BLIP's captioning, beam 3): returns ``(tokens_BxT, scores_B)``.
 
-    ``J = beam_size`` beams (a letter beyond the shape legend), ``T = max_new_tokens``.
+    ``J = beam_size`` beams, ``T = max_new_tokens``.
     ``cache`` holds ``B * J`` rows (beam-major within each row: row ``b * J + j``) and
     ``apply_fn`` sees that many rows. Scores are summed log-probabilities; a beam that emitted
     ``eos_id`` is finished, extends only with ``pad_id`` at no cost, and keeps its place in the

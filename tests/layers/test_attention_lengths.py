@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.attention import MultiHeadAttention, dot_product_attention
+from jaxmodels.layers.attention import AttentionInputs, MultiHeadAttention, dot_product_attention
 from jaxmodels.layers.positions import NOPE, PositionOptions
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
@@ -41,8 +41,8 @@ def test_stack_lengths_equal_mask(scan, position, attention):
     stack = TransformerStack(cfg, 2, scan_layers=scan)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 8, 16)), jnp.float32)
     params = stack.init(jax.random.key(0), x)
-    want = stack.apply(params, x, kv_mask_BxL=_keep(LENGTHS, 8))
-    got = stack.apply(params, x, kv_lengths_B=LENGTHS)
+    want = stack.apply(params, x, AttentionInputs(kv_mask_BxL=_keep(LENGTHS, 8)))
+    got = stack.apply(params, x, AttentionInputs(kv_lengths_B=LENGTHS))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -51,8 +51,10 @@ def test_decode_cache_folds_lengths_into_mask():
     x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 8, 16)), jnp.float32)
     variables = attn.init(jax.random.key(0), x)
     params, cache = {"params": variables["params"]}, {"cache": variables["cache"]}
-    outs = []
-    for kw in (dict(kv_mask_BxS=_keep(LENGTHS, 8)), dict(kv_lengths_B=LENGTHS)):
-        out, _ = attn.apply({**params, **cache}, x[:, :4], mutable=["cache"], **kw)
-        outs.append(out)
+    as_mask = AttentionInputs(kv_mask_BxL=_keep(LENGTHS, 8))
+    as_lengths = AttentionInputs(kv_lengths_B=LENGTHS)
+    outs = [
+        attn.apply({**params, **cache}, x[:, :4], inputs, mutable=["cache"])[0]
+        for inputs in (as_mask, as_lengths)
+    ]
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)

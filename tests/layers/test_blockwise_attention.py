@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxmodels.layers import attention as A
-from jaxmodels.layers.blockwise_attention import causal_blockwise_attention
+from jaxmodels.layers.attention import kernels
+from jaxmodels.layers.attention.blockwise import causal_blockwise_attention
 
 
 def _qkv(B=2, T=40, N=4, K=2, H=8, seed=0):
@@ -69,11 +70,11 @@ def test_module_output_does_not_depend_on_the_kernel():
 def test_auto_picks_blockwise_on_cpu_only_where_it_applies(monkeypatch):
     q, k, _ = _qkv(T=128)
     short, _, _ = _qkv(T=64)
-    kw = dict(has_bias_or_mask=False)
-    assert A.resolve_impl("auto", q, k, causal=True, **kw) == "blockwise"
-    assert A.resolve_impl("auto", q, k, causal=False, **kw) == "xla"
-    assert A.resolve_impl("auto", short, short, causal=True, **kw) == "xla"  # one block
-    assert A.resolve_impl("auto", q, k[:, :64], causal=True, **kw) == "xla"  # T != S
-    assert A.resolve_impl("blockwise", q, k, causal=False, **kw) == "xla"
-    monkeypatch.setattr(A, "_platform", lambda: "gpu")  # GPU/TPU keep their fused kernels
-    assert A.resolve_impl("auto", q.astype(jnp.bfloat16), k, causal=True, **kw) != "blockwise"
+    kernel = lambda *a, **kw: A.choose_kernel(*a, **kw).kernel  # noqa: E731
+    assert kernel("auto", q, k, causal=True) == "blockwise"
+    assert kernel("auto", q, k, causal=False) == "xla"
+    assert kernel("auto", short, short, causal=True) == "xla"  # one block
+    assert kernel("auto", q, k[:, :64], causal=True) == "xla"  # T != S
+    assert A.choose_kernel("blockwise", q, k, causal=False).why.startswith("not causal")
+    monkeypatch.setattr(kernels, "_platform", lambda: "gpu")  # GPU/TPU keep their fused kernels
+    assert kernel("auto", q.astype(jnp.bfloat16), k, causal=True) != "blockwise"

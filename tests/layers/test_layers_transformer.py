@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.attention import MultiHeadAttention, dot_product_attention, resolve_impl
+from jaxmodels.layers.attention import (
+    AttentionInputs,
+    MultiHeadAttention,
+    choose_kernel,
+    dot_product_attention,
+)
 from jaxmodels.layers.mlp import MLP
 from jaxmodels.layers.norms import LayerNorm, RMSNorm
 from jaxmodels.layers.transformer import BlockConfig, TransformerBlock, TransformerStack
@@ -79,7 +84,7 @@ def test_packing_isolates_documents(causal):
     p = m.init(jax.random.key(1), x)
     seg = jnp.array([[1, 1, 1, 2, 2, 2, 2, 2]] * B)
     pos = jnp.array([[0, 1, 2, 0, 1, 2, 3, 4]] * B)
-    packed = m.apply(p, x, pos, seg)
+    packed = m.apply(p, x, AttentionInputs(positions_BxL=pos, segment_ids_BxL=seg))
     alone_a = m.apply(p, x[:, :3])
     alone_b = m.apply(p, x[:, 3:])
     np.testing.assert_allclose(packed[:, :3], alone_a, atol=1e-5)
@@ -90,8 +95,8 @@ def test_kv_mask_ignores_padding():
     m, p, f = _stack_apply(BlockConfig(E, 4, 48, causal=False))
     x = _x()
     keep = jnp.array([[1] * 6 + [0] * 2] * B)
-    y = m.apply(p, x, None, None, keep)
-    y2 = m.apply(p, x.at[:, 6:].set(9.0), None, None, keep)
+    y = m.apply(p, x, AttentionInputs(kv_mask_BxL=keep))
+    y2 = m.apply(p, x.at[:, 6:].set(9.0), AttentionInputs(kv_mask_BxL=keep))
     np.testing.assert_allclose(y[:, :6], y2[:, :6], atol=1e-5)
 
 
@@ -150,15 +155,16 @@ def test_cross_attention_cache_projects_the_encoded_sequence_once(scan):
     enc_mask = jnp.arange(5)[None] < jnp.array([[5], [3]])  # row 1 pads its last two
     full = TransformerStack(cfg, num_layers=2, scan_layers=scan)
     dec = TransformerStack(cfg, num_layers=2, scan_layers=scan, decode=True)
-    params = full.init(jax.random.key(1), x, encoded_BxSxE=enc)["params"]
-    want = full.apply({"params": params}, x, encoded_BxSxE=enc, encoded_mask_BxS=enc_mask)
-    cache = dec.init(jax.random.key(1), x, encoded_BxSxE=enc)["cache"]
+    inputs = AttentionInputs(encoded_BxSxE=enc, encoded_mask_BxS=enc_mask)
+    params = full.init(jax.random.key(1), x, inputs)["params"]
+    want = full.apply({"params": params}, x, inputs)
+    cache = dec.init(jax.random.key(1), x, inputs)["cache"]
 
     @jax.jit
     def step(c, xt, e):
         variables = {"params": params, "cache": c}
-        kw = dict(encoded_BxSxE=e, encoded_mask_BxS=enc_mask)
-        return dec.apply(variables, xt, **kw, mutable=["cache"])
+        inputs = AttentionInputs(encoded_BxSxE=e, encoded_mask_BxS=enc_mask)
+        return dec.apply(variables, xt, inputs, mutable=["cache"])
 
     y, upd = step(cache, x[:, :4], enc)  # the prefill projects enc; the steps never see it
     outs, cache = [y], upd["cache"]
@@ -167,18 +173,18 @@ def test_cross_attention_cache_projects_the_encoded_sequence_once(scan):
         cache = upd["cache"]
         outs.append(y)
     np.testing.assert_allclose(jnp.concatenate(outs, 1), want, atol=2e-5)
-    with pytest.raises(ValueError, match="needs encoded_BxSxE"):
+    with pytest.raises(ValueError, match="needs inputs.encoded_BxSxE"):
         full.apply({"params": params}, x)
 
 
 def test_impl_resolution_on_cpu():
     q = jnp.zeros((1, 128, 2, 64), jnp.bfloat16)
-    assert resolve_impl("auto", q, q, causal=True, has_bias_or_mask=False) == "blockwise"
-    assert resolve_impl("auto", q, q, causal=False, has_bias_or_mask=False) == "xla"
-    assert resolve_impl("cudnn", q, q, causal=True, has_bias_or_mask=False) == "xla"
-    assert resolve_impl("splash", q, q, causal=True, has_bias_or_mask=False) == "xla"
+    assert choose_kernel("auto", q, q, causal=True) == ("blockwise", None)
+    assert choose_kernel("auto", q, q, causal=False).kernel == "xla"
+    assert choose_kernel("cudnn", q, q, causal=True) == ("xla", "backend is 'cpu', not gpu")
+    assert choose_kernel("splash", q, q, causal=True) == ("xla", "backend is 'cpu', not tpu")
     with pytest.raises(ValueError, match="attention_impl"):
-        resolve_impl("flash", q, q, causal=True, has_bias_or_mask=False)
+        choose_kernel("flash", q, q, causal=True)
 
 
 def test_bias_hook_matches_reference():
@@ -194,7 +200,7 @@ def test_bias_hook_matches_reference():
 def test_splash_wrapper_shards_batch_and_heads():
     """The splash path's shard_map wiring, with the XLA kernel standing in for Pallas."""
     from jaxmodels.config import DEFAULT_RULES
-    from jaxmodels.layers import attention as A
+    from jaxmodels.layers.attention.splash import splash_attention
     from jaxmodels.parallel import mesh as mesh_lib
 
     seen = []
@@ -208,9 +214,10 @@ def test_splash_wrapper_shards_batch_and_heads():
     seg = jnp.array([[1] * 5 + [2] * 3] * 4)
     want = dot_product_attention(q, k, v, causal=True, q_segment_ids=seg, impl="xla")
     mesh = mesh_lib.make_mesh({"data": 4, "fsdp": 1, "tensor": 2}, jax.devices()[:8])
-    fn = lambda q, k, v, s: A._splash(
-        q, k, v, causal=True, q_seg=s, kv_seg=None, scale=1 / np.sqrt(8), local=local
-    )
+    fn = lambda q, k, v, s: splash_attention(
+        q, k, v, causal=True, q_segment_ids=s, kv_segment_ids=None, scale=1 / np.sqrt(8),
+        local=local,
+    )  # fmt: skip
     with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
         got = jax.jit(fn)(q, k, v, seg)
     assert seen == [(1, L, 2, 8)]  # per shard: batch 4/4, heads 4/2

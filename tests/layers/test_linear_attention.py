@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.layers.linear_attention import (
+from jaxmodels.layers.attention.linear import (
     linear_attention,
     linear_attention_decode,
     linear_attention_quadratic,

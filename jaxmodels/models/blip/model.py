@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import AttentionInputs, right_padding_lengths
 from jaxmodels.layers.mlp import ACTIVATIONS, dense
 from jaxmodels.layers.norms import LayerNorm
 from jaxmodels.layers.positions import NOPE
@@ -110,8 +111,10 @@ class BertText(nn.Module):
     def __call__(self, ids_BxL, mask_BxL=None, image_BxSxE=None, *, mode: str):
         """Returns hidden states ``(B, L, width)`` (text/encoder) or LM logits (decoder).
 
-        Cached decoding reads the image tokens at the prefill (the first call after ``init``),
-        which caches their cross-attention keys/values; later calls pass ``image_BxSxE=None``.
+        ``mask_BxL`` (1 = token) is right padding, as the tokenizer pads; self-attention takes it
+        as per-row lengths (cuDNN's padded attention). Cached decoding reads the image tokens at
+        the prefill (the first call after ``init``), which caches their cross-attention
+        keys/values; later calls pass ``image_BxSxE=None``.
         """
         if mode not in MODES:
             raise ValueError(f"BLIP text mode {mode!r}: use one of {MODES}")
@@ -127,7 +130,8 @@ class BertText(nn.Module):
             param_dtype=self.param_dtype,
             name="layers",
         )
-        h = stack(x, kv_mask_BxL=mask_BxL, encoded_BxSxE=image_BxSxE)
+        lengths_B = None if mask_BxL is None else right_padding_lengths(mask_BxL)
+        h = stack(x, AttentionInputs(kv_lengths_B=lengths_B, encoded_BxSxE=image_BxSxE))
         return self._lm_head(h, embed) if mode == "decoder" else h
 
 

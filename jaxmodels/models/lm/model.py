@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import AttentionInputs
 from jaxmodels.layers.positions import AbsolutePositions, PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
@@ -78,6 +79,9 @@ class DecoderLM(nn.Module):
                 position, self.block.num_heads, causal=True, name="relative_bias", **kw
             )(positions_BxL, positions_BxL)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        inputs = AttentionInputs(
+            positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL, bias_BxNxLxL=bias
+        )
         x = TransformerStack(
             self.block,
             num_layers=self.num_layers,
@@ -88,7 +92,7 @@ class DecoderLM(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="decoder",
-        )(x, positions_BxL, segment_ids_BxL, None, bias)
+        )(x, inputs)
         if not self.logits:
             return x
         if self.tie_embeddings:

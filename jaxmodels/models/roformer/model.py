@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.attention import AttentionInputs
 from jaxmodels.layers.mlp import ACTIVATIONS
 from jaxmodels.layers.norms import LayerNorm
 from jaxmodels.layers.positions import AbsolutePositions, PositionOptions, RelativePositionBias
@@ -47,7 +48,7 @@ class RoFormer(nn.Module):
     norm_eps: float = 1e-12
     dropout_rate: float = 0.1
     position: PositionOptions = PositionOptions(name="rope", rope_layout="interleaved")
-    attention: str = "softmax"  # softmax | linear (layers.linear_attention)
+    attention: str = "softmax"  # softmax | linear (layers.attention.linear)
     mlm_head: bool = True  # False: return the last hidden state (RoFormerModel)
     tie_embeddings: bool = True  # MLM decoder shares the word embeddings
     attention_impl: str = "auto"
@@ -124,6 +125,12 @@ class RoFormer(nn.Module):
         bias = RelativePositionBias(
             self.position, self.num_heads, causal=False, name="relative_bias", **kw
         )(positions_BxL, positions_BxL)
+        inputs = AttentionInputs(
+            positions_BxL=positions_BxL,
+            segment_ids_BxL=segment_ids_BxL,
+            kv_mask_BxL=attention_mask_BxL,
+            bias_BxNxLxL=bias,
+        )
         h = TransformerStack(
             self.block_config(),
             self.num_layers,
@@ -132,7 +139,7 @@ class RoFormer(nn.Module):
             deterministic=deterministic,
             name="encoder",
             **kw,
-        )(x, positions_BxL, segment_ids_BxL, attention_mask_BxL, bias)
+        )(x, inputs)
         if not self.mlm_head:
             return h
         return self._mlm_head(h, embed)

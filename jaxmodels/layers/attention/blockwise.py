@@ -1,7 +1,7 @@
 """Causal self-attention by query blocks that never touches a fully masked key block.
 
 Under a causal mask, query ``i`` sees keys ``j <= i`` only, so the upper triangle of the
-``T x T`` score matrix is arithmetic thrown away: dense attention computes all ``T^2`` scores
+``L x L`` score matrix is arithmetic thrown away: dense attention computes all ``L^2`` scores
 and masks half of them. Here the queries are cut into blocks of ``block`` rows; block ``b``
 (rows ``[s, e)``) attends to the key prefix ``[0, e)`` alone, with the causal mask applied
 inside its last (diagonal) key block. For ``n`` blocks that computes ``(n + 1) / 2n`` of the
@@ -36,7 +36,7 @@ def blockwise_refusal(q: jax.Array, k: jax.Array, *, causal: bool, block: int) -
 
 
 def _rows(x: jax.Array | None, s: int, e: int) -> jax.Array | None:
-    """Query rows ``[s, e)`` and keys ``[0, e)`` of a ``[B|1, N|1, T, S]`` mask or bias."""
+    """Query rows ``[s, e)`` and keys ``[0, e)`` of a ``[B|1, N|1, L, L]`` mask or bias."""
     if x is None:
         return None
     rows = x[..., s:e, :] if x.shape[-2] > 1 else x
@@ -44,9 +44,9 @@ def _rows(x: jax.Array | None, s: int, e: int) -> jax.Array | None:
 
 
 def causal_blockwise_attention(
-    q_BxTxNxD: jax.Array,
-    k_BxTxKxD: jax.Array,
-    v_BxTxKxD: jax.Array,
+    q_BxLxNxD: jax.Array,
+    k_BxLxKxD: jax.Array,
+    v_BxLxKxD: jax.Array,
     *,
     scale: float,
     mask: jax.Array | None = None,
@@ -55,10 +55,10 @@ def causal_blockwise_attention(
 ) -> jax.Array:
     """``softmax(q k^T * scale + bias, causal & mask) v`` (Vaswani et al. 2017, eq. 1), one
     query block at a time over its key prefix only. GQA: ``K`` key heads divide ``N``."""
-    T = q_BxTxNxD.shape[1]
+    L = q_BxLxNxD.shape[1]
     outs = []
-    for s in range(0, T, block):
-        e = min(s + block, T)
+    for s in range(0, L, block):
+        e = min(s + block, L)
         # this query block's rows [s, e) x its key prefix [0, e)
         causal = jnp.arange(e)[None, :] <= (s + jnp.arange(e - s))[:, None]
         m = causal[None, None]
@@ -66,9 +66,9 @@ def causal_blockwise_attention(
         m = m if extra is None else m & extra
         outs.append(
             jax.nn.dot_product_attention(
-                q_BxTxNxD[:, s:e],
-                k_BxTxKxD[:, :e],
-                v_BxTxKxD[:, :e],
+                q_BxLxNxD[:, s:e],
+                k_BxLxKxD[:, :e],
+                v_BxLxKxD[:, :e],
                 bias=_rows(bias, s, e),
                 mask=m,
                 scale=scale,
