@@ -51,7 +51,7 @@ def build_task(config, mesh) -> Task:
     from jaxmodels.data import pipeline
 
     m = config.model
-    model = MLP(m.hidden, m.num_layers, m.dropout, jnp.dtype(config.train.compute_dtype))
+    model = MLP(m.width, m.depth, m.dropout_rate, jnp.dtype(config.train.compute_dtype))
 
     def init(rng):
         return model.init(rng, jnp.zeros((1, 64)), train=False)["params"]
