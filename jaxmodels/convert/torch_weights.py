@@ -1,8 +1,17 @@
-"""Torch state-dict entries -> the shared layers' parameter layout, for every HF converter."""
+"""Torch state-dict entries -> the shared layers' parameter layout, for every family's converter.
+
+Every helper reads ``sd[name]`` through :func:`weight`, so a checkpoint that lacks a weight is
+refused naming it. Values may be torch tensors or numpy arrays (e.g. read with safetensors).
+Torch ``Linear`` weights are ``(out, in)``; linen kernels are ``(in, ...out)``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+Pair = tuple[np.ndarray, np.ndarray | None]  # a torch Linear's (weight, bias or None)
 
 
 def to_numpy(x) -> np.ndarray:
@@ -10,35 +19,59 @@ def to_numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def dense(sd, prefix):
+def weight(sd: Mapping, name: str) -> np.ndarray:
+    """``sd[name]`` as numpy; a missing weight is an error naming it."""
+    if name not in sd:
+        raise ValueError(f"from_hf: weight {name!r} is missing from the checkpoint")
+    return to_numpy(sd[name])
+
+
+def strip_prefix(sd: Mapping, prefix: str) -> dict:
+    """``sd`` with a leading ``prefix`` (e.g. ``model.``) dropped from the keys that have it."""
+    return {k.removeprefix(prefix): v for k, v in sd.items()}
+
+
+def linear(sd, prefix, bias: bool = True) -> Pair:
+    """A torch ``Linear``'s ``(weight, bias)`` as numpy (bias ``None`` when ``bias=False``)."""
+    return weight(sd, f"{prefix}.weight"), weight(sd, f"{prefix}.bias") if bias else None
+
+
+def dense(sd, prefix, bias: bool = True) -> dict:
     """A torch ``Linear`` -> ``nn.Dense`` params (kernel transposed to (in, out))."""
-    return {"kernel": to_numpy(sd[f"{prefix}.weight"]).T, "bias": to_numpy(sd[f"{prefix}.bias"])}
+    w, b = linear(sd, prefix, bias)
+    return {"kernel": w.T} | ({} if b is None else {"bias": b})
 
 
-def layer_norm(sd, prefix):
-    """A torch ``LayerNorm`` -> ``scale``/``bias``."""
-    return {"scale": to_numpy(sd[f"{prefix}.weight"]), "bias": to_numpy(sd[f"{prefix}.bias"])}
+def layer_norm(sd, prefix, bias: bool = True) -> dict:
+    """A torch ``LayerNorm`` -> ``scale``/``bias`` (``bias=False``: an RMSNorm's ``scale``)."""
+    out = {"scale": weight(sd, f"{prefix}.weight")}
+    return out | ({"bias": weight(sd, f"{prefix}.bias")} if bias else {})
 
 
-def attention(q, k, v, out, num_heads):
-    """(out, in) torch Linear weights and biases -> kernels (E, N, D) and (N, D, E)."""
+def attention(q: Pair, k: Pair, v: Pair, out: Pair, num_heads: int, num_kv_heads=None) -> dict:
+    """q/k/v/o ``(weight, bias)`` pairs -> kernels ``(E, N, D)``, ``(E, K, D)``, ``(N, D, E)``.
+
+    ``num_kv_heads`` (GQA/MQA) defaults to ``num_heads``; a ``None`` bias is left out.
+    """
+    heads = {"query": num_heads, "key": num_kv_heads or num_heads}
+    heads["value"] = heads["key"]
     params = {}
     for name, (w, b) in {"query": q, "key": k, "value": v}.items():
-        width = w.shape[1]
-        params[name] = {
-            "kernel": w.T.reshape(width, num_heads, -1),
-            "bias": b.reshape(num_heads, -1),
-        }
+        n = heads[name]
+        params[name] = {"kernel": w.T.reshape(w.shape[1], n, -1)}
+        if b is not None:
+            params[name]["bias"] = b.reshape(n, -1)
     w, b = out
-    params["out"] = {"kernel": w.T.reshape(num_heads, -1, w.shape[0]), "bias": b}
+    params["out"] = {"kernel": w.T.reshape(num_heads, -1, w.shape[0])}
+    if b is not None:
+        params["out"]["bias"] = b
     return params
 
 
-def linear(sd, prefix):
-    """A torch ``Linear``'s ``(weight, bias)`` as numpy."""
-    return to_numpy(sd[f"{prefix}.weight"]), to_numpy(sd[f"{prefix}.bias"])
+def mlp(sd, prefix, names: Mapping[str, str] | None = None, bias: bool = True) -> dict:
+    """An MLP's torch ``Linear`` layers -> the shared MLP's ``up``/``down`` (``gate``).
 
-
-def mlp(sd, prefix):
-    """A two-layer ``fc1``/``fc2`` MLP -> the shared MLP's ``up``/``down``."""
-    return {"up": dense(sd, f"{prefix}.fc1"), "down": dense(sd, f"{prefix}.fc2")}
+    ``names`` maps ours to theirs; the default is the two-layer ``fc1``/``fc2``.
+    """
+    names = names or {"up": "fc1", "down": "fc2"}
+    return {ours: dense(sd, f"{prefix}.{theirs}", bias) for ours, theirs in names.items()}

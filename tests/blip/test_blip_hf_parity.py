@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxmodels.convert import from_hf
+from jaxmodels.hf import from_hf
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,10 +9,10 @@ import torch
 from transformers import SiglipTextConfig, SiglipTextModel, SiglipVisionConfig, SiglipVisionModel
 
 from jaxmodels.config import load_config
-from jaxmodels.convert import hf_siglip
 from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
 from jaxmodels.layers.vit import ViT, decode_variant, posemb_sincos_2d
+from jaxmodels.models.contrastive import hf as hf_siglip
 from jaxmodels.models.contrastive import model as contrastive_model
 
 W, DEPTH, MLP, HEADS = 32, 2, 64, 4

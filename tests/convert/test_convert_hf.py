@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxmodels.convert import from_hf
+from jaxmodels.hf import from_hf
 from jaxmodels.models.lm.model import DecoderLM
 from jaxmodels.models.roformer.model import RoFormer
 

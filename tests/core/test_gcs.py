@@ -167,7 +167,7 @@ def test_hf_directory_on_gs_imports_like_the_local_one(gcs, tmp_path):
     import torch
     import transformers
 
-    from jaxmodels.convert import from_hf, load_pretrained
+    from jaxmodels.hf import from_hf, load_pretrained
 
     cfg = transformers.LlamaConfig(
         vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,

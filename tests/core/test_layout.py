@@ -89,14 +89,14 @@ def _arrows():
                 yield name, target, line
 
 
-def _upward(pending: bool):
-    """Imports of a higher level; ``pending``: only the arrows from convert/ into a family,
-    which wait for the converters' move to models/<family>/hf.py."""
+def _upward(convert_to_family: bool):
+    """Imports of a higher level; ``convert_to_family``: only the arrows from convert/ into a
+    family (each family's converter is its models/<family>/hf.py), else all the others."""
     bad = []
     for name, target, line in _arrows():
         if _level(target) < _level(name):
-            is_pending = name.startswith("jaxmodels.convert") and _family(target) is not None
-            if is_pending == pending:
+            into_family = name.startswith("jaxmodels.convert") and _family(target) is not None
+            if into_family == convert_to_family:
                 levels = f"level {_level(target) + 1} is above level {_level(name) + 1}"
                 bad.append(f"{name}:{line} imports {target} ({levels})")
     return bad
@@ -109,17 +109,12 @@ def test_the_levels_cover_the_package():
 
 
 def test_every_import_points_down():
-    bad = _upward(pending=False)
+    bad = _upward(convert_to_family=False)
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="convert/ imports the lm, roformer and blip modules until each family's converter "
-    "moves to models/<family>/hf.py (then this passes: remove the mark)",
-)
 def test_convert_imports_no_family():
-    bad = _upward(pending=True)
+    bad = _upward(convert_to_family=True)
     assert not bad, "\n".join(bad)
 
 

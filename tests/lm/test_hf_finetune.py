@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxmodels.config import load_config, validate
-from jaxmodels.convert import from_hf
 from jaxmodels.data.tokenizers import HFTokenizer
+from jaxmodels.hf import from_hf
 from jaxmodels.models.lm.model import DecoderLM
 from jaxmodels.models.lm.task import build_task
 from jaxmodels.train import loop

@@ -89,7 +89,7 @@ def test_init_hf_fine_tunes_an_imported_roformer(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     from jaxmodels.config import load_config
-    from jaxmodels.convert import from_hf
+    from jaxmodels.hf import from_hf
     from jaxmodels.models.roformer.task import build_task
 
     text = "rotary position embedding keeps relative offsets in attention scores.\n" * 30

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmodels.layers.attention import AttentionInputs
+from jaxmodels.layers.norms import make_norm
 from jaxmodels.layers.positions import AbsolutePositions, PositionOptions, RelativePositionBias
 from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
@@ -34,6 +35,7 @@ class DecoderLM(nn.Module):
     decode: bool = False
     deterministic: bool = True
     logits: bool = True  # False: return the final normed hidden state (HF ``LlamaModel``)
+    embedding_norm: bool = False  # a ``block.norm`` right after the token embedding (Bloom)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -68,6 +70,9 @@ class DecoderLM(nn.Module):
         )
         x = jnp.take(embedding_VxE, tokens_BxL, axis=0).astype(self.dtype)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        if self.embedding_norm:
+            b = self.block
+            x = make_norm(b.norm, epsilon=b.norm_eps, name="embedding_norm", **kw)(x)
         bias, position = None, self.block.position
         if position.name in ("learned", "sinusoidal", "t5", "alibi"):
             if positions_BxL is None:

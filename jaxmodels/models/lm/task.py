@@ -1,8 +1,8 @@
 """The LM family's ``build_task``: packed text rows, next-token loss, evaluators, KV-cache sampling.
 
-``config.init.hf`` (a local HF Llama directory) starts from an imported checkpoint instead of
-``config.model``'s random init: its architecture and weights, and its ``tokenizer.json`` as
-the tokenizer when present (``jaxmodels.convert.load_pretrained``).
+``config.init.hf`` (an HF ``*ForCausalLM`` directory of an architecture in ``hf.ARCHITECTURES``)
+starts from an imported checkpoint instead of ``config.model``'s random init: its architecture
+and weights, and its ``tokenizer.json`` as the tokenizer when present.
 """
 
 from __future__ import annotations
@@ -24,13 +24,18 @@ from jaxmodels.train.task import Task
 ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "weights")
 
 
+def load_causal_lm(hf_dir: str):
+    """``config.init.hf``: the checkpoint imported as a ``DecoderLM`` with logits, its tokenizer."""
+    from jaxmodels.convert import load_pretrained
+    from jaxmodels.models.lm.hf import ARCHITECTURES
+
+    causal = {k: v for k, v in ARCHITECTURES.items() if k.endswith("ForCausalLM")}
+    return load_pretrained(hf_dir, causal, key="config.init.hf")
+
+
 def imported_model(config, pretrained) -> DecoderLM:
     """The imported ``DecoderLM`` with this run's dtype, kernel, dropout and remat choices."""
     m = config.model
-    if not isinstance(pretrained.model, DecoderLM) or not pretrained.model.logits:
-        raise ValueError(
-            "config.init.hf: the lm family fine-tunes a *ForCausalLM (Llama) checkpoint"
-        )
     if m.scan_layers:
         raise ValueError(
             "config.init.hf imports unrolled layers: set config.model.scan_layers=False"
@@ -67,12 +72,12 @@ def extrapolation(config, model: DecoderLM, data):
 
 def build_task(config, mesh=None) -> Task:
     """The LM family's :class:`~jaxmodels.train.task.Task` (``mesh`` is unused: rules suffice)."""
-    from jaxmodels.convert.hf import init_from, load_pretrained
+    from jaxmodels.convert import init_from
     from jaxmodels.data.pipeline import ArraySource, iterator_fn
     from jaxmodels.data.text import build_text_data, tile_rows
 
     hf_dir = config.get("init", {}).get("hf", "")
-    pretrained = load_pretrained(hf_dir) if hf_dir else None
+    pretrained = load_causal_lm(hf_dir) if hf_dir else None
     data = build_text_data(config.data, tokenizer=pretrained and pretrained.tokenizer)
     tok, L = data.tokenizer, config.data.seq_len
     if pretrained:

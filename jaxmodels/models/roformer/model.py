@@ -180,3 +180,34 @@ def roformer_from_config(model_cfg: Any, vocab_size: int, **overrides) -> RoForm
         raise ValueError(f"config.model has unknown key(s) {unknown}; known: {sorted(known)}")
     fields = {FIELDS.get(k, k): v for k, v in m.items()}
     return RoFormer(vocab_size=vocab_size, position=position, **{**fields, **overrides})
+
+
+class T5Encoder(nn.Module):
+    """T5's encoder (Raffel et al. 2020, sec. 2.1), the import target of HF ``T5EncoderModel``.
+
+    Token embedding, pre-norm blocks whose attention adds T5's bucketed relative-position bias
+    (``block.position.name == "t5"``, shared by all layers), final norm; returns the last hidden
+    state. The queries are not scaled by 1/sqrt(D) in T5: the importer folds sqrt(D) into them.
+    """
+
+    block: BlockConfig
+    vocab_size: int
+    num_layers: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids_BxL, attention_mask_BxL=None):
+        B, L = input_ids_BxL.shape
+        positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
+        x = nn.Embed(self.vocab_size, self.block.d_model, dtype=self.dtype, name="embed")(
+            input_ids_BxL
+        )
+        bias = RelativePositionBias(
+            self.block.position, self.block.num_heads, causal=False, name="relative_bias"
+        )(positions_BxL, positions_BxL)
+        inputs = AttentionInputs(
+            positions_BxL=positions_BxL, kv_mask_BxL=attention_mask_BxL, bias_BxNxLxL=bias
+        )
+        return TransformerStack(self.block, self.num_layers, dtype=self.dtype, name="encoder")(
+            x, inputs
+        )

@@ -43,8 +43,6 @@ def make_model(config, tok, pretrained) -> tuple[RoFormer, int]:
         vocab = padded_vocab(mask_id + 1, config.model.get("vocab_multiple", 64))
         return roformer_from_config(m, vocab, dtype=dtype), mask_id
     model = pretrained.model
-    if not isinstance(model, RoFormer) or not model.mlm_head:
-        raise ValueError("config.init.hf: the roformer family fine-tunes RoFormerForMaskedLM")
     mask_id = getattr(tok, "mask_id", None)
     if mask_id is None:
         raise ValueError("config.init.hf: the imported tokenizer.json has no [MASK] token")
@@ -104,12 +102,14 @@ def extrapolation(config, model: RoFormer, data, mesh=None, **mask_kw):
 
 def build_task(config, mesh=None) -> Task:
     """RoFormer MLM on ``config.data`` (``mesh``: the evaluator's outputs are replicated on it)."""
-    from jaxmodels.convert.hf import init_from, load_pretrained
+    from jaxmodels.convert import init_from, load_pretrained
     from jaxmodels.data.pipeline import ArraySource, iterator_fn
     from jaxmodels.data.text import build_text_data, tile_rows
+    from jaxmodels.models.roformer.hf import ARCHITECTURES
 
     hf_dir = config.get("init", {}).get("hf", "")
-    pretrained = load_pretrained(hf_dir) if hf_dir else None
+    mlm = {"RoFormerForMaskedLM": ARCHITECTURES["RoFormerForMaskedLM"]}  # what this task trains
+    pretrained = load_pretrained(hf_dir, mlm, key="config.init.hf") if hf_dir else None
     data = build_text_data(config.data, tokenizer=pretrained and pretrained.tokenizer)
     tok = data.tokenizer
     model, mask_id = make_model(config, tok, pretrained)

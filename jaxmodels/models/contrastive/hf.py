@@ -1,4 +1,4 @@
-"""HF ``transformers`` SigLIP towers (PyTorch state dicts) -> :mod:`jaxmodels.layers` params.
+"""HF ``transformers`` SigLIP towers (PyTorch state dicts) -> the ``contrastive`` family's towers.
 
 ``SiglipVisionModel`` maps onto ``ViT(pool="map", posemb="learn")`` and ``SiglipTextModel``'s
 transformer onto ``TextTransformer(pool="last")`` (non-scanned layers). Arrays are numpy; the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmodels.convert.torch_weights import attention, layer_norm, linear, mlp, to_numpy
+from jaxmodels.convert.torch_weights import attention, layer_norm, linear, mlp, weight
 
 
 def _encoder(sd, prefix, depth, num_heads, final_ln):
@@ -31,18 +31,18 @@ def _encoder(sd, prefix, depth, num_heads, final_ln):
 def vision_params(sd, depth: int, num_heads: int) -> dict:
     """``SiglipVisionModel.state_dict()`` -> ``ViT`` params (MAP pooling, learned positions)."""
     sd = {k.removeprefix("vision_model."): v for k, v in sd.items()}
-    w_in = to_numpy(sd["head.attention.in_proj_weight"])
-    b_in = to_numpy(sd["head.attention.in_proj_bias"])
+    w_in = weight(sd, "head.attention.in_proj_weight")
+    b_in = weight(sd, "head.attention.in_proj_bias")
     q, k, v = ((w, b) for w, b in zip(np.split(w_in, 3), np.split(b_in, 3), strict=True))
     return {
         "embedding": {
-            "kernel": to_numpy(sd["embeddings.patch_embedding.weight"]).transpose(2, 3, 1, 0),
-            "bias": to_numpy(sd["embeddings.patch_embedding.bias"]),
+            "kernel": weight(sd, "embeddings.patch_embedding.weight").transpose(2, 3, 1, 0),
+            "bias": weight(sd, "embeddings.patch_embedding.bias"),
         },
-        "pos_embedding": to_numpy(sd["embeddings.position_embedding.weight"])[None],
+        "pos_embedding": weight(sd, "embeddings.position_embedding.weight")[None],
         "encoder": _encoder(sd, "encoder", depth, num_heads, "post_layernorm"),
         "map_head": {
-            "probe": to_numpy(sd["head.probe"]),
+            "probe": weight(sd, "head.probe"),
             "attention": attention(q, k, v, linear(sd, "head.attention.out_proj"), num_heads),
             "norm": layer_norm(sd, "head.layernorm"),
             "mlp": mlp(sd, "head.mlp"),
@@ -54,7 +54,7 @@ def text_params(sd, depth: int, num_heads: int) -> dict:
     """``SiglipTextModel.state_dict()`` -> ``TextTransformer`` params (the head is separate)."""
     sd = {k.removeprefix("text_model."): v for k, v in sd.items()}
     return {
-        "token_embedding": {"embedding": to_numpy(sd["embeddings.token_embedding.weight"])},
-        "pos_embedding": to_numpy(sd["embeddings.position_embedding.weight"]),
+        "token_embedding": {"embedding": weight(sd, "embeddings.token_embedding.weight")},
+        "pos_embedding": weight(sd, "embeddings.position_embedding.weight"),
         "encoder": _encoder(sd, "encoder", depth, num_heads, "final_layer_norm"),
     }

@@ -1,5 +1,7 @@
 """HF ``transformers`` BLIP (PyTorch state dicts) -> the ``blip`` family's :class:`BLIP` params.
 
+``ARCHITECTURES`` maps an HF class name to its importer, ``(hf_config, state) -> (module,
+params)``.
 ``BlipForImageTextRetrieval`` maps onto ``BLIP(decoder=False)`` and
 ``BlipForConditionalGeneration`` onto ``BLIP(encoder=False)``. The vision tower is the shared
 ViT with ``pool="none"``: HF's class embedding plus its position (``position_embedding[0]``)
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
-from jaxmodels.convert.torch_weights import attention, dense, layer_norm, linear, mlp, to_numpy
+from jaxmodels.convert.fill import Importer, importer
+from jaxmodels.convert.torch_weights import attention, dense, layer_norm, linear, mlp, weight
+from jaxmodels.models.blip.model import BLIP
 
 ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
 
@@ -22,7 +25,7 @@ ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
 def _vision(sd, depth: int, num_heads: int) -> dict:
     """``vision_model.*`` -> ViT(pool="none") params."""
     sd = {k.removeprefix("vision_model."): v for k, v in sd.items()}
-    pos = to_numpy(sd["embeddings.position_embedding"])
+    pos = weight(sd, "embeddings.position_embedding")
     layers = {}
     for i in range(depth):
         p = f"encoder.layers.{i}"
@@ -38,10 +41,10 @@ def _vision(sd, depth: int, num_heads: int) -> dict:
     layers["final_norm"] = layer_norm(sd, "post_layernorm")
     return {
         "embedding": {
-            "kernel": to_numpy(sd["embeddings.patch_embedding.weight"]).transpose(2, 3, 1, 0),
-            "bias": to_numpy(sd["embeddings.patch_embedding.bias"]),
+            "kernel": weight(sd, "embeddings.patch_embedding.weight").transpose(2, 3, 1, 0),
+            "bias": weight(sd, "embeddings.patch_embedding.bias"),
         },
-        "cls": to_numpy(sd["embeddings.class_embedding"]) + pos[:, :1],
+        "cls": weight(sd, "embeddings.class_embedding") + pos[:, :1],
         "pos_embedding": pos[:, 1:],
         "encoder": layers,
     }
@@ -71,8 +74,8 @@ def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
             "mlp_norm": layer_norm(sd, f"{p}.output.LayerNorm"),
         }
     return {
-        "word": {"embedding": to_numpy(sd["embeddings.word_embeddings.weight"])},
-        "position": to_numpy(sd["embeddings.position_embeddings.weight"]),
+        "word": {"embedding": weight(sd, "embeddings.word_embeddings.weight")},
+        "position": weight(sd, "embeddings.position_embeddings.weight"),
         "embed_norm": layer_norm(sd, "embeddings.LayerNorm"),
         "layers": layers,
     }
@@ -81,17 +84,17 @@ def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
 def _lm_head(sd, word_embedding) -> dict:
     """BERT's LM head; its output weights must be the tied word embeddings."""
     p = "text_decoder.cls.predictions"
-    if not np.array_equal(to_numpy(sd[f"{p}.decoder.weight"]), word_embedding):
+    if not np.array_equal(weight(sd, f"{p}.decoder.weight"), word_embedding):
         raise ValueError("from_hf(BLIP): LM head weights are not tied to the word embeddings")
     return {
         "lm_dense": dense(sd, f"{p}.transform.dense"),
         "lm_norm": layer_norm(sd, f"{p}.transform.LayerNorm"),
-        "lm_bias": to_numpy(sd[f"{p}.bias"]),
+        "lm_bias": weight(sd, f"{p}.bias"),
     }
 
 
-def convert(sd, config, arch: str) -> dict[tuple[str, ...], np.ndarray]:
-    """HF state dict -> flat BLIP params for ``arch`` (one of :data:`ARCHS`)."""
+def convert(sd, config, arch: str) -> dict:
+    """HF state dict -> BLIP params for ``arch`` (one of :data:`ARCHS`)."""
     v, t = config.vision_config, config.text_config
     params = {"visual": _vision(sd, v.num_hidden_layers, v.num_attention_heads)}
     if arch == "BlipForImageTextRetrieval":
@@ -104,13 +107,11 @@ def convert(sd, config, arch: str) -> dict[tuple[str, ...], np.ndarray]:
     else:
         text = _text(sd, "text_decoder.bert.", t.num_hidden_layers, t.num_attention_heads, True)
         params["text"] = {**text, **_lm_head(sd, text["word"]["embedding"])}
-    return traverse_util.flatten_dict(params)
+    return params
 
 
-def build(config, dtype, arch: str):
+def build(config, arch: str) -> BLIP:
     """The BLIP module matching an HF ``BlipConfig`` (unrolled layers, XLA attention)."""
-    from jaxmodels.models.blip.model import BLIP
-
     v, t = config.vision_config, config.text_config
     image = dict(
         width=v.hidden_size,
@@ -134,9 +135,8 @@ def build(config, dtype, arch: str):
         attention_impl="xla",
     )
     retrieval = arch == "BlipForImageTextRetrieval"
-    kw = {} if dtype is None else dict(dtype=dtype)
     return BLIP(
-        image, text, config.image_text_hidden_size, encoder=retrieval, decoder=not retrieval, **kw
+        image, text, config.image_text_hidden_size, encoder=retrieval, decoder=not retrieval
     )
 
 
@@ -146,7 +146,9 @@ def example_inputs(config) -> tuple:
     return jnp.zeros((1, size, size, 3)), jnp.zeros((1, 2), jnp.int32), jnp.ones((1, 2), jnp.int32)
 
 
-BUILDERS = {
-    arch: (lambda c, d, a=arch: build(c, d, a), lambda s, c, a=arch: convert(s, c, a))
+ARCHITECTURES: dict[str, Importer] = {
+    arch: importer(
+        arch, lambda c, a=arch: build(c, a), lambda s, c, a=arch: convert(s, c, a), example_inputs
+    )
     for arch in ARCHS
 }
