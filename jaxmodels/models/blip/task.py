@@ -48,9 +48,9 @@ def train_pairs(config) -> tuple[np.ndarray, list[str]]:
         raise ValueError(
             f"config.data.name={d.name!r}: use 'scenes', 'file', 'webdataset', 'csv' or 'tfds'"
         )
-    images, captions = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
+    images, captions = data.split("train", d.train_size, d.image_size, d.split_seed, d.object_scale)
     if d.noise:
-        captions, _ = data.corrupt(captions, d.noise, d.seed)
+        captions, _ = data.corrupt(captions, d.noise, d.split_seed)
     return images, list(captions)
 
 
@@ -68,7 +68,7 @@ def pair_data(config):
         held = (pairs.images, list(pairs.captions)) if pairs else None
         return files.train, files.eval, held, image_text_sources.caption_sample(d, d.eval_size)
     images, captions = train_pairs(config)
-    held = data.split("eval", d.eval_size, d.image_size, d.seed, d.object_scale)
+    held = data.split("eval", d.eval_size, d.image_size, d.split_seed, d.object_scale)
 
     def source(imgs, caps):
         return pipeline.ArraySource({"image": imgs, **data.encode(caps, d.max_len)})
@@ -110,7 +110,7 @@ def build_task(config, mesh) -> Task:
         offered = evaluators(config, mesh, model, captioner, held, captions)
         held_out = dict(
             evaluate=evaluate.select(config.evals, offered),
-            sample=make_sample(captioner, *held, config.sample.get("n", 16)),
+            sample=make_sample(captioner, *held, config.sample.get("num", 16)),
         )
     return Task(
         units="images",  # image-caption pairs

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
-from jaxmodels.layers.vit import ViT, decode_variant
+from jaxmodels.layers.vit import ViT, decode_preset
 
 Dtype = Any
 
@@ -82,9 +82,9 @@ def tower_kwargs(config) -> tuple[dict, dict]:
     """``config.model.image``/``text`` -> keyword arguments of ViT / TextTransformer."""
     m = config.model
     image = dict(m.image)
-    variant = image.pop("variant", "")
-    if variant:
-        image.update(decode_variant(variant))
+    preset = image.pop("preset", "")
+    if preset:
+        image.update(decode_preset(preset))
     text = dict(m.text)
     for tower in (image, text):
         tower.update(
@@ -113,7 +113,7 @@ def bias_init(b_init, batch_size: int) -> float:
 def make_model(config) -> TwoTowers:
     m = config.model
     image, text = tower_kwargs(config)
-    b_init = bias_init(m.b_init, config.train.batch_size) if m.loss == "sigmoid" else None
+    b_init = bias_init(m.b_init, config.train.batch_size) if m.variant == "siglip" else None
     return TwoTowers(
         image,
         text,
