@@ -244,6 +244,20 @@ OLD_KEYS = {
 OLD_VALUES = {
     ("contrastive", "model.variant"): {"sigmoid": "siglip", "softmax": "clip"},
 }
+# Old keys a saved config held unused, beside their new name: (family, old key) -> the saved
+# (key, value) under which it was unused. A diffusion run with the point MLP (toy2d.py starts from
+# digits.py) saved the UNet's channels and num_blocks beside the MLP's own width and depth.
+UNUSED_OLD_KEYS = {
+    ("diffusion", "model.channels"): ("model.arch", "mlp"),
+    ("diffusion", "model.num_blocks"): ("model.arch", "mlp"),
+}
+
+
+def _leaf(tree: Mapping, key: str):
+    """``tree``'s value at the dotted ``key`` (``None`` when absent)."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, Mapping) else None
+    return tree
 
 
 def renamed(family: str, key: str) -> str | None:
@@ -257,18 +271,21 @@ def current_names(saved: Mapping) -> dict:
     and their old values respelled (:data:`OLD_KEYS`, :data:`OLD_VALUES`), so that a run saved
     before a rename compares equal to the same config written today.
 
-    A saved config that holds both an old key and its new name keeps both (the comparison then
-    names the difference rather than guessing which one the run used).
+    An old key the run held unused (:data:`UNUSED_OLD_KEYS`) is dropped. Any other saved config
+    that holds both an old key and its new name keeps both (the comparison then names the
+    difference rather than guessing which one the run used).
     """
     out = copy.deepcopy(dict(saved))
     family = out.get("family", "")
     for old, new in OLD_KEYS.get(family, {}).items():
         *path, leaf = old.split(".")
-        node = out
-        for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
+        node = _leaf(out, ".".join(path)) if path else out
         *new_path, new_leaf = new.split(".")
         if not isinstance(node, dict) or leaf not in node or new_path != path:
+            continue
+        unused = UNUSED_OLD_KEYS.get((family, old))
+        if unused is not None and _leaf(out, unused[0]) == unused[1]:
+            del node[leaf]
             continue
         if new_leaf in node:
             continue

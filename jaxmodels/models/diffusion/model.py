@@ -44,8 +44,8 @@ def build_network(m, dtype, num_classes: int):
     """The raw network F from ``config.model`` (``num_classes`` > 0 adds a null label)."""
     if m.arch == "unet":
         return UNet(
-            m.channels, tuple(m.channel_mult), m.num_blocks, tuple(m.attn_resolutions),
-            m.num_heads, m.dropout, m.embedding, num_classes, dtype,
+            m.width, tuple(m.channel_mult), m.depth, tuple(m.attn_resolutions),
+            m.num_heads, m.dropout_rate, m.embedding, num_classes, dtype,
         )  # fmt: skip
     if m.arch == "mlp":
         return DenoiserMLP(m.width, m.depth, m.embedding, num_classes, dtype)
@@ -53,9 +53,9 @@ def build_network(m, dtype, num_classes: int):
 
 
 def build_process(m) -> processes.Process:
-    """The diffusion process from ``config.model.process`` (EDM gets ``model.sigma_data``)."""
-    kwargs = {"sigma_data": m.sigma_data} if m.process == "edm" else {}
-    return processes.get_process(m.process, **kwargs)
+    """The diffusion process, ``config.model.variant`` (EDM gets ``model.sigma_data``)."""
+    kwargs = {"sigma_data": m.sigma_data} if m.variant == "edm" else {}
+    return processes.get_process(m.variant, **kwargs)
 
 
 def make_denoiser(net, process, params, *, train=False, rng=None):
