@@ -318,6 +318,9 @@ MODEL_SIZES = (
     "num_levels",
     "steps_per_level",
 )
+# Sizes a family derives from its input when the config leaves them 0 (docs/flows.md, "Sizes that
+# follow the input"): family -> keys of config.model that may be 0; any other value is positive.
+FROM_INPUT = {"flows": ("hidden", "num_levels")}
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -344,7 +347,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """
     t = config.train
     check_positive(t, _POSITIVE, "config.train")
-    check_positive(config.model, MODEL_SIZES, "config.model")
+    derived = FROM_INPUT.get(config.get("family"), ())
+    sizes = [k for k in MODEL_SIZES if k not in derived or config.model.get(k) != 0]
+    check_positive(config.model, sizes, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
         raise ValueError(f"config.train.learning_rate={t.learning_rate!r} must be finite and > 0")
     for key in _NON_NEGATIVE:
@@ -478,3 +483,39 @@ def load_config(spec: str | pathlib.Path) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved (``DIR/config.json``, local or ``gs://``), keys as saved.
+
+    JSON lists come back as tuples (what config files write). What ``jaxmodels eval|sample|
+    export --workdir DIR`` and ``jaxmodels.load(DIR)`` use when no ``--config`` is given. A run
+    saved before a rename of :data:`OLD_KEYS` comes back in today's names (:func:`current_names`),
+    the ones the family's code reads.
+    """
+    import json
+
+    from etils import epath
+
+    file = epath.Path(workdir) / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"--workdir {workdir!r} has no config.json (not a trained run?); pass --config FILE"
+        )
+    try:
+        saved = json.loads(file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{file} is not a JSON config ({e}); pass --config FILE") from e
+
+    def tuples(x):
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    return ml_collections.ConfigDict(tuples(current_names(saved)))
+
+
+def get_config(workdir: str) -> ml_collections.ConfigDict:
+    """``--config jaxmodels/config.py:DIR`` is the run's own config (:func:`saved_config`);
+    the CLI passes it for ``eval``, ``sample`` and ``export`` when ``--config`` is left out."""
+    return saved_config(workdir)

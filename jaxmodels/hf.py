@@ -16,8 +16,8 @@ import importlib
 import importlib.util
 from typing import Any
 
-from jaxmodels import registry
-from jaxmodels.convert import Pretrained, import_checkpoint, read
+from jaxmodels import convert, registry
+from jaxmodels.convert import Pretrained, read
 
 
 def family_hf(name: str):
@@ -38,17 +38,14 @@ def architectures() -> dict[str, tuple[str, Any]]:
 
 def from_hf(hf_model_or_dir: Any) -> tuple[Any, dict]:
     """Returns ``(linen_module, params)`` equivalent to the HF model (see the module docstring)."""
-    model, params, _ = _import(hf_model_or_dir, "from_hf")
-    return model, params
+    return convert.import_checkpoint(read(hf_model_or_dir), _importers())
 
 
 def load_pretrained(path: str) -> Pretrained:
-    """``from_hf(path)`` plus the directory's ``tokenizer.json`` (when present)."""
-    return Pretrained(*_import(path, "config.init.hf"))
+    """An HF directory of any family: its module and tokenizer, the weights on demand
+    (:func:`jaxmodels.convert.load_pretrained`)."""
+    return convert.load_pretrained(path, _importers(), key="config.init.hf")
 
 
-def _import(src: Any, key: str):
-    ckpt = read(src, key=key)
-    importers = {arch: importer for arch, (_, importer) in architectures().items()}
-    model, params = import_checkpoint(ckpt, importers, key=key)
-    return model, params, ckpt.tokenizer
+def _importers() -> dict[str, Any]:
+    return {arch: importer for arch, (_, importer) in architectures().items()}

@@ -1,6 +1,8 @@
 """Command line: ``jaxmodels train|eval|sample --config FILE[:ARG] --workdir DIR``.
 
-``jaxmodels compile --config FILE[:ARG]`` lowers and compiles the train step ahead of time
+``eval``, ``sample`` and ``export --workdir DIR --out HF_DIR`` (the run as an HF
+``from_pretrained`` directory) take the run's own ``config.json`` when ``--config`` is left
+out. ``jaxmodels compile --config FILE[:ARG]`` lowers and compiles the train step ahead of time
 and prints the memory each device needs, without running it. Any config key can be
 overridden with ``--config.key=value`` (types are checked; unknown keys
 fail with the key's name). Also runs as ``python -m jaxmodels``.
@@ -15,13 +17,16 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxmodels import config as config_module
 from jaxmodels import registry
-from jaxmodels.config import load_config, renamed, validate
+from jaxmodels.config import load_config, renamed, saved_config, validate
 
-COMMANDS = ("train", "eval", "sample", "compile")
+COMMANDS = ("train", "eval", "sample", "export", "compile")
+SAVED_RUN = ("eval", "sample", "export")  # commands whose --config defaults to DIR/config.json
 USAGE = (
-    "usage: jaxmodels {train,eval,sample} --config FILE[:ARG] --workdir DIR "
-    "[--config.key=value ...]\n"
+    "usage: jaxmodels train --config FILE[:ARG] --workdir DIR [--config.key=value ...]\n"
+    "       jaxmodels {eval,sample} [--config FILE[:ARG]] --workdir DIR [--config.key=value ...]\n"
+    "       jaxmodels export [--config FILE[:ARG]] --workdir DIR --out HF_DIR\n"
     "       jaxmodels compile --config FILE[:ARG] [--config.key=value ...]"
 )
 
@@ -34,7 +39,9 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
     False,
     "resume although config keys differ from the run's config.json (model, data, optimizer...)",
 )
-flags.mark_flags_as_required(["config"])
+_OUT = flags.DEFINE_string(
+    "out", None, "export: a new (or empty) directory for the HF from_pretrained files"
+)
 
 
 class ConfigKeyError(Exception):
@@ -57,13 +64,20 @@ def _main(command: str):
         from jaxmodels.train import loop, preemption
 
         config = _CONFIG.value
+        if config is None:
+            raise app.UsageError(f"--config is required for {command}\n{USAGE}")
         if command != "compile" and not _WORKDIR.value:
             raise app.UsageError(f"--workdir is required for {command}\n{USAGE}")
+        if command == "export" and not _OUT.value:
+            raise app.UsageError(f"--out is required for export\n{USAGE}")
         try:
             registry.family_module(config.family)  # an unknown family fails naming the known
             validate(config)
             if command == "compile":
                 _compile(config, None)
+            elif command == "export":
+                loop.export(config, _WORKDIR.value, _OUT.value,
+                            allow_config_change=_ALLOW_CHANGE.value)  # fmt: skip
             else:
                 fn = {"train": loop.train, "eval": loop.evaluate, "sample": loop.sample}[command]
                 fn(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
@@ -135,10 +149,15 @@ def _unknown_key(argv: list[str], error: BaseException) -> str:
 
 def _config_spec(argv: list[str]) -> str | None:
     """The ``FILE[:ARG]`` of ``--config``."""
+    return _flag_value(argv, "config")
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=VALUE`` or ``--name VALUE`` in ``argv``."""
     for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
+        if arg.startswith(f"--{name}="):
             return arg.split("=", 1)[1]
-        if arg == "--config" and i + 1 < len(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
             return argv[i + 1]
     return None
 
@@ -151,6 +170,15 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(2)
     command = argv.pop(1)
     spec = _config_spec(argv)
+    if spec is None and command in SAVED_RUN and _flag_value(argv, "workdir"):
+        workdir = _flag_value(argv, "workdir")
+        try:  # the run's own config: jaxmodels/config.py:DIR (its get_config reads DIR/config.json)
+            saved_config(workdir)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"jaxmodels {command}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        spec = f"{config_module.__file__}:{workdir}"
+        argv.insert(1, f"--config={spec}")
     file = None if spec is None else spec.partition(":")[0]
     if file is not None and not os.path.isfile(file):
         print(f"jaxmodels {command}: error: --config file {file!r} does not exist", file=sys.stderr)

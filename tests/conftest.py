@@ -1,5 +1,5 @@
 """Test set-up: 8 fake CPU devices, configured before JAX initialises; fixtures that tell
-whether a folder changed."""
+whether a folder changed, and one that writes a labelled image folder."""
 
 import hashlib
 import os
@@ -42,3 +42,134 @@ def snapshot():
 def garble_state():
     """``garble_state(step_dir)``: overwrites a checkpoint's state files with unreadable bytes."""
     return _garble_state
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer directories as HF saves them, trained here on Python's own docstrings (no downloads)
+# ----------------------------------------------------------------------------------------------
+
+CLIP_SPLIT = (
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
+    r"""[^\s\p{L}\p{N}]+"""
+)
+
+
+def python_doc_lines() -> list[str]:
+    """Distinct non-empty lines of the docstrings of ``json``, ``os``, ``inspect``, ``string``
+    and their public members (text that ships with Python)."""
+    import inspect
+    import json
+    import string
+
+    docs = []
+    for module in (json, os, inspect, string):
+        docs.append(inspect.getdoc(module) or "")
+        docs += [
+            inspect.getdoc(getattr(module, n)) or "" for n in sorted(dir(module)) if n[0] != "_"
+        ]
+    return list(dict.fromkeys(line for doc in docs for line in doc.splitlines() if line.strip()))
+
+
+@pytest.fixture(scope="session")
+def doc_lines():
+    return python_doc_lines()
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer_dir(tmp_path_factory, doc_lines):
+    """CLIP's BPE (NFC, lower case, its split pattern, byte level, ``</w>``; 500 tokens) saved by
+    ``transformers.CLIPTokenizer``: ``tokenizer.json`` + ``tokenizer_config.json``."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    bpe = models.BPE(
+        unk_token="<|endoftext|>", continuing_subword_prefix="", end_of_word_suffix="</w>"
+    )
+    tok = Tokenizer(bpe)
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    split = pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [split, pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>",
+    )
+    tok.train_from_iterator(doc_lines, trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split()) for m in model["merges"]]
+    path = tmp_path_factory.mktemp("clip_tokenizer")
+    clip = transformers.CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=77)
+    clip.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer_dir(tmp_path_factory, doc_lines):
+    """A WordPiece vocabulary (600) trained with BERT's normaliser, saved by
+    ``transformers.BertTokenizer`` (BLIP's text tokenizer is bert-base-uncased's)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials)
+    tok.train_from_iterator(doc_lines, trainer)
+    path = tmp_path_factory.mktemp("bert_tokenizer")
+    transformers.BertTokenizer(vocab=tok.get_vocab()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def siglip_tokenizer_dir(tmp_path_factory, doc_lines):
+    """A unigram SentencePiece model (400) with SigLIP's ids (PAD 0, EOS 1, UNK 2, no BOS),
+    saved by ``transformers.SiglipTokenizer``: ``spiece.model`` + ``tokenizer_config.json``."""
+    transformers = pytest.importorskip("transformers")
+    spm = pytest.importorskip("sentencepiece")
+
+    path = tmp_path_factory.mktemp("siglip_tokenizer")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(doc_lines),
+        model_prefix=str(path / "trained"),
+        vocab_size=400,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    transformers.SiglipTokenizer(vocab_file=str(path / "trained.model")).save_pretrained(path)
+    return path
+
+
+def _colour_folder(root, colours, per_class=3, shade=0.0, seed=0):
+    """Writes a labelled folder under ``root``: a subfolder per name of ``colours`` (name ->
+    RGB) holding ``per_class`` noisy images of that colour, each shifted by its own shade
+    (standard deviation ``shade``), of random sizes, PNG and JPEG in turn. Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, rgb in colours.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = rng.integers(6, 30, size=2)
+            own = np.array(rgb) + rng.normal(0, shade, 3)
+            x = np.clip(own + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(x).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}", quality=95)
+    return root
+
+
+@pytest.fixture
+def colour_folder():
+    """``colour_folder(root, {name: rgb}, per_class=3, shade=0.0)``: a labelled image folder."""
+    return _colour_folder

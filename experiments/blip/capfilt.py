@@ -22,6 +22,7 @@ from jaxmodels.models.blip import capfilt, data
 from jaxmodels.models.blip.evaluators import Scorer
 from jaxmodels.models.blip.sample import Captioner
 from jaxmodels.models.blip.task import make_model, train_pairs
+from jaxmodels.models.blip.tokens import make_layout
 from jaxmodels.train import loop
 
 
@@ -39,12 +40,13 @@ def main(argv=None):
     if state is None:
         raise SystemExit(f"no checkpoint under {args.workdir}; train first")
     params = loop.inference_params(state)
-    model = make_model(config)
+    layout = make_layout(config.data)
+    model = make_model(config, layout)
     images, captions = train_pairs(config)
     with jax.set_mesh(run.mesh):
         result = capfilt.capfilt(
-            Captioner(model, config.data.max_len - 2, config.mesh.rules),
-            Scorer(model, config.mesh.rules, config.data.eval_batch_size, run.mesh),
+            Captioner(model, layout, config.mesh.rules),
+            Scorer(model, layout, config.mesh.rules, config.data.eval_batch_size, run.mesh),
             params,
             images,
             captions,

@@ -9,12 +9,20 @@ Args (comma-separated): ``smoke`` (tiny, for CI); ``noisy`` (30% of the training
 swapped to another image's, the CapFilt experiment's noisy set). To train on a CapFilt output
 add ``--config.data.name=file --config.data.path=runs/blip/capfilt.npz``.
 The model is a scaled-down BLIP (ViT + BERT text side) sized for a 2-core CPU.
+
+Real captions need a real tokenizer (BLIP's is bert-base-uncased's WordPiece) and longer rows:
+
+jaxmodels train --config experiments/blip/pretrain.py --workdir runs/blip-coco \
+    --config.data.name=csv --config.data.path=train.tsv --config.data.eval_path=val.tsv \
+    --config.data.tokenizer=/models/bert-base-uncased --config.data.max_len=35 \
+    --config.model.text.max_len=40
 """
 
 import ml_collections
 
 from jaxmodels.config import base_config, config_args
 from jaxmodels.data import image_text_sources
+from jaxmodels.evaluate import zero_shot_folder
 
 
 def get_config(arg: str | None = None):
@@ -47,14 +55,19 @@ def get_config(arg: str | None = None):
     txt.depth = 2  # BERT layers (BLIP base: 12), each with self-, cross-attention and MLP
     txt.mlp_dim = 512  # BERT intermediate size
     txt.num_heads = 4  # BERT heads
-    txt.max_len = 24  # position table: text, and "[DEC] a picture of" + caption
+    txt.max_len = 24  # position table: >= data.max_len + the prompt's tokens ("a picture of": 3)
 
     d = c.data
-    # scenes (rendered) | file (the .npz at data.path, written by experiments/blip/capfilt.py) |
-    # webdataset | csv | tfds (captions must keep to the scenes' closed vocabulary for now)
+    # scenes (rendered) | file (the .npz at data.path, as experiments/blip/capfilt.py writes;
+    # held out: the .npz at data.eval_path, else the rendered held-out scenes when the captions
+    # are in their words, else none) | webdataset | csv | tfds
     d.name = "scenes"
-    # webdataset / csv / tfds sources (data.path: also the .npz of data.name=file); training
-    # crops as BLIP's pre-training RandomResizedCrop (scale 0.5 to 1)
+    # scenes: the rendered scenes' 19 words (any other word is refused, naming it) | the path of
+    # a tokenizer.json, a SentencePiece .model or an HF directory framing text as [CLS] ... [SEP]
+    # (BLIP: bert-base-uncased; [DEC] and [ENC] are added after its vocabulary when it lacks them)
+    d.tokenizer = "scenes"
+    # webdataset / csv / tfds sources (data.path / data.eval_path: also the .npz files of
+    # data.name=file); training crops as BLIP's pre-training RandomResizedCrop (scale 0.5 to 1)
     image_text_sources.add_config(d, crop_scale=(0.5, 1.0))
     d.noise = 0.3 if "noisy" in args else 0.0  # share of training captions swapped
     d.train_size = 20000  # rendered training scenes
@@ -62,14 +75,19 @@ def get_config(arg: str | None = None):
     d.image_size = 32  # pixels
     d.split_seed = 0  # seeds the scenes (train: 2 * seed, held out: 2 * seed + 1)
     d.object_scale = 1.4  # object radii x this (1.0: ~3-4 px; small shapes slow ITM down)
-    d.max_len = 12  # text tokens: [CLS] + caption words (<= 8) + [EOS], padded
+    d.max_len = 12  # text tokens: [CLS] + caption (scenes: <= 8 words) + [SEP], padded; longer
+    # captions are truncated (BLIP: 35 for pre-training)
     d.eval_batch_size = 250  # evaluator batch
     d.retrieval_size = 1000  # held-out images for recall@K (captions deduplicated)
     d.rerank_k = 16  # ITM re-ranks each query's top k by ITC (BLIP: k = 256 on COCO)
     d.caption_eval_size = 500  # held-out images captioned (beam 3) for BLEU-4 / CIDEr
 
     c.sample.num = 16  # images in the `jaxmodels sample` grid
-    c.evals = ("retrieval", "captioning")  # offered: retrieval (ITC, ITM re-ranked), captioning
+    # offered: retrieval (ITC, ITM re-ranked), captioning, zero_shot (added by zero_shot.dir)
+    c.evals = ("retrieval", "captioning")
+    # zero-shot on your labelled folder by ITC: --config.zero_shot.dir (the scenes' closed
+    # vocabulary needs a templates file of its words, e.g. "a picture of a {}")
+    zero_shot_folder.add_config(c)
 
     t = c.train
     t.steps = 2700  # under 20 CPU minutes on 2 cores, evaluation included

@@ -13,6 +13,7 @@ import ml_collections
 
 from jaxmodels.config import base_config, config_args
 from jaxmodels.data import image_text_sources
+from jaxmodels.evaluate import zero_shot_folder
 
 
 def get_config(arg: str | None = None):
@@ -37,7 +38,9 @@ def get_config(arg: str | None = None):
     m.text.pool = "last"  # SigLIP's text tower takes the last token
 
     add_data(c)
-    c.evals = ("zeroshot", "retrieval")  # offered: zeroshot (per embedded task), retrieval
+    # offered: zeroshot (per embedded task), retrieval, zero_shot (added by zero_shot.dir)
+    c.evals = ("zeroshot", "retrieval")
+    zero_shot_folder.add_config(c)  # zero-shot on your labelled folder: --config.zero_shot.dir
     c.train.steps = 300
     c.train.batch_size = 128  # small-batch regime; SigLIP Fig. 2 compares from 512 upwards
     c.train.learning_rate = 1e-3
@@ -69,22 +72,28 @@ def base_image():
 
 
 def base_text():
-    """A small byte-level text transformer."""
+    """A small text transformer (byte-level with the default tokenizer)."""
     txt = ml_collections.ConfigDict()
-    txt.vocab_size = 259  # ByteTokenizer: bytes 0..255, PAD 256, BOS 257, EOS 258
+    txt.vocab_size = 0  # embedding rows; 0: the tokenizer's size (bytes: 259 = 256 + PAD/BOS/EOS)
     txt.width = 96  # model width
     txt.depth = 2  # encoder blocks
     txt.mlp_dim = 384  # MLP hidden size
     txt.num_heads = 3  # attention heads
-    txt.max_len = 48  # bytes per caption (longest embedded caption: 44)
-    txt.pool = "last"  # last | mean
+    txt.max_len = 48  # tokens per caption, special tokens included (longest embedded: 44 bytes)
+    txt.pool = "last"  # last (the token before the padding: CLIP's EOS) | mean
     txt.causal = False  # causal self-attention (CLIP's text tower is causal)
+    # False: padding is attended and pooled like any token, "last" then meaning the final
+    # position (SigLIP reads texts padded to a fixed 64 tokens; big_vision, HF)
+    txt.mask_padding = True
     return txt
 
 
 def add_data(c):
     d = c.data
     d.name = "embedded"  # embedded (shapes + digits) | shapes | digits | webdataset | csv | tfds
+    # byte (UTF-8 bytes) | a tokenizer.json, a SentencePiece .model or an HF directory with one;
+    # its special tokens frame each caption and its PAD follows it, as transformers pads
+    d.tokenizer = "byte"
     d.image_size = 32  # square image side in pixels
     d.split_seed = 0  # seeds the procedurally rendered shapes and the digits split
     d.train_size = 10000  # rendered training shapes (half one object, half two)

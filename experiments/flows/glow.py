@@ -15,10 +15,12 @@ def get_config(arg: str | None = None):
     c.model.flow = "glow"
     c.model.prior = "normal"  # Glow: Gaussian (the learnt split priors are not used here)
     c.model.preprocess = "center"  # Glow's code: x / levels - 0.5
-    c.model.num_levels = 2  # L (Glow: 3 on CIFAR-10); 8x8 digits -> 4x4x4 -> 2x2x8
-    c.model.steps_per_level = 8  # K (Glow: 32 on CIFAR-10)
-    c.model.hidden = 64  # conditioner channels (Glow: 512)
-    c.model.depth = 1  # residual blocks per conditioner (Glow's NN(): one hidden 1x1 layer)
+    c.model.num_levels = 0  # L; 0: the most (up to 3) whose squeezes leave sides >= 2 (8x8
+    # digits: 2, 8x8 -> 4x4x4 -> 2x2x8; 28x28: 2; 32x32: 3, Glow's value on CIFAR-10)
+    c.model.steps_per_level = 8  # K, one scan per level (Glow: 32 on CIFAR-10)
+    c.model.hidden = 0  # conditioner channels; 0: 64 up to 16x16, 32 above (model.CONV_WIDTHS)
+    # (Glow: 512)
+    c.model.depth = 0  # residual blocks per conditioner; 0 is Glow's NN(): 3x3, 1x1, 3x3
     if "toy2d" in args:
         c.model.num_levels = 1
         c.model.steps_per_level = 6

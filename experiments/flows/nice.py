@@ -17,9 +17,10 @@ def get_config(arg: str | None = None):
     c.model.flow = "nice"
     c.model.prior = "logistic"  # NICE §3.4: the logistic prior, better-behaved gradients
     c.model.preprocess = "center"  # NICE §5.1 models dequantised [0, 1) pixels directly
-    c.model.num_couplings = 4  # NICE §5.1: four coupling layers (an even number)
+    c.model.num_couplings = 4  # NICE §5.1: four coupling layers
     c.model.mask = "odd_even"  # partition of the flattened image (halves | odd_even)
-    c.model.hidden = 256  # units per hidden layer of m() (NICE: 1000 for 784-d MNIST)
+    c.model.hidden = 0  # units per hidden layer of m(); 0: min(1000, 4 D) for D-dim inputs
+    # (8x8 digits: 256; 28x28 MNIST: 1000, NICE §5.1's size)
     c.model.depth = 4  # hidden layers of m() (NICE: 5)
     if "toy2d" in args:
         c.model.mask = "halves"

@@ -1,18 +1,19 @@
 """RoPE decoder-only LM on the embedded corpus: the README's main job (a few minutes on a CPU).
 
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/lm
-    python -m jaxmodels sample --config experiments/lm/rope_lm.py --workdir runs/lm
+    python -m jaxmodels sample --workdir runs/lm   # the run's own config.json
     # your own text, longer:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/mine \
         --config.data.path=my.txt --config.train.steps=5000
     # linear attention with RoPE (RoFormer eq. 19) instead of softmax:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/lm_linear \
         --config.model.attention=linear
-    # fine-tune an imported HF Llama directory (its tokenizer.json too), then sample from it:
+    # fine-tune an HF Llama/Mistral/Qwen2/Qwen3/Gemma/Bloom directory (its tokenizer.json too),
+    # sample from it, and write it back as a transformers from_pretrained directory:
     python -m jaxmodels train --config experiments/lm/rope_lm.py --workdir runs/ft \
         --config.init.hf=/path/to/llama --config.data.path=my.txt --config.train.steps=200
-    python -m jaxmodels sample --config experiments/lm/rope_lm.py --workdir runs/ft \
-        --config.init.hf=/path/to/llama
+    python -m jaxmodels sample --workdir runs/ft
+    python -m jaxmodels export --workdir runs/ft --out runs/ft_hf
     # the length-extrapolation study's size (experiments/lm/run_extrapolation.py runs them all):
     python -m jaxmodels train --config experiments/lm/rope_lm.py:extrapolation \
         --workdir runs/extrapolation/alibi --config.model.position.name=alibi
@@ -43,6 +44,10 @@ def get_config(arg=None):
     m.norm = "rmsnorm"  # rmsnorm | layernorm
     m.norm_eps = 1e-6  # normalisation epsilon
     m.tie_embeddings = True  # share the input embedding with the output projection
+    m.scale_embedding = False  # token embeddings times sqrt(d_model) (Gemma)
+    m.qkv_bias = False  # biases on the q/k/v projections (Qwen2)
+    m.qk_norm = False  # RMSNorm of each head's queries and keys before RoPE (Qwen3)
+    m.sliding_window = 0  # 0: every earlier token; W: only the last W tokens (Mistral)
     m.embed_init_std = 0.02  # stddev of the embedding initialiser
     m.dropout_rate = 0.0  # residual/MLP dropout
     m.scan_layers = False  # nn.scan over layers (faster compiles for deep models)
@@ -62,7 +67,7 @@ def get_config(arg=None):
     p.t5_num_buckets = 32  # T5 relative-position buckets (Raffel et al. 2020)
     p.t5_max_distance = 128  # T5 max distance
 
-    c.init.hf = ""  # a local HF Llama directory to fine-tune (config.model then ignored)
+    c.init.hf = ""  # an HF *ForCausalLM directory to fine-tune (docs/lm.md; model sizes ignored)
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus (Python's own docs)

@@ -11,8 +11,7 @@
     python -m jaxmodels train --config experiments/roformer/mlm.py --workdir runs/rf_ft \\
         --config.init.hf=/path/to/roformer --config.data.path=my.txt
     # MLM loss at 1x, 2x and 4x the trained length, on the run's newest checkpoint:
-    python -m jaxmodels eval --config experiments/roformer/mlm.py --workdir runs/roformer \\
-        --config.evals=extrapolation
+    python -m jaxmodels eval --workdir runs/roformer --config.evals=extrapolation
     # CI smoke run (a few steps):
     python -m jaxmodels train --config experiments/roformer/mlm.py:smoke --workdir /tmp/rf_smoke
 """

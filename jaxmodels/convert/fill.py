@@ -1,11 +1,12 @@
-"""From a read checkpoint to a module's parameters: the importer contract, checks and boxing.
+"""From a read checkpoint to a module's parameters: the importer contract and its checks.
 
 A family's ``models/<family>/hf.py`` lists ``ARCHITECTURES: dict[str, Importer]``, each
 ``Importer(hf_config, state) -> (module, params)`` (params nested and unboxed, checked with
-:func:`fill`). :func:`import_checkpoint` runs the importer of a checkpoint's architecture,
-refusing any other naming the supported ones; :func:`load_pretrained` is that plus the
-directory's tokenizer (a family's ``init.hf``); :func:`init_from` boxes the params as a
-``Task.init``. :func:`importer` builds an ``Importer`` from a module builder and a converter.
+:func:`fill`); :func:`importer` makes one from a module builder and a weight converter
+(:class:`Converter`, whose ``build`` alone gives the module without reading any weight).
+:func:`import_checkpoint` runs the importer of a checkpoint's architecture, refusing any other
+naming the supported ones; :func:`load_pretrained` gives a family's ``init.hf`` the module and
+the directory's tokenizer, the weights on demand.
 """
 
 from __future__ import annotations
@@ -27,32 +28,47 @@ Importer = Callable[[Any, dict[str, np.ndarray]], tuple[nn.Module, dict]]
 
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
-    """An imported checkpoint: the family's module, its params and the directory's tokenizer."""
+    """An HF directory read for a family (:func:`load_pretrained`): the weights on demand."""
 
-    model: Any
-    params: dict
-    tokenizer: Any | None  # HFTokenizer when the directory has a tokenizer.json
+    model: Any  # the family's module, built from config.json alone
+    tokenizer: Any | None  # the directory's tokenizer (data.tokenizers.find_tokenizer), or None
+    read_params: Callable[[], dict]  # reads and converts the weights (nested, unboxed)
+
+
+def importer_for(
+    architecture: str, architectures: Mapping[str, Importer], *, key: str = "from_hf"
+) -> Importer:
+    """``architectures[architecture]``; another architecture is refused naming the supported."""
+    if architecture not in architectures:
+        raise ValueError(
+            f"{key}: architecture {architecture!r} is not supported; supported: "
+            f"{', '.join(sorted(architectures))}"
+        )
+    return architectures[architecture]
 
 
 def import_checkpoint(
     ckpt: Checkpoint, architectures: Mapping[str, Importer], *, key: str = "from_hf"
 ) -> tuple[nn.Module, dict]:
     """``architectures[ckpt.architecture](config, state)``; another architecture is refused."""
-    if ckpt.architecture not in architectures:
-        raise ValueError(
-            f"{key}: architecture {ckpt.architecture!r} is not supported; supported: "
-            f"{', '.join(sorted(architectures))}"
-        )
-    return architectures[ckpt.architecture](ckpt.config, ckpt.state)
+    return importer_for(ckpt.architecture, architectures, key=key)(ckpt.config, ckpt.state)
 
 
 def load_pretrained(
-    path: Any, architectures: Mapping[str, Importer], *, key: str = "config.init.hf"
+    path: str, architectures: Mapping[str, Converter], *, key: str = "config.init.hf"
 ) -> Pretrained:
-    """Reads ``path`` and imports it with one of ``architectures``, tokenizer included."""
-    ckpt = read(path, key=key)
-    model, params = import_checkpoint(ckpt, architectures, key=key)
-    return Pretrained(model, params, ckpt.tokenizer)
+    """``path`` (an HF directory, local or gs://) as one of ``architectures``: the module and
+    tokenizer from its config and tokenizer files now, the weights when ``read_params()`` is
+    called (a run starting from them: ``Task.start_params``; never a run restoring its own
+    checkpoint). Another architecture is refused naming the supported ones."""
+    head = read(path, key=key, weights=False)
+    converter = importer_for(head.architecture, architectures, key=key)
+
+    def read_params() -> dict:
+        ckpt = read(path, key=key)
+        return converter(ckpt.config, ckpt.state)[1]
+
+    return Pretrained(converter.build(head.config), head.tokenizer, read_params)
 
 
 def token_inputs(hf_config) -> tuple:
@@ -61,21 +77,26 @@ def token_inputs(hf_config) -> tuple:
     return (jnp.zeros((1, 2), jnp.int32),)
 
 
-def importer(
-    arch: str,
-    build: Callable[[Any], nn.Module],
-    convert: Callable[[dict[str, np.ndarray], Any], Mapping],
-    example_inputs: Callable[[Any], tuple] = token_inputs,
-) -> Importer:
-    """The :data:`Importer` of ``arch``: ``build(hf_config)`` the module, ``convert(state,
-    hf_config)`` the weights, and :func:`fill` checks them against the module's own shapes."""
+@dataclasses.dataclass(frozen=True)
+class Converter:
+    """An :data:`Importer` in two halves: ``build(hf_config)`` the module (no weights needed),
+    ``convert(state, hf_config)`` the weights; calling it checks them with :func:`fill`."""
 
-    def run(hf_config, state):
-        model = build(hf_config)
-        params = convert(state, hf_config)
-        return model, fill(model, params, *example_inputs(hf_config), what=f"from_hf({arch})")
+    arch: str
+    build: Callable[[Any], nn.Module]
+    convert: Callable[[dict[str, np.ndarray], Any], Mapping]
+    example_inputs: Callable[[Any], tuple] = token_inputs
 
-    return run
+    def __call__(self, hf_config, state) -> tuple[nn.Module, dict]:
+        model = self.build(hf_config)
+        params = self.convert(state, hf_config)
+        what = f"from_hf({self.arch})"
+        return model, fill(model, params, *self.example_inputs(hf_config), what=what)
+
+
+def importer(arch: str, build, convert, example_inputs=token_inputs) -> Converter:
+    """The :data:`Importer` of ``arch`` (see :class:`Converter`)."""
+    return Converter(arch, build, convert, example_inputs)
 
 
 def fill(model: nn.Module, params: Mapping, *example_inputs, what: str = "from_hf") -> dict:
@@ -102,23 +123,3 @@ def fill(model: nn.Module, params: Mapping, *example_inputs, what: str = "from_h
                 f"{what}: {'/'.join(k)} has shape {np.shape(flat[k])}, expected {tuple(shape)}"
             )
     return traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
-
-
-def init_from(model, params: dict, *example_inputs):
-    """A ``Task.init`` returning ``params`` boxed with ``model``'s logical axis names.
-
-    The module's own initialisation supplies only the boxes (its random values are dropped).
-    """
-    is_box = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731
-
-    def init(rng):
-        boxed = model.init(rng, *example_inputs)["params"]
-
-        def fill_box(box, value):
-            if is_box(box):
-                return box.replace_boxed(jnp.asarray(value, box.value.dtype))
-            return jnp.asarray(value, box.dtype)
-
-        return jax.tree.map(fill_box, boxed, params, is_leaf=is_box)
-
-    return init

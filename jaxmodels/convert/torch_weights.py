@@ -75,3 +75,33 @@ def mlp(sd, prefix, names: Mapping[str, str] | None = None, bias: bool = True) -
     """
     names = names or {"up": "fc1", "down": "fc2"}
     return {ours: dense(sd, f"{prefix}.{theirs}", bias) for ours, theirs in names.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The other way: linen params -> torch state-dict entries (export)
+# ---------------------------------------------------------------------------------------------
+
+
+def torch_linear(kernel, n_in: int = 1) -> np.ndarray:
+    """A linen kernel ``(*in, *out)`` (e.g. ``(E, N, D)``, ``(N, D, E)``) -> torch ``(out, in)``."""
+    kernel = np.asarray(kernel)
+    fan_in = int(np.prod(kernel.shape[:n_in]))
+    return kernel.reshape(fan_in, -1).T
+
+
+def torch_attention(params: Mapping, prefix: str, names: Mapping[str, str]) -> dict:
+    """Attention params -> ``{prefix.<theirs>.weight/.bias}``; ``names`` maps ours (query, key,
+    value, out) to theirs (e.g. ``q_proj``); biases (flattened) where the params have them."""
+    out = {}
+    for ours, theirs in names.items():
+        p = params[ours]
+        out[f"{prefix}.{theirs}.weight"] = torch_linear(p["kernel"], 2 if ours == "out" else 1)
+        if "bias" in p:
+            out[f"{prefix}.{theirs}.bias"] = np.asarray(p["bias"]).reshape(-1)
+    return out
+
+
+def torch_dense(params: Mapping, name: str) -> dict:
+    """``nn.Dense`` params -> ``{name.weight, name.bias}`` (the bias where there is one)."""
+    out = {f"{name}.weight": torch_linear(params["kernel"])}
+    return out | ({f"{name}.bias": np.asarray(params["bias"])} if "bias" in params else {})

@@ -83,37 +83,47 @@ def list_folder(path: str) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]
     Images directly in ``path`` are unlabelled (``classes`` is empty, labels 0). Otherwise every
     subfolder holding images (searched recursively) is a class, named by the subfolder, and its
     images get the index of that name in sorted order. Hidden entries (``.name``) are skipped.
+    ``path`` is local or in an object store (``gs://``, listed through ``etils.epath``).
     """
-    entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
-    top = [e for e in entries if e.lower().endswith(IMAGE_SUFFIXES)]
-    nested = {
-        e: _images_below(os.path.join(path, e), e)
-        for e in entries
-        if os.path.isdir(os.path.join(path, e))
-    }
-    classes = tuple(e for e, found in nested.items() if found)
+    from etils import epath
+
+    root = epath.Path(path)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{path}: not a directory")
+    found = []  # (key, relative path): a folder's own files sort before its sub-folders'
+    for here, dirs, names in root.walk():
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned where the walk allows
+        parts = _below(root, here)
+        if any(p.startswith(".") for p in parts):
+            continue
+        for name in names:
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
+                key = (*((1, p) for p in parts), (0, name))
+                found.append((key, "/".join((*parts, name))))
+    files = [f for _, f in sorted(found)]
+    top = [f for f in files if "/" not in f]
+    classes = tuple(sorted({f.split("/")[0] for f in files if "/" in f}))
     if top and classes:
         raise ValueError(
-            f"{os.path.join(path, top[0])}: {path} holds images both directly and in class "
+            f"{root / top[0]}: {path} holds images both directly and in class "
             f"subfolders ({', '.join(classes)}); put every image in a class subfolder, or none"
         )
+    if not files:
+        raise ValueError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} files in this directory")
     if top:
         return tuple(top), np.zeros(len(top), np.int32), ()
-    if not classes:
-        raise ValueError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} files in this directory")
-    files = tuple(f for c in classes for f in nested[c])
-    labels = np.repeat(np.arange(len(classes), dtype=np.int32), [len(nested[c]) for c in classes])
-    return files, labels, classes
+    labels = np.searchsorted(classes, [f.split("/")[0] for f in files]).astype(np.int32)
+    return tuple(files), labels, classes
 
 
-def _images_below(root: str, prefix: str) -> list[str]:
-    """Image files under ``root`` (recursively, sorted), as paths starting with ``prefix``."""
-    found = []
-    for here, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel = os.path.join(prefix, os.path.relpath(here, root)) if here != root else prefix
-        found += [os.path.join(rel, n) for n in sorted(names) if n.lower().endswith(IMAGE_SUFFIXES)]
-    return found
+def _below(root, here) -> tuple[str, ...]:
+    """The folder names from ``root`` down to ``here``, a folder of its walk (which names an
+    object store's folders without their scheme: ``bkt/dir`` for ``gs://bkt/dir``)."""
+
+    def bare(p) -> str:
+        return os.fspath(p).split("://", 1)[-1].strip("/")
+
+    return tuple(p for p in bare(here)[len(bare(root)) :].split("/") if p)
 
 
 def decode(path: str):

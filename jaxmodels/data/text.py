@@ -207,6 +207,12 @@ def build_text_data(d, tokenizer=None) -> TextData:
     documents kept apart (see :func:`pack_stream`).
     """
     tok = tokenizer or make_tokenizer(d)
+    if tok.bos_id is None or tok.eos_id is None:
+        raise ValueError(
+            f"the tokenizer ({d.get('tokenizer', 'byte')!r} or the imported directory's) names no "
+            f"BOS/EOS token (bos_id={tok.bos_id}, eos_id={tok.eos_id}); every document is framed "
+            "by both: name them in its tokenizer_config.json (bos_token, eos_token)"
+        )
     train_docs, val_docs = load_documents(d)
 
     def encode(docs):

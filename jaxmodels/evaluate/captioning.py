@@ -1,21 +1,26 @@
 """Caption metrics: corpus BLEU-4 (Papineni et al., 2002) and CIDEr-D (Vedantam et al., 2015).
 
-Captions are lower-cased and split on whitespace (the embedded captions need no PTB
-tokenizer). Both follow the COCO caption evaluation conventions: BLEU's brevity penalty uses
-the reference length closest to each candidate, summed over the corpus; CIDEr-D uses TF-IDF
-n-gram vectors (n = 1..4) with document frequencies over the references of the evaluated set,
-clipped candidate counts, a Gaussian length penalty (sigma = 6) and a factor 10.
+Captions are compared as words: lower-cased, accents stripped, runs of letters and digits, so
+punctuation counts for nothing (COCO's PTB tokenizer drops it too) and a reference "A dog's
+bowl." matches the tokenizer-decoded "a dog ' s bowl ." of a generated caption. Both follow the
+COCO caption evaluation conventions: BLEU's brevity penalty uses the reference length closest to
+each candidate, summed over the corpus; CIDEr-D uses TF-IDF n-gram vectors (n = 1..4) with
+document frequencies over the references of the evaluated set, clipped candidate counts, a
+Gaussian length penalty (sigma = 6) and a factor 10.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
 
 def _tokens(text: str) -> list[str]:
-    return text.lower().split()
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return re.findall(r"\w+", "".join(c for c in decomposed if not unicodedata.combining(c)))
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Counter:

@@ -5,7 +5,10 @@ transformer stack (:mod:`jaxmodels.layers.transformer`) with ViT-style pre-LN bl
 each length masked, passed to the attention kernel as sequence lengths; optionally causal, as in
 CLIP) -> pooled features (B, width). Pooling ``last`` takes the last token within the length
 (CLIP's [EOS] activation), ``mean`` averages the tokens within the length. Any tokenizer fits:
-what sits after the length (its padding id) is never attended to or pooled.
+what sits after the length (its padding id) is never attended to or pooled. With
+``mask_padding=False`` the lengths are ignored: every position, padding included, is attended to
+and pooled over, so ``last`` is the final position, as SigLIP's text tower reads texts padded to
+its fixed length (big_vision; HF ``SiglipTextTransformer`` pools ``[:, -1]``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class TextTransformer(nn.Module):
     max_len: int
     pool: str = "last"  # last | mean
     causal: bool = False
+    mask_padding: bool = True  # False: padding attended and pooled (SigLIP's fixed-length texts)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str = "auto"  # auto | xla | cudnn | splash (jaxmodels.layers.attention)
@@ -44,6 +48,7 @@ class TextTransformer(nn.Module):
     def __call__(self, tokens_BxL: jax.Array, lengths_B: jax.Array | None = None) -> jax.Array:
         """``lengths_B``: valid tokens per row (right padding); None means every token is valid."""
         b, length = tokens_BxL.shape
+        lengths_B = lengths_B if self.mask_padding else None
         if length > self.max_len:
             raise ValueError(f"text of {length} tokens exceeds model.text.max_len={self.max_len}")
         embed_init = nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed"))

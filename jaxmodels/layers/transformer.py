@@ -53,6 +53,9 @@ class BlockConfig:
     norm_eps: float = 1e-6
     norm_position: str = "pre"  # pre (x + f(norm(x))) | post (norm(x + f(x)))
     use_bias: bool = False  # biases in attention and MLP projections
+    qkv_bias: bool = False  # biases on the q/k/v projections only (Qwen2), whatever use_bias
+    qk_norm: bool = False  # RMSNorm of each head's queries and keys before RoPE (Qwen3)
+    sliding_window: int | None = None  # a query sees its last W keys only (Mistral); None: all
     causal: bool = True
     position: PositionOptions = PositionOptions()  # the model's encoding, passed to attention
     attention: str = "softmax"  # softmax | linear (self-attention; cross-attention is softmax)
@@ -97,6 +100,10 @@ class TransformerBlock(nn.Module):
             causal=c.causal and not cross,
             cross=cross,
             use_bias=c.use_bias,
+            qkv_bias=c.qkv_bias,
+            qk_norm=c.qk_norm,
+            norm_eps=c.norm_eps,
+            sliding_window=None if cross else c.sliding_window,
             position=NOPE if cross else c.position,
             attention="softmax" if cross else c.attention,
             attention_impl=c.attention_impl,

@@ -49,6 +49,26 @@ def decode_preset(preset: str) -> dict[str, int]:
     return out
 
 
+def patch_grid(image_size: int, patch_size: int, positions: int | None = None) -> int:
+    """Patches per side of a square ``image_size`` image; a clear error, naming the config keys,
+    when the patches do not tile it or (``positions``: patches in a checkpoint's learned position
+    table) when the grid is not the one the table was trained for."""
+    if patch_size < 1 or image_size < patch_size or image_size % patch_size:
+        raise ValueError(
+            f"config.data.image_size={image_size} is not a multiple of "
+            f"config.model.image.patch_size={patch_size}: the patches would not tile the image"
+        )
+    grid = image_size // patch_size
+    if positions is not None and grid * grid != positions:
+        side = int(round(positions**0.5))
+        raise ValueError(
+            f"config.data.image_size={image_size} with config.model.image.patch_size={patch_size} "
+            f"gives {grid}x{grid} patches, but the model's position table holds {positions} "
+            f"(image_size={side * patch_size} for {side}x{side})"
+        )
+    return grid
+
+
 def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
     """Fixed 2-D sin-cos positions (1, h*w, width): a quarter of the channels per sin/cos of y/x."""
     if width % 4:

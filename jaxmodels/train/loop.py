@@ -8,6 +8,7 @@ Ctrl-C and non-finite updates handled) -> finish.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -16,8 +17,10 @@ import time
 from typing import Any
 
 import jax
+import optax
 
 from jaxmodels import registry
+from jaxmodels.convert.read import MissingHFError
 from jaxmodels.parallel import mesh as mesh_lib
 from jaxmodels.parallel import multihost
 from jaxmodels.train import checkpoint as checkpoint_lib
@@ -38,7 +41,9 @@ class NonFiniteLossError(RuntimeError):
 USER_ERRORS = (
     NonFiniteLossError,
     FileNotFoundError,
+    FileExistsError,  # export: the --out directory holds files
     NotADirectoryError,
+    MissingHFError,
     ValueError,
     lock_lib.WorkdirLockedError,
     checkpoint_lib.CheckpointReadError,
@@ -110,13 +115,24 @@ def _init_rng(config) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed))[1]
 
 
+def _start_params(run: Run):
+    """The parameters a fresh run starts from: ``config.init.workdir``'s, else the family's
+    ``Task.start_params`` (``init.hf``), else ``None`` (the family's own init)."""
+    start = warmstart.start_params(run.config, run.abstract_state.params)
+    if start is None and run.task.start_params is not None:
+        key = "the imported checkpoint (config.init.hf)"
+        start = warmstart.place(run.task.start_params(), run.abstract_state.params, key=key)
+    return start
+
+
 def restore_or_init(run: Run, data_iter=None):
     """Returns ``(state, step)`` from the newest verified checkpoint, or a fresh state (from
-    ``config.init.workdir``'s parameters when it names another run)."""
+    ``config.init.workdir``'s parameters when it names another run, else from the family's
+    ``Task.start_params`` when it has them)."""
     state, step = run.checkpointer.restore(run.abstract_state, data_iter)
     if state is not None:
         return state, step
-    start = warmstart.start_params(run.config, run.abstract_state.params)
+    start = _start_params(run)
     use_ema = run.config.train.ema_halflife_examples > 0
     with jax.set_mesh(run.mesh):
         state = state_lib.create_state(
@@ -278,6 +294,8 @@ def _train(config, wd, stop: preemption.Stop) -> dict[str, float]:
     first = _first_batches(run, data)
     state, start = restore_or_init(run, data)
     _write_config(config, wd)
+    if start == 0:
+        _keep_init_hf(config, wd)
     _banner(run, state, start)
     if start >= t.steps:
         print(f"Already trained to step {start} (train.steps={t.steps}); nothing to do.")
@@ -412,6 +430,25 @@ def _write_config(config, wd) -> None:
         paths.write_text(file, text)
 
 
+INIT_HF = "init_hf"  # a run's copy of its config.init.hf directory, the weights left out
+
+
+def _keep_init_hf(config, wd) -> None:
+    """Copies what describes ``config.init.hf``'s model (config.json, the tokenizer's files; not
+    the weights) to ``DIR/init_hf``: eval, sample and export build the model from it, also after
+    the HF directory moved."""
+    src = (config.get("init") or {}).get("hf", "")
+    if not src or jax.process_index() != 0:
+        return
+    from jaxmodels.convert.read import description_files
+
+    for name, data in description_files(src, key="config.init.hf").items():
+        dst = wd / INIT_HF / name
+        with paths.naming_write_errors(dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+
+
 def _banner(run: Run, state, start: int) -> None:
     n = state_lib.param_count(state.params)
     mesh = dict(run.mesh.shape)
@@ -429,9 +466,23 @@ def _banner(run: Run, state, start: int) -> None:
 
 
 def _restore_for_inference(config, workdir: str, allow_config_change: bool):
-    """Opens ``workdir`` read-only: nothing is created, moved or deleted."""
-    wd = paths.check_workdir(workdir, must_exist=True)
+    """Opens ``workdir`` read-only: nothing is created, moved or deleted, except that a workdir
+    without any checkpoint, when the config starts from elsewhere (``config.init.hf`` or
+    ``init.workdir``), gives that start's parameters at step 0 (an imported checkpoint
+    evaluated with no training run; the workdir is created for the metrics or samples)."""
+    init = config.get("init") or {}
+    key = next((k for k in ("hf", "workdir") if init.get(k)), None)
+    wd = paths.check_workdir(workdir, must_exist=key is None)
     check_saved_config(config, wd, allow=allow_config_change)
+    if key and not _has_checkpoints(wd):
+        run = dataclasses.replace(build(config, None), workdir=wd)
+        if jax.process_index() == 0:
+            wd.mkdir(parents=True, exist_ok=True)
+            print(f"no checkpoint in {wd}: config.init.{key}={init[key]!r} (step 0)", flush=True)
+        return run, _initial_state(run), 0
+    if init.get("hf") and (wd / INIT_HF / "config.json").exists():
+        config = copy.deepcopy(config)  # the run's own copy of its HF model's description
+        config.init.hf = os.fspath(wd / INIT_HF)
     run = build(config, wd, read_only=True)
     state, step = run.checkpointer.restore(run.abstract_state)
     if state is None:
@@ -442,8 +493,32 @@ def _restore_for_inference(config, workdir: str, allow_config_change: bool):
     return run, state, step
 
 
+def _has_checkpoints(wd) -> bool:
+    """Whether ``wd/checkpoints`` holds a step folder (finished or not, readable or not)."""
+    folder = wd / "checkpoints"
+    return folder.is_dir() and any(p.name.split(".")[0].isdigit() for p in folder.iterdir())
+
+
+def _initial_state(run: Run):
+    """The parameters a fresh run starts from (``init.hf``'s or ``init.workdir``'s), alone: no
+    optimizer state, EMA or model state is made, so evaluating them costs one model in memory."""
+    start = _start_params(run)
+    sharding = run.state_sharding.replace(
+        opt_state=optax.EmptyState(), ema_params=None, model_state=None
+    )
+    with jax.set_mesh(run.mesh):
+        return state_lib.create_state(
+            run.task.init, optax.identity(), _init_rng(run.config), sharding, use_ema=False,
+            start=start,
+        )  # fmt: skip
+
+
 def evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict[str, float]:
-    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl."""
+    """Evaluates the newest checkpoint in ``workdir`` and appends the result to metrics.jsonl.
+
+    A workdir with no checkpoint (or none yet) evaluates the parameters ``config.init.hf`` or
+    ``init.workdir`` starts from, as step 0: an imported checkpoint with no training run.
+    """
     run, state, step = _restore_for_inference(config, workdir, allow_config_change)
     out = Evaluator(run)(state, step)
     writer = metrics_lib.MetricsWriter(run.workdir)
@@ -489,3 +564,44 @@ def sample(config, workdir: str, *, allow_config_change: bool = False) -> str:
     if run.task.sample is None:
         raise ValueError(f"family {config.family!r} has no sampler")
     return _print_samples(run, state)
+
+
+def export(config, workdir: str, out: str, *, allow_config_change: bool = False) -> list[str]:
+    """Writes the newest checkpoint of ``workdir`` as an HF ``from_pretrained`` directory
+    ``out`` (new or empty) through the family's ``models/<family>/hf.py`` ``export``; the run
+    is only read. Returns the names of the files written."""
+    from jaxmodels import hf
+    from jaxmodels.convert.write import check_out_dir
+
+    check_out_dir(out)
+    module = hf.family_hf(config.family)
+    if module is None or not hasattr(module, "export"):
+        raise ValueError(f"config.family={config.family!r} has no HF export")
+    run, state, step = _restore_for_inference(config, workdir, allow_config_change)
+    written = module.export(run.config, inference_params(state), out, run.task.tokenizer)
+    if jax.process_index() == 0:
+        print(f"step {step} of {workdir} -> {out}: {', '.join(written)}", flush=True)
+    return written
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A trained run, read for use from Python (:func:`load`)."""
+
+    module: Any  # the family's linen module (Task.model): module.apply({"params": params}, ...)
+    params: Any  # the newest checkpoint's parameters (the EMA where the run keeps one)
+    tokenizer: Any  # the run's tokenizer, when it has one
+    config: Any  # the run's config (its config.json)
+    step: int  # the checkpoint's step
+
+
+def load(workdir: str, config=None) -> Loaded:
+    """The module, parameters (EMA when kept) and tokenizer of the run in ``workdir``, read only.
+
+    ``config`` defaults to the run's own ``config.json``.
+    """
+    from jaxmodels.config import saved_config
+
+    config = saved_config(workdir) if config is None else config
+    run, state, step = _restore_for_inference(config, workdir, allow_config_change=False)
+    return Loaded(run.task.model, inference_params(state), run.task.tokenizer, run.config, step)

@@ -59,6 +59,14 @@ class Task:
         state through the steps (and micro-batches), checkpoints it, never differentiates it
         and keeps the old one on a non-finite step. Evaluation and inference see parameters
         only, so such a task must give ``eval_fn``.
+      start_params: optional ``() -> params`` (nested, unboxed, ``init``'s tree): the values a
+        run takes at step 0 instead of ``init``'s, e.g. an imported HF checkpoint
+        (``init.hf``). Called only when a fresh state is made, never when a checkpoint is
+        restored, so eval, sample and export read no imported weights.
+      model: the linen module whose ``apply({"params": params}, ...)`` is the family's model
+        (what ``jaxmodels.load`` returns and an HF export writes), when there is one.
+      tokenizer: the tokenizer of the run's text, when it has one (``jaxmodels.load``,
+        ``jaxmodels export``).
     """
 
     init: Callable[[jax.Array], Params]
@@ -73,6 +81,9 @@ class Task:
     units_per_example: float = 1.0
     flops_per_example: float = 0.0
     init_model_state: Callable[[Params], Any] | None = None
+    start_params: Callable[[], Params] | None = None
+    model: Any = None
+    tokenizer: Any = None
 
     def __post_init__(self):
         if self.init_model_state is not None and self.eval_fn is None:

@@ -235,6 +235,24 @@ def start_params(config, abstract_params) -> dict | None:
     return {k: v for source, v in loaded.items() for k in these[source]}
 
 
+def place(params, abstract_params, *, key: str) -> dict:
+    """A family's start parameters (``Task.start_params``: host arrays, ``init``'s tree) as
+    ``{path: array}`` in ``abstract_params``' shardings and dtypes, for :func:`overlay`.
+
+    Each process builds only its own shards (``make_array_from_callback``); a tree unlike
+    ``init``'s is refused naming the differing paths.
+    """
+    given = {k: np.asarray(v) for k, v in flatten(params).items()}
+    target = flatten(abstract_params)
+    check_fit(given, target, ("",), where=key)
+    return {
+        k: jax.make_array_from_callback(
+            a.shape, a.sharding, lambda idx, v=given[k], a=a: np.asarray(v[idx], a.dtype)
+        )
+        for k, a in target.items()
+    }
+
+
 def overlay(params, start: dict | None):
     """``params`` (a family's init, maybe boxed) with the leaves ``start`` names replaced by
     its arrays, cast to each leaf's dtype (boxes and their logical names are kept)."""

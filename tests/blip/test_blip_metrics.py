@@ -28,6 +28,11 @@ def test_modified_precision_papineni_examples():
     assert captioning.modified_precision(cand, refs, 2) == (10, 17)
 
 
+def test_words_ignore_case_accents_and_punctuation():
+    """A decoded caption ("a dog ' s bowl .") scores as its reference ("A dog's bowl.") does."""
+    assert captioning.bleu(["a dog ' s naive bowl ."], [["A dog's naïve bowl."]]) == 1.0
+
+
 def test_bleu4_by_hand():
     # p1..p4 = 4/5, 3/4, 2/3, 1/2 and no brevity penalty: BLEU = (1/5) ** (1/4)
     got = captioning.bleu(["a b c d e"], [["a b c d f"]])

@@ -81,7 +81,7 @@ def test_tfds_record_mapping():
 def test_batches_carry_byte_ids_and_lengths():
     config = load_config("experiments/contrastive/siglip.py:smoke")
     config.data.name = "digits"
-    data = F.build(config)
+    data = F.build(config, ByteTokenizer())
     batch = next(data.train(0, 1))
     L = config.model.text.max_len
     assert batch["text"].shape == (16, L) and batch["text_len"].shape == (16,)
@@ -105,7 +105,7 @@ def test_tfds_builder_crops_and_tokenizes(monkeypatch):
     config = load_config("experiments/contrastive/siglip.py:smoke")
     config.data.update(name="tfds", tfds_name="stand_in", image_key="img", text_key="cap")
     config.data.retrieval_size = 8
-    data = F.build(config)
+    data = F.build(config, ByteTokenizer())
     batch = next(data.eval(0, 1))
     assert batch["image"].shape == (16, 16, 16, 3) and batch["image"].dtype == np.uint8
     assert ByteTokenizer().decode(batch["text"][3][: batch["text_len"][3]]) == "cat 3"

@@ -8,8 +8,10 @@ from jax.sharding import AxisType
 from sklearn.metrics import top_k_accuracy_score
 
 from jaxmodels.config import load_config
+from jaxmodels.data import transforms
+from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.evaluate.retrieval import CaptionIndex, recall_at_k
-from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
+from jaxmodels.evaluate.zero_shot import TEMPLATES, class_embeddings, zero_shot_accuracy
 from jaxmodels.models.contrastive import data as contrastive_data
 from jaxmodels.models.contrastive.model import TwoTowers, make_model
 from jaxmodels.models.contrastive.task import build_task
@@ -73,9 +75,9 @@ def test_config_evals_choose_the_evaluators():
         got = task.evaluate(params, jax.random.key(1))
     assert set(got) == {f"{d}_recall@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
 
-    pairs = contrastive_data.build(config).retrieval
+    pairs = contrastive_data.build(config, ByteTokenizer()).retrieval
     index = CaptionIndex.of(pairs.captions)
-    ids, lengths = contrastive_data.tokenize(index.captions, config.model.text.max_len)
+    ids, lengths = ByteTokenizer().encode_batch(index.captions, config.model.text.max_len)
     variables, model = {"params": params}, make_model(config)
     zimg = model.apply(variables, pairs.images, method=TwoTowers.encode_image)
     ztxt = model.apply(variables, ids, lengths, method=TwoTowers.encode_text)
@@ -83,5 +85,45 @@ def test_config_evals_choose_the_evaluators():
     assert got == pytest.approx(want)
 
     config.evals = ("zeroshot", "bogus")
-    with pytest.raises(ValueError, match=r"\['bogus'\]; offered: retrieval, zeroshot"):
+    with pytest.raises(ValueError, match=r"\['bogus'\]; offered: retrieval, zero_shot, zeroshot"):
         build_task(config, mesh)
+
+
+COLOURS = {
+    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 80, 230),
+    "yellow": (230, 220, 40), "dark_grey": (70, 70, 70), "white": (240, 240, 240),
+}  # fmt: skip
+
+
+def test_zero_shot_on_a_labelled_folder_equals_brute_force(tmp_path, colour_folder):
+    """Setting zero_shot.dir adds ``zero_shot`` to config.evals' choice; it reports top-1/top-5
+    on the folder equal to a brute-force computation with the model (the evaluation view of
+    each file, every prompt embedded, the renormalised mean per class). ``jaxmodels eval`` with
+    init.workdir / init.hf on a workdir with no checkpoint: tests/core/test_warmstart.py."""
+    config = load_config("experiments/contrastive/siglip.py:smoke")
+    folder = colour_folder(tmp_path / "colours", COLOURS, per_class=2, shade=40.0)
+    config.model.loss_impl, config.evals = "dense", ("retrieval",)
+    config.zero_shot.update(dir=str(folder), templates="clip_imagenet")
+    mesh = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
+    task = build_task(config, mesh)
+    params = nn.unbox(jax.jit(task.init)(jax.random.key(0)))
+    with jax.set_mesh(mesh):
+        got = task.evaluate(params, jax.random.key(1))
+    assert "i2t_recall@1" in got and not any("digits" in k for k in got)
+
+    model, size = make_model(config), config.data.image_size
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    labels = [sorted(COLOURS).index(p.parent.name) for p in files]
+    images = np.stack([transforms.eval_image(p.read_bytes(), size, str(p)) for p in files])
+    apply = jax.jit(model.apply, static_argnames="method")
+    zimg = apply({"params": params}, images, method=TwoTowers.encode_image)
+    zcls = []
+    for c in sorted(COLOURS):
+        prompts = [t.format(c.replace("_", " ")) for t in TEMPLATES["clip_imagenet"]]
+        ids, lengths = contrastive_data.tokenize(prompts, config.model.text.max_len)
+        ztxt = apply({"params": params}, ids, lengths, method=TwoTowers.encode_text)
+        zcls.append(np.mean(ztxt, axis=0) / np.linalg.norm(np.mean(ztxt, axis=0)))
+    scores = np.asarray(zimg) @ np.stack(zcls).T
+    for k in (1, 5):
+        want = top_k_accuracy_score(labels, scores, k=k, labels=range(6))
+        assert got[f"zeroshot_colours_top{k}"] == pytest.approx(want)

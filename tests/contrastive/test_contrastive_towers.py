@@ -58,6 +58,11 @@ def test_text_matches_hf_siglip_text():
     txt = TextTransformer(259, W, DEPTH, MLP, HEADS, max_len=12, pool="last")
     params = hf_siglip.text_params(hf.state_dict(), DEPTH, HEADS)
     np.testing.assert_allclose(txt.apply({"params": params}, tokens), want, rtol=1e-4, atol=1e-5)
+    # SigLIP's fixed-length texts: padding attended and the final position pooled, whatever the
+    # lengths say (mask_padding=False)
+    fixed = TextTransformer(259, W, DEPTH, MLP, HEADS, max_len=12, pool="last", mask_padding=False)
+    got = fixed.apply({"params": params}, tokens, np.array([5, 12]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("pool,causal", [("mean", False), ("last", True)])

@@ -11,6 +11,8 @@ from PIL import Image
 
 from jaxmodels.config import load_config
 from jaxmodels.data import webdataset
+from jaxmodels.data.tokenizers import load_tokenizer
+from jaxmodels.models.contrastive import data as contrastive_data
 from jaxmodels.models.contrastive import model as contrastive_model
 from jaxmodels.models.contrastive import task as contrastive_task
 from jaxmodels.train import loop
@@ -36,13 +38,21 @@ def _shards(tmp_path, n_shards=3, per_shard=16):
 
 
 @pytest.mark.parametrize("name", ["siglip", "clip"])
-def test_smoke_config_trains_on_8_devices(name, tmp_path):
+def test_smoke_config_trains_on_8_devices(name, tmp_path, request):
     """data=-1 puts the batch on all 8 fake devices: SigLIP runs its chunked ring loss on the
-    embedded data; CLIP trains on webdataset shards and reports retrieval on held-out ones."""
+    embedded data (bytes); CLIP trains on webdataset shards with a CLIP BPE tokenizer.json (its
+    vocabulary sizes the text table) and reports retrieval on held-out ones."""
     config = _config(name)
     if name == "clip":
         urls, eval_urls = _shards(tmp_path)
         config.data.update(name="webdataset", urls=urls, eval_urls=eval_urls, retrieval_size=12)
+        tokenizer = request.getfixturevalue("clip_tokenizer_dir") / "tokenizer.json"
+        config.data.tokenizer = str(tokenizer)
+        tok = load_tokenizer(str(tokenizer))
+        batch = next(contrastive_data.build(config, tok).train(0, 1))
+        ids, lengths = tok.encode_batch(["mostly red", "mostly green", "mostly blue"], 48)
+        assert {tuple(row) for row in batch["text"]} <= {tuple(row) for row in ids}
+        assert set(batch["text_len"]) <= set(lengths)  # <|startoftext|> mostly X <|endoftext|>
     metrics = loop.train(config, str(tmp_path / "run"))
     assert np.isfinite(metrics["loss"])
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -81,6 +91,27 @@ def test_old_vocab_size_is_refused(tmp_path):
     config = _config("siglip")
     config.model.text.vocab_size = 257
     with pytest.raises(ValueError, match="byte_vocab_257_to_259"):
+        loop.train(config, str(tmp_path))
+
+
+def test_text_table_follows_the_tokenizer(siglip_tokenizer_dir):
+    """vocab_size=0 takes the tokenizer's size; a table too small for it names both keys."""
+    config = _config("siglip")
+    config.data.tokenizer = str(siglip_tokenizer_dir)
+    assert contrastive_model.make_model(config).text["vocab_size"] == 400
+    config.model.text.vocab_size = 300
+    with pytest.raises(
+        ValueError, match="vocab_size=300 < the 400 ids of the tokenizer config.dat"
+    ):
+        contrastive_model.make_model(config)
+
+
+@pytest.mark.parametrize("size", [20, 4])
+def test_image_size_the_patches_cannot_tile_is_refused(size, tmp_path):
+    config = _config("siglip")
+    config.data.image_size = size  # patch 8
+    match = f"config.data.image_size={size} is not a multiple of config.model.image.patch_size=8"
+    with pytest.raises(ValueError, match=match):
         loop.train(config, str(tmp_path))
 
 

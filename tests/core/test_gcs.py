@@ -204,3 +204,39 @@ def test_webdataset_shards_on_gs_read_like_local_ones(gcs, tmp_path):
     assert remote[4]["where"] == "gs://bkt/wds/1.tar:004"
     with pytest.raises(FileNotFoundError, match="gs://bkt/wds/9.tar"):
         len(webdataset.WebDatasetSource(["gs://bkt/wds/9.tar"]))
+
+
+def test_zero_shot_folder_on_gs_reads_like_the_local_one(gcs, tmp_path, colour_folder):
+    """``config.zero_shot.dir=gs://...``: the labelled folder, its names file and a templates
+    file are listed and read from the bucket, and score as the local copy does."""
+    import zlib
+
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    from jaxmodels.data import files
+    from jaxmodels.evaluate import zero_shot_folder
+    from jaxmodels.evaluate.chunked import chunked_map
+
+    files.filesystem.cache_clear()  # a gcsfs client for this emulator
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    local = colour_folder(tmp_path / "colours", colours, per_class=2, shade=60.0)
+    (tmp_path / "names.txt").write_text("blue thing\ngreen thing\nred thing\n")
+    (tmp_path / "templates.txt").write_text("a {}\nthe {}\n")
+    for f in [*local.rglob("*.*"), tmp_path / "names.txt", tmp_path / "templates.txt"]:
+        _gs(f"zs/{f.relative_to(tmp_path)}").write_bytes(f.read_bytes())
+
+    def text_vectors(params, texts):
+        return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=3)
+                         for t in texts])  # fmt: skip
+
+    embed_images = chunked_map(lambda p, x: x.astype(jnp.float32).mean((1, 2)) - 128.0, 4)
+    results = []
+    for root in (str(tmp_path), "gs://bkt/zs"):
+        z = ml_collections.ConfigDict()
+        z.dir, z.names_file = f"{root}/colours", f"{root}/names.txt"
+        z.templates, z.name = f"{root}/templates.txt", ""
+        run = zero_shot_folder.evaluator(z, embed_images, text_vectors, 8)
+        results.append(run(None, None))
+    assert results[0] == results[1] and set(results[0]) == {"zeroshot_colours_top1"}

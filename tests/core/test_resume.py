@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmodels.config import load_config, validate
+from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
 from jaxmodels.train import loop, paths, resume
@@ -116,6 +116,9 @@ def test_a_run_saved_under_old_key_names_resumes_and_evaluates(workdir, capsys):
     )
     (workdir / "config.json").write_text(json.dumps(saved))
     assert "eval_accuracy" in loop.evaluate(_config(), str(workdir))
+    # With no config file (jaxmodels eval --workdir DIR): the saved one, read in today's names.
+    assert saved_config(str(workdir)).model.width == 32
+    assert "eval_accuracy" in loop.evaluate(saved_config(str(workdir)), str(workdir))
     with pytest.raises(ValueError, match="has no sampler"):  # past the config check
         loop.sample(_config(), str(workdir))
     loop.train(_config(steps=10), str(workdir))

@@ -2,6 +2,7 @@
 some of its sub-trees), reading that run's folder without changing a byte of it; a resumed run
 keeps its own checkpoint. (MLP smoke config, 8 fake devices.)"""
 
+import json
 import os
 import shutil
 
@@ -201,3 +202,27 @@ def test_a_run_saved_before_the_init_keys_resumes_without_the_flag():
     config.init.workdir = "/elsewhere"
     with pytest.raises(resume.ConfigMismatchError, match=r"init.workdir: '<absent>' -> '/else"):
         resume.check_config(saved, config, allow=False, where="config.json")
+
+
+def test_eval_with_no_checkpoint_evaluates_the_start(source, tmp_path, capsys, snapshot):
+    """``jaxmodels eval`` on a workdir without a checkpoint evaluates init.workdir's parameters
+    at step 0 (as it would an imported checkpoint's), creating the workdir for the metrics and
+    writing nothing else; a workdir with a checkpoint evaluates that one. (Without init an empty
+    workdir is refused: test_resume.)"""
+    before = snapshot(source)
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    config = _config()
+    config.train.ema_halflife_examples = 64.0  # as the source was trained
+    want = loop.evaluate(config, str(copy))  # its newest checkpoint's EMA
+    config.init.workdir = str(source)
+    out = tmp_path / "out"
+    got = loop.evaluate(config, str(out))
+    assert got == want and "eval_accuracy" in got
+    assert f"no checkpoint in {out}: config.init.workdir=" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["metrics.jsonl", "tensorboard"]
+    assert json.loads((out / "metrics.jsonl").read_text()) == {"step": 0, **want}
+    assert snapshot(source) == before
+    # A workdir with a checkpoint evaluates it, not the start.
+    config.init.workdir = str(source / "checkpoints" / "4")
+    assert loop.evaluate(config, str(copy), allow_config_change=True) == want

@@ -2,12 +2,16 @@
 both directions, a normalised 2-D density, actnorm's data-dependent init; parity with distrax
 where it has the same bijector."""
 
+from types import SimpleNamespace
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxmodels.layers import bijectors as bj
+from jaxmodels.models.flows.model import couplings
 
 IMAGE = (2, 2, 2, 2)
 VECTOR = (2, 6)
@@ -24,6 +28,7 @@ LAYERS = {
     "additive_halves": (lambda: bj.AdditiveCoupling("halves", 0, "mlp", 16, 2), VECTOR),
     "additive_checkerboard": (lambda: bj.AdditiveCoupling("checkerboard", 0, "conv", 8, 1), IMAGE),
     "affine_checkerboard": (lambda: bj.AffineCoupling("checkerboard", 1, hidden=8), IMAGE),
+    "affine_tanh": (lambda: bj.AffineCoupling("channel", 0, hidden=8, scale="tanh"), IMAGE),
     "diagonal_scaling": (lambda: bj.DiagonalScaling(), VECTOR),
     "actnorm": (lambda: bj.ActNorm(), IMAGE),
     "invconv1x1": (lambda: bj.InvConv1x1(seed=1), IMAGE),
@@ -31,6 +36,10 @@ LAYERS = {
     "logit": (lambda: bj.Logit(), VECTOR),
     "shift": (lambda: bj.Shift(), VECTOR),
     "multiscale_chain": (_image_chain, IMAGE),
+    "glow_steps_scan": (lambda: bj.Repeat(bj.StepOfFlow, 3, {"seed": 5, "steps": 3, "hidden": 8},
+                                          indexed=True), IMAGE),
+    "realnvp_couplings_scan": (lambda: couplings(3, "affine", "checkerboard", "conv",
+                                                 SimpleNamespace(hidden=8, depth=1)), IMAGE),
     "repeat_scan": (lambda: bj.Repeat(bj.AffineCoupling, 3, {"mask": "odd_even", "net": "mlp",
                                                              "hidden": 16, "depth": 1}), VECTOR),
 }  # fmt: skip
@@ -127,3 +136,29 @@ def test_2d_flow_density_integrates_to_one():
         density = jnp.exp(bj.priors.log_prob(prior, z) + ld)
         total = float(density.sum() * (g[1] - g[0]) ** 2)
         assert abs(total - 1) < 0.01, (prior, total)
+
+
+def test_scanned_steps_of_flow_equal_unrolled_ones():
+    """Glow's K steps as one scan: step k is StepOfFlow(seed + k) with its slice of the stacked
+    parameters, and its actnorm was initialised from its own input (Glow §3.1)."""
+    x = 0.5 + 2.0 * jax.random.normal(jax.random.key(0), (16, 2, 2, 4))
+    kwargs = {"seed": 5, "steps": 3, "hidden": 8}
+    scanned = bj.Repeat(bj.StepOfFlow, 3, kwargs, indexed=True)
+    steps = [bj.StepOfFlow(**(kwargs | {"seed": 5 + k, "steps": 1})) for k in range(3)]
+
+    def unrolled(params, h, check_init=False):
+        for k, step in enumerate(steps):
+            p = jax.tree.map(lambda a, k=k: a[k], params["params"]["blocks"]["StepOfFlow_0"])
+            if check_init:
+                an = p["ActNorm_0"]
+                np.testing.assert_allclose(an["bias"], -h.mean((0, 1, 2)), rtol=1e-4, atol=1e-4)
+                logs = an["logs"] * bj.ActNorm.logscale_factor
+                np.testing.assert_allclose(logs, -jnp.log(h.std((0, 1, 2))), atol=1e-4)
+            h, _ = step.apply({"params": p}, h)
+        return h
+
+    params = nn.meta.unbox(_perturbed(scanned, x, 0.0))
+    unrolled(params, x, check_init=True)
+    params = nn.meta.unbox(_perturbed(scanned, x, 0.2))
+    y, _ = jax.jit(scanned.apply)(params, x)
+    np.testing.assert_allclose(y, jax.jit(unrolled)(params, x), rtol=1e-5, atol=1e-5)

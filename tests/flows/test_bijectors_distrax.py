@@ -11,11 +11,13 @@ from jaxmodels.layers import bijectors as bj
 distrax = pytest.importorskip("distrax")
 
 
-def _coupling_parity(layer, x, inner_fn):
+def _coupling_parity(layer, x, inner_fn, features):
     """Our coupling vs distrax.MaskedCoupling with our conditioner and ``inner_fn(out)``."""
     params = jax.tree.map(lambda p: p + 0.3, layer.init(jax.random.key(1), x))
     net_params = {"params": params["params"]["MLPConditioner_0"]}
-    net = bj.MLPConditioner(x.shape[-1] * (2 if inner_fn is _affine else 1), 16, 2)
+    net = bj.MLPConditioner(features, 16, 2)
+    if "rescale" in params["params"]:
+        inner_fn = inner_fn(params["params"]["rescale"])
     mask = bj.partition_mask(layer.mask, x.shape[1:], layer.parity).astype(bool)
     ref = distrax.MaskedCoupling(mask, lambda xb: net.apply(net_params, xb), inner_fn)
     y, ld = layer.apply(params, x)
@@ -35,15 +37,32 @@ def _affine(out):
     return distrax.ScalarAffine(shift=t * s, scale=s)
 
 
+def _affine_tanh(rescale):
+    """(x + t) * exp(r tanh(h)) (RealNVP's scale) as distrax's ScalarAffine."""
+
+    def inner(out):
+        h, t = jnp.split(out, 2, axis=-1)
+        s = jnp.exp(rescale * jnp.tanh(h))
+        return distrax.ScalarAffine(shift=t * s, scale=s)
+
+    return inner
+
+
 def test_additive_coupling_matches_distrax():
     x = jax.random.normal(jax.random.key(0), (3, 6))
     layer = bj.AdditiveCoupling("odd_even", 1, "mlp", 16, 2)
-    _coupling_parity(layer, x, lambda m: distrax.ScalarAffine(shift=m))
+    _coupling_parity(layer, x, lambda m: distrax.ScalarAffine(shift=m), 6)
 
 
 def test_affine_coupling_matches_distrax():
     x = jax.random.normal(jax.random.key(0), (3, 6))
-    _coupling_parity(bj.AffineCoupling("halves", 0, "mlp", 16, 2), x, _affine)
+    _coupling_parity(bj.AffineCoupling("halves", 0, "mlp", 16, 2), x, _affine, 12)
+
+
+def test_affine_coupling_tanh_scale_matches_distrax():
+    x = jax.random.normal(jax.random.key(0), (3, 6))
+    layer = bj.AffineCoupling("odd_even", 1, "mlp", 16, 2, scale="tanh")
+    _coupling_parity(layer, x, _affine_tanh, 12)
 
 
 def test_diagonal_scaling_matches_distrax():

@@ -7,13 +7,14 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 
 from jaxmodels.config import load_config
 from jaxmodels.layers import bijectors as bj
 from jaxmodels.models.flows import loss, sample
-from jaxmodels.models.flows.model import build_flow
+from jaxmodels.models.flows.model import build_flow, sized
 from jaxmodels.models.flows.task import build_task
 from jaxmodels.train import loop
 
@@ -47,6 +48,45 @@ def test_bits_per_dim_equals_a_direct_computation():
         ) for r, k in zip(rows, keys, strict=True)
     ])  # fmt: skip
     np.testing.assert_allclose(heldout, per_row[:7].mean(), rtol=1e-5)
+
+
+def test_realnvp_fits_a_density_1_256_wide():
+    """One pixel that is always 128 of 256 levels: u is uniform on [1/2, 1/2 + 1/256), which a
+    perfect model scores at 0 bits/dim (a Gaussian of the right width at 0.26). RealNVP must
+    expand that interval about 256-fold: couplings whose scale can only contract, with no
+    normalisation after them, cannot (they stay above 7 bits/dim)."""
+    m = load_config("experiments/flows/realnvp.py").model
+    flow = build_flow(m, (1,))
+    x = np.full((256, 1), 128, np.uint8)
+    params = flow.init(jax.random.key(0), loss.dequantize(x, 256, jax.random.key(1)))["params"]
+    loss_fn, opt = loss.nll_loss(flow, m.prior, 256, 1), optax.adam(1e-3)
+
+    def step(carry, key):
+        params, opt_state = carry
+        grads, _ = jax.grad(loss_fn, has_aux=True)(params, {"image": x}, key)
+        updates, opt_state = opt.update(grads, opt_state)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    keys = jax.random.split(jax.random.key(2), 200)
+    train = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), keys)[0][0])
+    bpd = sample.make_heldout_bpd(flow, m.prior, 256, x, 256, seed=3)(train(params))
+    assert bpd < 0.5, bpd
+
+
+@pytest.mark.parametrize(
+    "name, shape, levels, hidden",
+    [("nice", (8, 8, 1), None, 256), ("nice", (28, 28, 1), None, 1000),
+     ("realnvp", (8, 8, 1), 2, 32), ("realnvp", (28, 28, 1), 3, 16),
+     ("realnvp", (32, 32, 3), 3, 16), ("glow", (8, 8, 1), 2, 64), ("glow", (28, 28, 1), 2, 32),
+     ("glow", (32, 32, 3), 3, 32)],
+)  # fmt: skip
+def test_default_sizes_follow_the_input(name, shape, levels, hidden):
+    """The default configs leave levels and widths to the input's shape (model.sized)."""
+    m = sized(load_config(f"experiments/flows/{name}.py").model, shape)
+    assert m.hidden == hidden and (levels is None or m.num_levels == levels)
+    explicit = load_config(f"experiments/flows/{name}.py").model
+    explicit.hidden, explicit.num_levels = 7, 1
+    assert (sized(explicit, shape).hidden, sized(explicit, shape).num_levels) == (7, 1)
 
 
 def test_config_args_are_checked():

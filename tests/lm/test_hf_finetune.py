@@ -1,16 +1,20 @@
-"""An imported HF Llama is the lm family's DecoderLM: same logits, fine-tunes and samples.
+"""An imported HF Llama is the lm family's DecoderLM: same logits, fine-tunes, samples, exports.
 
 A tiny random ``LlamaForCausalLM`` and a byte-level BPE ``tokenizer.json`` (trained here with the
 ``tokenizers`` library) are saved to a directory; ``--config.init.hf`` points the LM family at it.
+Once trained, the run samples and exports with its own config.json after that directory is gone
+(it keeps ``DIR/init_hf``), and ``transformers`` loads the export with the run's logits.
 """
 
-import flax.linen as nn
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.config import load_config, validate
+import jaxmodels
+from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.data.tokenizers import HFTokenizer
 from jaxmodels.hf import from_hf
 from jaxmodels.models.lm.model import DecoderLM
@@ -53,8 +57,9 @@ def llama_dir(tmp_path_factory):
     return path, hf
 
 
-def test_import_equals_hf_then_finetunes_and_samples(llama_dir, tmp_path):
+def test_import_equals_hf_then_finetunes_samples_and_exports(llama_dir, tmp_path):
     import torch
+    import transformers
 
     path, hf = llama_dir
     tok = HFTokenizer(str(path / "tokenizer.json"))
@@ -70,17 +75,34 @@ def test_import_equals_hf_then_finetunes_and_samples(llama_dir, tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
+    moved = tmp_path / "llama"  # a copy that goes away after training
+    shutil.copytree(path, moved)
     config = load_config("experiments/lm/rope_lm.py:smoke")
-    config.init.hf, config.data.path = str(path), str(corpus)
+    config.init.hf, config.data.path = str(moved), str(corpus)
     config.model.attention_impl = "xla"
     config.train.steps, config.train.eval_every, config.train.sample_at_end = 3, 3, False
     config.sample.prompts = ("The quick",)  # one prompt: one decode compilation
     validate(config)
-    init = jax.jit(build_task(config).init)(jax.random.key(0))  # what training starts from
-    jax.tree.map(np.testing.assert_array_equal, nn.unbox(init), params)
+    start = build_task(config).start_params()  # what training starts from
+    jax.tree.map(np.testing.assert_array_equal, start, params)
     workdir = tmp_path / "run"
     last = loop.train(config, str(workdir))
     assert np.isfinite(last["loss"]) and np.isfinite(last["eval_loss"])
-    text = loop.sample(config, str(workdir))
+    shutil.rmtree(moved)
+    saved = saved_config(str(workdir))  # what eval/sample/export use without --config
+    text = loop.sample(saved, str(workdir))
     assert text.startswith("--- prompt 'The quick'\nThe quick")
     assert (workdir / "samples.txt").read_text(encoding="utf-8").strip() == text
+
+    out = tmp_path / "export"
+    loop.export(saved, str(workdir), str(out))
+    loaded = jaxmodels.load(str(workdir))
+    want = loaded.module.apply({"params": loaded.params}, jnp.asarray(ids))
+    exported = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert type(exported).__name__ == "LlamaForCausalLM"
+    with torch.no_grad():
+        got = exported(torch.as_tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert not np.allclose(got, hf(torch.as_tensor(ids)).logits.detach().numpy(), atol=1e-4)
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
+    assert hf_tok.encode("lazy dog.") == tok.encode("lazy dog.").tolist()

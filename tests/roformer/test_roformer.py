@@ -110,7 +110,7 @@ def test_init_hf_fine_tunes_an_imported_roformer(tmp_path):
     config = load_config("experiments/roformer/mlm.py:smoke")
     config.init.hf, config.data.path = str(tmp_path), str(tmp_path / "corpus.txt")
     task = build_task(config)
-    params = nn.unbox(jax.jit(task.init)(jax.random.key(0)))
+    params = task.start_params()
     model, imported = from_hf(str(tmp_path))
     assert isinstance(model, RoFormer)
     jax.tree.map(np.testing.assert_array_equal, params, imported)  # starts from the import

@@ -77,6 +77,13 @@ def make_mask(
     return mask
 
 
+def window_mask(q_pos_BxT: jax.Array, k_pos_BxS: jax.Array, window: int) -> jax.Array:
+    """``[B, 1, T, S]`` boolean: key ``j`` is among query ``i``'s last ``window`` positions,
+    ``pos_j > pos_i - window`` (Mistral's sliding window, Jiang et al. 2023 sec. 2; causality
+    is the caller's mask)."""
+    return (k_pos_BxS[:, None, :] > q_pos_BxT[:, :, None] - window)[:, None]
+
+
 def lengths_mask(lengths_B: jax.Array, S: int) -> jax.Array:
     """``[B, S]`` boolean: key ``j`` is kept where ``j < lengths_B[b]`` (right padding)."""
     return jnp.arange(S)[None, :] < lengths_B[:, None]

@@ -21,7 +21,13 @@ import jax.numpy as jnp
 
 from jaxmodels.layers.attention import linear
 from jaxmodels.layers.attention.inputs import DEFAULT_INPUTS, AttentionInputs
-from jaxmodels.layers.attention.kernels import dot_product_attention, lengths_mask, make_mask
+from jaxmodels.layers.attention.kernels import (
+    dot_product_attention,
+    lengths_mask,
+    make_mask,
+    window_mask,
+)
+from jaxmodels.layers.norms import RMSNorm
 from jaxmodels.layers.positions.options import PositionOptions
 from jaxmodels.layers.positions.relative import ShawRelativeEmbedding, shaw_attention
 from jaxmodels.layers.positions.rotary import rotary_inv_freq, rotate_qk
@@ -95,6 +101,10 @@ class MultiHeadAttention(nn.Module):
     causal: bool = True
     cross: bool = False  # attend to inputs.encoded_BxSxE instead of x itself
     use_bias: bool = False  # biases on q/k/v/o projections
+    qkv_bias: bool = False  # biases on q/k/v only (Qwen2)
+    qk_norm: bool = False  # RMSNorm over each head's D features of q and k, before RoPE (Qwen3)
+    norm_eps: float = 1e-6  # epsilon of the q/k RMSNorm
+    sliding_window: int | None = None  # query i sees keys j with i - W < j (Mistral); None: all
     position: PositionOptions = PositionOptions()  # rope/xpos rotate q, k; shaw acts inside
     attention: str = "softmax"  # softmax | linear (attention.linear, RoFormer eq. 19)
     attention_impl: str = "auto"  # auto | xla | cudnn | splash | blockwise (attention.kernels)
@@ -107,7 +117,7 @@ class MultiHeadAttention(nn.Module):
         return Projection(
             (heads, head_dim),
             ("embed", axis, "head_dim"),
-            use_bias=self.use_bias,
+            use_bias=self.use_bias or self.qkv_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=self.kernel_init,
@@ -130,6 +140,8 @@ class MultiHeadAttention(nn.Module):
     def _linear(self, q, k, v, positions_BxT, segment_ids_BxT, kv_mask_BxS, bias):
         """Linear attention with RoPE on phi(q), phi(k) in the numerator (RoFormer eq. 19)."""
         p = self.position
+        if self.sliding_window is not None:
+            raise ValueError("attention='linear' has no sliding window: set sliding_window=None")
         if bias is not None or p.name in ("shaw", "xpos"):
             raise ValueError(
                 f"attention='linear' takes no logit bias and no position={p.name!r}; "
@@ -175,6 +187,10 @@ class MultiHeadAttention(nn.Module):
         else:
             k = self._proj(K, D, "kv_heads", "key")(x_BxTxE)
             v = self._proj(K, D, "kv_heads", "value")(x_BxTxE)
+        if self.qk_norm:
+            kw = dict(epsilon=self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+            q = RMSNorm(axis_name="head_dim", name="query_norm", **kw)(q)
+            k = RMSNorm(axis_name="head_dim", name="key_norm", **kw)(k)
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
@@ -257,6 +273,11 @@ class MultiHeadAttention(nn.Module):
             causal, kv_mask_BxS, segment_ids_BxT = False, None, None
         elif kv_mask_BxS is not None:
             mask = make_mask(T, k.shape[1], causal=False, kv_mask=kv_mask_BxS)
+        if self.sliding_window is not None:
+            k_pos_BxS = jnp.broadcast_to(jnp.arange(k.shape[1]), (B, k.shape[1]))
+            recent = window_mask(positions_BxT, k_pos_BxS if caching else positions_BxT,
+                                 self.sliding_window)  # fmt: skip
+            mask = recent if mask is None else mask & recent
         if self.position.name == "shaw":
             S = k.shape[1]
             full = make_mask(T, S, causal=causal, q_segment_ids=segment_ids_BxT)

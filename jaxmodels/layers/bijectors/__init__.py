@@ -17,7 +17,7 @@ from jaxmodels.layers.bijectors.coupling import (
     MLPConditioner,
 )
 from jaxmodels.layers.bijectors.elementwise import Logit, Shift
-from jaxmodels.layers.bijectors.glow import ActNorm, InvConv1x1
+from jaxmodels.layers.bijectors.glow import ActNorm, InvConv1x1, StepOfFlow
 from jaxmodels.layers.bijectors.multiscale import FactorOut, Squeeze, squeeze, unsqueeze
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Repeat",
     "Shift",
     "Squeeze",
+    "StepOfFlow",
     "partition_mask",
     "priors",
     "squeeze",

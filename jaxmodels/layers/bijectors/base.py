@@ -67,21 +67,26 @@ class _ScanBody(nn.Module):
     block: type
     kwargs: Any
     inverse: bool
+    indexed: bool
 
     @nn.compact
-    def __call__(self, carry, _):
+    def __call__(self, carry, step):
         x, log_det = carry
-        y, ld = self.block(**self.kwargs)(x, inverse=self.inverse)
+        extra = {"step": step} if self.indexed else {}
+        y, ld = self.block(**self.kwargs)(x, inverse=self.inverse, **extra)
         return (y, log_det + ld), None
 
 
 class Repeat(nn.Module):
     """``length`` identical blocks ``block(**kwargs)`` with their own parameters, as one
-    ``nn.scan`` (compiles one block instead of ``length``); the inverse scans in reverse."""
+    ``nn.scan`` (compiles one block instead of ``length``); the inverse scans in reverse.
+    With ``indexed`` each block is also called with ``step=k`` (a traced int, 0..length-1), for
+    what differs between otherwise identical blocks (Glow's fixed 1x1-conv permutations)."""
 
     block: type
     length: int
     kwargs: Any = None
+    indexed: bool = False
 
     @nn.compact
     def __call__(self, x, inverse: bool = False):
@@ -93,8 +98,7 @@ class Repeat(nn.Module):
             reverse=inverse,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
+        body = scan(self.block, dict(self.kwargs or {}), inverse, self.indexed, name="blocks")
         carry = (x, jnp.zeros(x.shape[0], jnp.float32))
-        (y, log_det), _ = scan(self.block, dict(self.kwargs or {}), inverse, name="blocks")(
-            carry, None
-        )
+        (y, log_det), _ = body(carry, jnp.arange(self.length))
         return y, log_det

@@ -12,8 +12,6 @@ import dataclasses
 
 import numpy as np
 
-from jaxmodels.models.blip import data
-
 
 @dataclasses.dataclass(frozen=True)
 class CapFiltResult:
@@ -43,16 +41,12 @@ def capfilt(captioner, scorer, params, images, captions, rng, *, threshold=0.5, 
     for i in range(0, len(images), batch):
         key = jax.random.fold_in(rng, i)
         synthetic += captioner(params, images[i : i + batch], key, "nucleus")
-    max_len = scorer_max_len(captions, synthetic)
+    layout = scorer.layout
+    max_len = layout.fit_len(captions, synthetic)  # every caption whole
     tokens, _ = scorer.images(params, images)
-    p_orig = scorer.itm(params, tokens, data.encode(captions, max_len)["text"], prob=True)
-    p_syn = scorer.itm(params, tokens, data.encode(synthetic, max_len)["text"], prob=True)
+    p_orig = scorer.itm(params, tokens, layout.encode(captions, max_len)["text"], prob=True)
+    p_syn = scorer.itm(params, tokens, layout.encode(synthetic, max_len)["text"], prob=True)
     return CapFiltResult(synthetic, p_orig, p_syn, p_orig >= threshold, p_syn >= threshold)
-
-
-def scorer_max_len(*caption_lists) -> int:
-    """Text length that fits [CLS] + the longest caption + [EOS]."""
-    return 2 + max(len(c.split()) for caps in caption_lists for c in caps)
 
 
 def noise_report(result: CapFiltResult, corrupted: np.ndarray) -> dict[str, float]:

@@ -6,10 +6,10 @@ two green triangles"): colours, shapes, counts 1-3 and four spatial relations, s
 right only if every word is. Shapes and colours come from :mod:`jaxmodels.data.image_text`.
 Train and held-out scenes are drawn from independent seeds.
 
-Tokens are the grammar's words (:class:`~jaxmodels.data.tokenizers.WordTokenizer`; BOS is
-BLIP's [DEC], EOS its [SEP]): ``text`` rows are ``[CLS] caption [EOS]`` (the task swaps [CLS]
-for [ENC] for ITM) and ``caption`` rows ``[DEC] prompt caption [EOS]`` for the decoder
-(BLIP Sec. 3.1, 4.1).
+Tokens are the grammar's words (:data:`TOKENIZER`, a
+:class:`~jaxmodels.data.tokenizers.WordTokenizer`; BOS is BLIP's [DEC], EOS its [SEP]); a word
+outside them is refused, naming it. :mod:`jaxmodels.models.blip.tokens` lays the rows out, for
+these words or a real tokenizer.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ WORDS = (
     *sorted({w for r in RELATIONS for w in r.split()}),
     "picture",
 )
-TOKENIZER = WordTokenizer(WORDS, specials=("[CLS]", "[ENC]"))
-CLS_ID, ENC_ID = TOKENIZER.token_id("[CLS]"), TOKENIZER.token_id("[ENC]")
-VOCAB_SIZE = TOKENIZER.vocab_size
-PROMPT_IDS = TOKENIZER.encode(PROMPT)
+TOKENIZER = WordTokenizer(
+    WORDS,
+    specials=("[CLS]", "[ENC]"),
+    hint="; captions of other data need a real tokenizer: set config.data.tokenizer to a "
+    "tokenizer.json, a SentencePiece .model or an HF directory (BLIP's: bert-base-uncased)",
+)
 
 
 def _phrase(n: int, color: str, shape: str) -> str:
@@ -124,67 +126,35 @@ def pixels(images_uint8):
     return images_uint8.astype(np.float32) / 127.5 - 1.0
 
 
-def check_words(captions) -> None:
-    """Refuses a caption with a word outside the closed vocabulary, naming the word (the
-    tokenizer would otherwise map it silently to [UNK])."""
-    for caption in captions:
-        unknown = [w for w in caption.lower().split() if w not in TOKENIZER.stoi]
-        if unknown:
-            raise ValueError(
-                f"caption {caption!r}: {unknown[0]!r} is not in BLIP's closed vocabulary "
-                f"({len(WORDS)} words of the rendered scenes: {', '.join(WORDS)}); captions of "
-                "real datasets need an open-vocabulary tokenizer, which this family lacks"
-            )
-
-
-def encode(captions, max_len: int) -> dict[str, np.ndarray]:
-    """Caption strings -> ``text`` ([CLS] caption [EOS]) and ``caption`` ([DEC] prompt ...);
-    a word outside the vocabulary is refused (:func:`check_words`)."""
-    tok = TOKENIZER
-    check_words(captions)
-
-    def rows(prefix_id, texts, length):
-        body, lengths = tok.encode_batch(texts, length - 2)
-        ids = np.full((len(texts), length), tok.pad_id, np.int32)
-        ids[:, 0], ids[:, 1:-1] = prefix_id, body
-        ids[np.arange(len(texts)), lengths + 1] = tok.eos_id
-        return ids
-
-    caption_len = max_len + len(PROMPT_IDS)
-    return {
-        "text": rows(CLS_ID, list(captions), max_len),
-        "caption": rows(tok.bos_id, [PROMPT + c for c in captions], caption_len),
-    }
-
-
-def encode_caption(text: str, max_len: int) -> dict[str, np.ndarray]:
-    """One caption's ``text`` and ``caption`` rows (a file source's per-record encoder)."""
-    return {key: rows[0] for key, rows in encode([text], max_len).items()}
-
-
 def save_pairs(path: str, images: np.ndarray, captions) -> None:
     """Writes a (bootstrapped) dataset the ``file`` data config trains on (no pickles)."""
     np.savez(path, images=images, captions=np.asarray(list(captions), dtype=str))
 
 
-def load_pairs(path: str) -> tuple[np.ndarray, list[str]]:
-    """Reads a :func:`save_pairs` file (``config.data.path``); errors name the file."""
+def load_pairs(path: str, image_size: int, key: str = "config.data.path"):
+    """Reads a :func:`save_pairs` file: ``(images, captions)``, the images uint8
+    ``(N, image_size, image_size, 3)``; errors name the file (``key``) and what does not fit."""
     try:
         f = np.load(path, allow_pickle=False)
-    except (ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"config.data.path={path!r} is not a readable .npz file ({e})") from e
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{key}={path!r} is not a readable .npz file ({e})") from e
     if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(f"config.data.path={path!r} holds one array; save_pairs writes an .npz")
+        raise ValueError(f"{key}={path!r} holds one array; save_pairs writes an .npz")
     with f:
         missing = sorted({"images", "captions"} - set(f.files))
         if missing:
             raise ValueError(
-                f"config.data.path={path!r} has no {' or '.join(map(repr, missing))} array (it "
+                f"{key}={path!r} has no {' or '.join(map(repr, missing))} array (it "
                 f"holds {f.files}); save_pairs writes `images` (N, H, W, 3) uint8 and `captions`"
             )
         images, captions = f["images"], [str(c) for c in f["captions"]]
     if len(images) != len(captions):
+        raise ValueError(f"{key}={path!r}: {len(images)} images but {len(captions)} captions")
+    want = (image_size, image_size, 3)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != want:
         raise ValueError(
-            f"config.data.path={path!r}: {len(images)} images but {len(captions)} captions"
+            f"{key}={path!r} holds {images.dtype} images of shape {images.shape[1:]}, but "
+            f"config.data.image_size={image_size} needs uint8 {want}: resize them, or set "
+            "data.image_size to their size (a multiple of model.image.patch_size)"
         )
     return images, captions

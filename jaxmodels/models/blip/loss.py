@@ -8,6 +8,9 @@
   one hard negative drawn from the ITC softmax over the global batch (:mod:`jaxmodels.losses.blip`).
 - LM: the decoder predicts the caption after the prompt "a picture of " ([DEC] first), label
   smoothing 0.1, prompt tokens not scored (BLIP's captioner).
+
+Token ids (padding, [ENC], the prompt's length) come from the run's
+:class:`~jaxmodels.models.blip.tokens.TokenLayout`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from jaxmodels.losses import blip as blip_losses
 from jaxmodels.losses.contrastive import itc_targets, momentum_itc_loss, soft_target_softmax_loss
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip.model import BLIP
+from jaxmodels.models.blip.tokens import TokenLayout
 
 TEMP_RANGE = (0.001, 0.5)  # BLIP's clamp on the ITC temperature
 
 
-def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alpha: float = 0.4):
+def pretrain_losses(
+    m: BLIP, batch, key, layout: TokenLayout, label_smoothing: float, bank=None, alpha=0.4
+):
     """The three objectives of one batch (run as ``model.apply(..., method=pretrain_losses)``);
     ITC against the momentum ``bank`` (:func:`momentum_itc_loss`) when one is given."""
     text, caption = jnp.asarray(batch["text"]), jnp.asarray(batch["caption"])
-    pad = data.TOKENIZER.pad_id
+    pad = layout.pad_id
     image = m.image_tokens(data.pixels(batch["image"]))
     mask = text != pad
     zimg, ztxt = m.image_features(image), m.text_features(text, mask)
@@ -45,7 +51,7 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alph
         neg_t2i = ztxt @ bank["image_MxE"][:n].T / temp
 
     neg_text_B, neg_image_B = blip_losses.hard_negatives(key, neg_i2t, pos_BxB, neg_t2i)
-    enc = text.at[:, 0].set(data.ENC_ID)
+    enc = text.at[:, 0].set(layout.enc_id)
     # one encoder pass over [positives; (neg image, text); (image, neg text)]
     itm_logits = m.itm_from_tokens(
         jnp.concatenate([image, image[neg_image_B], image]),
@@ -56,7 +62,8 @@ def pretrain_losses(m: BLIP, batch, key, label_smoothing: float, bank=None, alph
 
     logits = m.decoder_logits(image, caption, caption != pad)
     targets = caption[:, 1:]
-    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= len(data.PROMPT_IDS))[None]
+    prompt = len(layout.prompt_ids) - 1  # targets predicting a prompt token are not scored
+    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= prompt)[None]
     lm = blip_losses.lm_loss(logits[:, :-1], targets, scored, label_smoothing)
     acc = jnp.mean(jnp.argmax(sim_i2t_BxB, axis=1) == jnp.arange(n))
     metrics = dict(itc=itc, itm=itm, lm=lm, itm_accuracy=itm_acc, batch_i2t_top1=acc, temp=temp)

@@ -22,7 +22,7 @@ def unimodal_features(m: BLIP, images_uint8, text, mask):
     return m.image_features(m.image_tokens(data.pixels(images_uint8))), m.text_features(text, mask)
 
 
-def momentum_distillation(model: BLIP, config, loss_fn):
+def momentum_distillation(model: BLIP, layout, config, loss_fn):
     """``(init_model_state, loss_fn(params, batch, rng, state))`` for momentum distillation.
 
     ``loss_fn(params, batch, rng, bank, alpha)`` is the objectives' loss with ITC against a
@@ -32,6 +32,7 @@ def momentum_distillation(model: BLIP, config, loss_fn):
     of a batch caption counts as a positive; unwritten slots hold id -1), and the number of
     batches seen: the soft-target weight ramps linearly from 0 to ``model.alpha`` over the first
     ``model.alpha_ramp_steps`` of them (BLIP's pretrain.py ramps it over the first two epochs).
+    ``layout`` (:class:`~jaxmodels.models.blip.tokens.TokenLayout`) gives the padding id.
     """
     m, d, t = config.model, config.data, config.train
     if m.queue_size % t.batch_size:
@@ -54,7 +55,7 @@ def momentum_distillation(model: BLIP, config, loss_fn):
     def loss_with_state(params, batch, rng, state):
         params_m = momentum_update(state["params_m"], params, m.momentum)
         text = jnp.asarray(batch["text"])
-        mask = text != data.TOKENIZER.pad_id
+        mask = text != layout.pad_id
         args = (batch["image"], text, mask)
         zimg_m, ztxt_m = model.apply({"params": params_m}, *args, method=unimodal_features)
         zimg_m, ztxt_m = jax.lax.stop_gradient((zimg_m, ztxt_m))

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip.model import BLIP
+from jaxmodels.models.blip.tokens import TokenLayout
 from jaxmodels.samplers.decode import beam_search, generate
 
 # method: (decoding options); BLIP Sec. 4.1/4.4: beam 3 for captioning, nucleus p = 0.9 CapFilt
@@ -29,26 +30,15 @@ METHODS = {
 }
 
 
-def _prompt(batch: int) -> np.ndarray:
-    ids = [data.TOKENIZER.bos_id, *data.PROMPT_IDS]
-    return np.tile(np.asarray(ids, np.int32), (batch, 1))
-
-
-def decode_text(tokens) -> str:
-    """Generated ids -> text up to the first [EOS]."""
-    row = list(np.asarray(tokens))
-    if data.TOKENIZER.eos_id in row:
-        row = row[: row.index(data.TOKENIZER.eos_id)]
-    return data.TOKENIZER.decode(row)
-
-
 class Captioner:
-    """``captioner(params, images_uint8, rng, method) -> list of captions`` (jitted parts)."""
+    """``captioner(params, images_uint8, rng, method) -> list of captions`` (jitted parts):
+    continues ``layout``'s ``[DEC] prompt`` rows by up to a caption row's tokens, decoded by its
+    tokenizer up to [SEP]."""
 
-    def __init__(self, model: BLIP, max_new_tokens: int, rules=()):
-        self.model, self.rules = model, tuple(rules)
+    def __init__(self, model: BLIP, layout: TokenLayout, rules=()):
+        self.model, self.layout, self.rules = model, layout, tuple(rules)
         self.decoder = model.clone(decode=True)
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = layout.max_len - 2  # the caption tokens a text row holds
         self._image_tokens = jax.jit(self._tokens)
 
     def _tokens(self, params, images):
@@ -94,16 +84,16 @@ class Captioner:
             raise ValueError(f"caption method {method!r}: use one of {list(METHODS)}")
         opts = METHODS[method]
         image = self._image_tokens(params, images)
-        prompt = jnp.asarray(_prompt(len(images)))
+        prompt = jnp.asarray(self.layout.prompt(len(images)))
         length = prompt.shape[1] + self.max_new_tokens
-        common = dict(max_new_tokens=self.max_new_tokens, eos_id=data.TOKENIZER.eos_id)
-        common["pad_id"] = data.TOKENIZER.pad_id
+        common = dict(max_new_tokens=self.max_new_tokens, eos_id=self.layout.eos_id)
+        common["pad_id"] = self.layout.pad_id
         if method == "beam":
             image = jnp.repeat(image, opts["beam_size"], axis=0)  # one cache row per beam
         args = dict(params=(params, image), cache=self._cache(image, length), prompt_BxL=prompt)
         args.update(self.decode_fns, **opts, **common)
         tokens = beam_search(**args)[0] if method == "beam" else generate(**args, rng=rng)
-        return [decode_text(t) for t in np.asarray(tokens)]
+        return [self.layout.decode(t) for t in np.asarray(tokens)]
 
 
 def caption_grid(path: str, images: np.ndarray, captions, columns: int = 4) -> None:

@@ -14,8 +14,10 @@
   (:mod:`jaxmodels.data.image_text_sources`): cropped and resized images, retrieval on the
   held-out split, no zero-shot task.
 
-Captions become byte ids with :class:`jaxmodels.data.tokenizers.ByteTokenizer` (PAD after the
-text) and their lengths, which the text tower uses as its padding.
+Captions become ids of the tokenizer ``config.data.tokenizer`` names
+(:func:`jaxmodels.data.tokenizers.make_tokenizer`: UTF-8 bytes by default, or a ``tokenizer.json``,
+SentencePiece model or HF directory, framed by its special tokens and padded as ``transformers``
+pads them) and their lengths, which the text tower uses as its padding.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from jaxmodels.data import digits, image_text, image_text_sources
 from jaxmodels.data.image_text import PairSplit
-from jaxmodels.data.tokenizers import ByteTokenizer
 
 SHAPE_TEMPLATES = ("a {}", "a picture of a {}", "an image of a {}")
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -56,11 +58,7 @@ class ContrastiveData:
     image_shape: tuple[int, int, int]
     zero_shot: dict[str, ZeroShotTask]  # held-out zero-shot classification tasks by name
     retrieval: PairSplit | None  # held-out pairs for recall@K
-
-
-def tokenize(texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Caption strings -> ``(ids_BxL, lengths_B)`` byte ids, PAD (256) after each text."""
-    return ByteTokenizer().encode_batch(texts, max_len)
+    tokenizer: Any  # what made the ``text`` ids (jaxmodels.data.tokenizers)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,42 +134,48 @@ def embedded_splits(d) -> tuple[PairSplit, PairSplit, dict[str, ZeroShotTask]]:
 # ----------------------------------------------------------------------------------------------
 
 
-def pair_arrays(split: PairSplit, max_len: int) -> dict[str, np.ndarray]:
+def pair_arrays(split: PairSplit, tokenizer, max_len: int) -> dict[str, np.ndarray]:
     """A split as the batch arrays: ``image`` uint8, ``text`` int32 ids, ``text_len`` int32."""
-    ids, lengths = tokenize(split.captions, max_len)
+    ids, lengths = tokenizer.encode_batch(split.captions, max_len)
     return {"image": split.images, "text": ids, "text_len": lengths}
 
 
-def encode_caption(text: str, max_len: int) -> dict[str, np.ndarray]:
-    """One caption's ``text`` byte ids (PAD after) and ``text_len``."""
-    ids, lengths = tokenize([text], max_len)
+def encode_caption(text: str, tokenizer, max_len: int) -> dict[str, np.ndarray]:
+    """One caption's ``text`` ids (padded to ``max_len``) and ``text_len``."""
+    ids, lengths = tokenizer.encode_batch([text], max_len)
     return {"text": ids[0], "text_len": lengths[0]}
 
 
-def build(config) -> ContrastiveData:
-    """Grain pipelines of ``{"image": (B,S,S,3) uint8, "text": (B,L), "text_len": (B,)}``."""
+def build(config, tokenizer) -> ContrastiveData:
+    """Grain pipelines of ``{"image": (B,S,S,3) uint8, "text": (B,L), "text_len": (B,)}``, the
+    captions encoded by ``tokenizer`` to ``model.text.max_len`` ids."""
     from jaxmodels.data import pipeline
 
     d, max_len, size = config.data, config.model.text.max_len, config.data.image_size
     if d.name in image_text_sources.NAMES:
-        return build_files(config)
+        return build_files(config, tokenizer)
     train, held_out, tasks = embedded_splits(d)
     n = d.retrieval_size
+
+    def source(split):
+        return pipeline.ArraySource(pair_arrays(split, tokenizer, max_len))
+
     return ContrastiveData(
-        pipeline.iterator_fn(pipeline.ArraySource(pair_arrays(train, max_len)), config, train=True),
-        pipeline.iterator_fn(
-            pipeline.ArraySource(pair_arrays(held_out, max_len)), config, train=False
-        ),
+        pipeline.iterator_fn(source(train), config, train=True),
+        pipeline.iterator_fn(source(held_out), config, train=False),
         (size, size, 3),
         tasks,
         PairSplit(held_out.images[:n], held_out.captions[:n]),
+        tokenizer,
     )
 
 
-def build_files(config) -> ContrastiveData:
+def build_files(config, tokenizer) -> ContrastiveData:
     """Webdataset shards, a caption table or a TFDS dataset (``data.image_text_sources``):
     recall@K on the first ``data.retrieval_size`` held-out pairs, no zero-shot task."""
     size = config.data.image_size
-    encode = functools.partial(encode_caption, max_len=config.model.text.max_len)
+    encode = functools.partial(
+        encode_caption, tokenizer=tokenizer, max_len=config.model.text.max_len
+    )
     data = image_text_sources.streamed(config, encode, config.data.retrieval_size)
-    return ContrastiveData(data.train, data.eval, (size, size, 3), {}, data.held_out)
+    return ContrastiveData(data.train, data.eval, (size, size, 3), {}, data.held_out, tokenizer)

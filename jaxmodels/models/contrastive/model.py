@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.data.tokenizers import ByteTokenizer, make_tokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
-from jaxmodels.layers.vit import ViT, decode_preset
+from jaxmodels.layers.vit import ViT, decode_preset, patch_grid
 
 Dtype = Any
 
@@ -78,14 +78,36 @@ class TwoTowers(nn.Module):
         return self.encode_image(images), self.encode_text(tokens, lengths), self.t_prime, b
 
 
-def tower_kwargs(config) -> tuple[dict, dict]:
-    """``config.model.image``/``text`` -> keyword arguments of ViT / TextTransformer."""
+def text_vocab_size(config, tokenizer) -> int:
+    """Rows of the text embedding: ``model.text.vocab_size``, 0 meaning the tokenizer's size; a
+    table too small for the tokenizer's ids is an error naming both."""
+    n = config.model.text.vocab_size
+    if n == 0:
+        return tokenizer.vocab_size
+    if n < tokenizer.vocab_size:
+        hint = ""
+        if tokenizer.is_bytes and n == OLD_BYTE_VOCAB:
+            hint = " (a checkpoint written with 257 byte ids converts with byte_vocab_257_to_259)"
+        raise ValueError(
+            f"config.model.text.vocab_size={n} < the {tokenizer.vocab_size} ids of the tokenizer "
+            f"config.data.tokenizer={config.data.get('tokenizer', 'byte')!r}; set 0 to use the "
+            f"tokenizer's size{hint}"
+        )
+    return n
+
+
+def tower_kwargs(config, tokenizer=None) -> tuple[dict, dict]:
+    """``config.model.image``/``text`` -> keyword arguments of ViT / TextTransformer; the text
+    vocabulary follows ``tokenizer`` (default: the one ``config.data.tokenizer`` names), and the
+    image size must be tiled by the patches (:func:`~jaxmodels.layers.vit.patch_grid`)."""
     m = config.model
     image = dict(m.image)
     preset = image.pop("preset", "")
     if preset:
         image.update(decode_preset(preset))
+    patch_grid(config.data.image_size, image["patch_size"])
     text = dict(m.text)
+    text["vocab_size"] = text_vocab_size(config, tokenizer or make_tokenizer(config.data))
     for tower in (image, text):
         tower.update(
             attention_impl=m.attention_impl, remat_policy=m.remat_policy, scan_layers=m.scan_layers
@@ -110,9 +132,10 @@ def bias_init(b_init, batch_size: int) -> float:
     return float(b_init)
 
 
-def make_model(config) -> TwoTowers:
+def make_model(config, tokenizer=None) -> TwoTowers:
+    """The towers of ``config.model`` for ``tokenizer`` (default: ``config.data.tokenizer``)."""
     m = config.model
-    image, text = tower_kwargs(config)
+    image, text = tower_kwargs(config, tokenizer)
     b_init = bias_init(m.b_init, config.train.batch_size) if m.variant == "siglip" else None
     return TwoTowers(
         image,

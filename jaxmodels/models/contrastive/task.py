@@ -22,7 +22,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxmodels import evaluate
-from jaxmodels.data.tokenizers import ByteTokenizer
+from jaxmodels.data.tokenizers import make_tokenizer
+from jaxmodels.evaluate import zero_shot_folder
 from jaxmodels.evaluate.chunked import chunked_map
 from jaxmodels.evaluate.retrieval import CaptionIndex
 from jaxmodels.evaluate.zero_shot import class_embeddings, zero_shot_accuracy
@@ -84,22 +85,16 @@ def batch_metrics(zimg, ztxt, t_prime, b, variant) -> dict:
     return out
 
 
-def check_vocab(config) -> None:
-    """The text embedding must have a row for every id the byte tokenizer emits."""
-    if config.model.text.vocab_size < ByteTokenizer.vocab_size:
-        raise ValueError(
-            f"config.model.text.vocab_size={config.model.text.vocab_size} < "
-            f"{ByteTokenizer.vocab_size} ids of the byte tokenizer (a checkpoint written with "
-            "257 ids converts with model.byte_vocab_257_to_259; see docs/contrastive.md)"
-        )
-
-
 def build_task(config, mesh) -> Task:
-    """Builds the CLIP / SigLIP task: model, loss, (image, caption) data and evaluators."""
-    check_vocab(config)
-    model = make_model(config)
+    """Builds the CLIP / SigLIP task: model, loss, (image, caption) data and evaluators.
+
+    The tokenizer (``config.data.tokenizer``) sizes the text embedding and encodes the captions;
+    the towers are checked (vocabulary, image size against the patches) before any data is read.
+    """
+    tokenizer = make_tokenizer(config.data)
+    model = make_model(config, tokenizer)
     loss = make_loss(config, mesh)
-    data = contrastive_data.build(config)
+    data = contrastive_data.build(config, tokenizer)
     m = config.model
 
     def init(rng):
@@ -114,11 +109,14 @@ def build_task(config, mesh) -> Task:
 
     return Task(
         units="images",  # image-text pairs
+        model=model,
         init=init,
         loss_fn=loss_fn,
         train_data=data.train,
         eval_data=data.eval,
-        evaluate=evaluate.select(config.evals, evaluators(config, mesh, model, data)),
+        evaluate=evaluate.select(
+            zero_shot_folder.evals(config), evaluators(config, mesh, model, data)
+        ),
         batch_axes=BATCH_AXES,
     )
 
@@ -129,8 +127,10 @@ def build_task(config, mesh) -> Task:
 
 
 def evaluators(config, mesh, model: TwoTowers, data) -> dict:
-    """``{name: builder}``: ``zeroshot`` (top-1 per embedded task, ``zeroshot_<task>_top1``) and
-    ``retrieval`` (image<->text recall@1/5/10 on held-out pairs, ``i2t_recall@K``/``t2i_...``)."""
+    """``{name: builder}``: ``zeroshot`` (top-1 per embedded task, ``zeroshot_<task>_top1``),
+    ``retrieval`` (image<->text recall@1/5/10 on held-out pairs, ``i2t_recall@K``/``t2i_...``)
+    and ``zero_shot`` (the labelled folder ``config.zero_shot.dir``,
+    :mod:`jaxmodels.evaluate.zero_shot_folder`)."""
     rules, bs = config.mesh.rules, config.data.eval_batch_size
 
     def embedder(method):
@@ -144,7 +144,7 @@ def evaluators(config, mesh, model: TwoTowers, data) -> dict:
     embed_tokens = embedder(TwoTowers.encode_text)
 
     def embed_texts(params, texts):
-        return embed_tokens(params, *contrastive_data.tokenize(texts, config.model.text.max_len))
+        return embed_tokens(params, *data.tokenizer.encode_batch(texts, config.model.text.max_len))
 
     def zeroshot(params, rng):
         out = {}
@@ -163,4 +163,9 @@ def evaluators(config, mesh, model: TwoTowers, data) -> dict:
         zimg = embed_images(params, data.retrieval.images)
         return index.recall(zimg @ embed_texts(params, index.captions).T)
 
-    return {"zeroshot": lambda: zeroshot, "retrieval": lambda: retrieval}
+    def folder():
+        return zero_shot_folder.evaluator(
+            config.get("zero_shot"), embed_images, embed_texts, data.image_shape[0]
+        )
+
+    return {"zeroshot": lambda: zeroshot, "retrieval": lambda: retrieval, "zero_shot": folder}

@@ -134,6 +134,7 @@ def build_task(config, mesh) -> Task:
 
     return Task(
         units="images",
+        model=net,
         init=init,
         loss_fn=loss_fn,
         train_data=train_data,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmodels.layers import bijectors as bj
 
@@ -28,8 +29,10 @@ class Reshape(nn.Module):
         return x.reshape((x.shape[0],) + tuple(shape)), jnp.zeros(x.shape[0], jnp.float32)
 
 
-class CouplingPair(nn.Module):
-    """Two couplings on complementary partitions, so every dimension is transformed once."""
+class CouplingStep(nn.Module):
+    """One coupling of a stack scanned by :func:`couplings`: the partition's parity is the
+    step's index, so consecutive couplings transform complementary parts. ``affine`` is
+    RealNVP's coupling followed by actnorm (see :func:`_realnvp_coupling`)."""
 
     coupling: str = "additive"
     mask: str = "odd_even"
@@ -38,10 +41,18 @@ class CouplingPair(nn.Module):
     depth: int = 5
 
     @nn.compact
-    def __call__(self, x, inverse: bool = False):
-        cls = bj.AdditiveCoupling if self.coupling == "additive" else bj.AffineCoupling
-        layers = [cls(self.mask, p, self.net, self.hidden, self.depth) for p in (0, 1)]
-        return bj.Chain(layers)(x, inverse=inverse)
+    def __call__(self, x, inverse: bool = False, step=0):
+        if self.coupling == "additive":
+            layer = bj.AdditiveCoupling(self.mask, step, self.net, self.hidden, self.depth)
+        else:
+            layer = _realnvp_coupling(self.mask, step, self.net, self.hidden, self.depth)
+        return layer(x, inverse=inverse)
+
+
+def couplings(n: int, coupling: str, mask: str, net: str, m) -> nn.Module:
+    """``n`` couplings on alternating partitions as one scan (the program holds one)."""
+    kwargs = dict(coupling=coupling, mask=mask, net=net, hidden=m.hidden, depth=m.depth)
+    return bj.Repeat(CouplingStep, n, kwargs, indexed=True)
 
 
 def _preprocess(m) -> nn.Module:
@@ -52,75 +63,123 @@ def _preprocess(m) -> nn.Module:
     raise ValueError(f"model.preprocess={m.preprocess!r}: choose one of {PREPROCESS}")
 
 
+def _dims(event_shape) -> int:
+    return int(np.prod(event_shape))
+
+
 def nice(m, event_shape) -> list[nn.Module]:
     """NICE (Dinh et al. 2014, §5): ``num_couplings`` additive couplings on alternating
-    odd/even halves of the flattened image, each m() an MLP, then the diagonal scaling; z is
-    reshaped back to the image's shape, like every flow here."""
-    if m.num_couplings % 2:
-        raise ValueError(f"model.num_couplings={m.num_couplings} must be even for NICE")
-    dim = 1
-    for n in event_shape:
-        dim *= n
-    kwargs = dict(coupling="additive", mask=m.mask, net="mlp", hidden=m.hidden, depth=m.depth)
-    pairs = bj.Repeat(CouplingPair, m.num_couplings // 2, kwargs)
+    odd/even halves of the flattened image, each m() an MLP, then the diagonal scaling S; z is
+    reshaped back to the image's shape, like every flow here.
+
+    S is an actnorm on the flattened vector: exp(S) per dimension plus a bias (which the
+    additive couplings could supply anyway, so the family of maps is NICE's), initialised from
+    the data (Glow §3.1) instead of S = 0 and learnt at three times Adam's step (see ActNorm).
+    On MNIST S must reach about 7 for the always-black pixels (a 900-fold expansion), which
+    Adam at 1e-3 would need thousands of steps to learn from 0."""
+    dim = _dims(event_shape)
+    layers = couplings(m.num_couplings, "additive", m.mask, "mlp", m)
     flat = Reshape(tuple(event_shape), (dim,))
-    return [flat, pairs, bj.DiagonalScaling(), Reshape((dim,), tuple(event_shape))]
+    return [flat, layers, bj.ActNorm(), Reshape((dim,), tuple(event_shape))]
 
 
-def _affine(mask, parity, m):
-    return bj.AffineCoupling(mask, parity, "conv", m.hidden, m.depth)
+def _realnvp_coupling(mask, parity, net, hidden, depth) -> nn.Module:
+    """RealNVP's coupling: scale exp(r tanh(h)) (see AffineCoupling), then the normalisation
+    of its output with that normalisation's log-determinant (RealNVP §3.7 and Appendix E use
+    batch normalisation; this is Glow's actnorm, its data-initialised replacement, Glow §3.1),
+    which also lets a flow expand a narrow interval such as MNIST's black pixels."""
+    coupling = bj.AffineCoupling(mask, parity, net, hidden, depth, scale="tanh")
+    return bj.Chain([coupling, bj.ActNorm()])
 
 
-def _realnvp_scale(m, channels: int, level: int) -> nn.Module:
+def _realnvp_scale(m, level: int) -> nn.Module:
     """One RealNVP scale (§3.6): 3 checkerboard couplings, squeeze, 3 channel couplings,
     factor out half; the last scale is ``final_couplings`` checkerboard couplings."""
     if level == m.num_levels - 1:
-        return bj.Chain([_affine("checkerboard", i % 2, m) for i in range(m.final_couplings)])
-    layers = [_affine("checkerboard", i % 2, m) for i in range(m.scale_couplings)]
-    layers.append(bj.Squeeze())
-    layers += [_affine("channel", i % 2, m) for i in range(m.scale_couplings)]
-    inner = _realnvp_scale(m, 2 * channels, level + 1)
-    return bj.Chain(layers + [bj.FactorOut(inner), bj.Squeeze(undo=True)])
+        return couplings(m.final_couplings, "affine", "checkerboard", "conv", m)
+    layers = [couplings(m.scale_couplings, "affine", "checkerboard", "conv", m), bj.Squeeze()]
+    layers.append(couplings(m.scale_couplings, "affine", "channel", "conv", m))
+    inner = _realnvp_scale(m, level + 1)
+    return bj.Chain([*layers, bj.FactorOut(inner), bj.Squeeze(undo=True)])
 
 
 def realnvp(m, event_shape) -> list[nn.Module]:
     """RealNVP's multi-scale architecture (Dinh et al. 2016, §3.6) with affine couplings;
     for vectors, ``num_couplings`` affine couplings on alternating halves with MLP nets."""
     if len(event_shape) == 1:
-        kwargs = dict(coupling="affine", mask="halves", net="mlp", hidden=m.hidden, depth=m.depth)
-        return [bj.Repeat(CouplingPair, m.num_couplings // 2, kwargs)]
-    return [_realnvp_scale(m, event_shape[-1], 0)]
+        return [couplings(m.num_couplings, "affine", "halves", "mlp", m)]
+    return [_realnvp_scale(m, 0)]
+
+
+def _glow_steps(m, length: int, seed: int, mask: str, net: str) -> nn.Module:
+    """``length`` steps of flow as one scan: the training step compiles one of them."""
+    kwargs = dict(seed=seed, steps=length, mask=mask, net=net, hidden=m.hidden, depth=m.depth)
+    return bj.Repeat(bj.StepOfFlow, length, kwargs, indexed=True)
 
 
 def _glow_level(m, level: int) -> nn.Module:
     """One Glow level (Kingma & Dhariwal 2018, Fig. 2b): squeeze, K steps of flow
     (actnorm, invertible 1x1 conv, affine coupling), then split (all but the last level)."""
-    steps = []
-    for k in range(m.steps_per_level):
-        seed = level * m.steps_per_level + k
-        steps += [bj.ActNorm(), bj.InvConv1x1(seed), _affine("channel", 0, m)]
+    k = m.steps_per_level
+    layers = [bj.Squeeze(), _glow_steps(m, k, level * k, "channel", "conv")]
     if level < m.num_levels - 1:
-        steps.append(bj.FactorOut(_glow_level(m, level + 1)))
-    return bj.Chain([bj.Squeeze(), *steps, bj.Squeeze(undo=True)])
+        layers.append(bj.FactorOut(_glow_level(m, level + 1)))
+    return bj.Chain(layers + [bj.Squeeze(undo=True)])
 
 
 def glow(m, event_shape) -> list[nn.Module]:
     """Glow's multi-scale flow of ``num_levels`` levels of ``steps_per_level`` steps; for
     vectors, ``num_levels * steps_per_level`` steps with MLP couplings and no squeeze."""
     if len(event_shape) == 1:
-        steps = []
-        for k in range(m.num_levels * m.steps_per_level):
-            coupling = bj.AffineCoupling("halves", 0, "mlp", m.hidden, m.depth)
-            steps += [bj.ActNorm(), bj.InvConv1x1(k), coupling]
-        return steps
+        return [_glow_steps(m, m.num_levels * m.steps_per_level, 0, "halves", "mlp")]
     return [_glow_level(m, 0)]
 
 
 def build_flow(m, event_shape) -> bj.Chain:
-    """The bijector u -> z of ``config.model.flow`` (preprocessing included)."""
+    """The bijector u -> z of ``config.model.flow`` (preprocessing included), sized for
+    ``event_shape`` where the config leaves a size to the input (:func:`sized`)."""
     builders = {"nice": nice, "realnvp": realnvp, "glow": glow}
     if m.flow not in builders:
         raise ValueError(f"model.flow={m.flow!r}: choose one of {FLOWS}")
     if m.prior not in bj.priors.PRIORS:
         raise ValueError(f"model.prior={m.prior!r}: choose one of {bj.priors.PRIORS}")
+    m = sized(m, event_shape)
     return bj.Chain([_preprocess(m), *builders[m.flow](m, event_shape)])
+
+
+def _levels(event_shape, min_side: int, squeeze_first: bool) -> int:
+    """The most levels (at most 3) whose squeezes (one per level, or one between levels) leave
+    H and W whole and at least ``min_side``; vectors: 1."""
+    if len(event_shape) != 3:
+        return 1
+    h, w = event_shape[:2]
+    levels = 1
+    for n in (2, 3):
+        f = 2 ** (n - 1 + squeeze_first)
+        if h % f or w % f or min(h, w) // f < min_side:
+            break
+        levels = n
+    return levels
+
+
+# Conditioner channels when ``model.hidden`` is 0: (images up to 16x16 and vectors, larger
+# images). The papers' widths (RealNVP 64 with 8 residual blocks, Glow 512) cost seconds per
+# step on a CPU at 28x28; these keep a default 3000-step MNIST-size run within about an hour of
+# one CPU core (docs/flows.md). Wider runs: set model.hidden.
+CONV_WIDTHS = {"realnvp": (32, 16), "glow": (64, 32)}
+
+
+def sized(m, event_shape):
+    """``config.model`` with the size keys it leaves at 0 derived from ``event_shape``: NICE's
+    width min(1000, 4 D), the levels (:func:`_levels`) and :data:`CONV_WIDTHS`."""
+    m = m.copy_and_resolve_references()
+    if m.flow == "nice" and not m.hidden:
+        m.hidden = min(1000, 4 * _dims(event_shape))
+    if m.flow == "realnvp" and not m.num_levels:
+        m.num_levels = _levels(event_shape, 4, squeeze_first=False)
+    if m.flow == "glow" and not m.num_levels:
+        m.num_levels = _levels(event_shape, 2, squeeze_first=True)
+    if m.flow in CONV_WIDTHS and not m.hidden:
+        small, large = CONV_WIDTHS[m.flow]
+        m.hidden = small if max(event_shape[:2]) <= 16 else large
+    return m

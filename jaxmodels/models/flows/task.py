@@ -76,6 +76,7 @@ def build_task(config, mesh) -> Task:
     reference = held_out.images if not levels else None  # the toys' scatter plots
     return Task(
         units="images" if levels else "examples",
+        model=flow,
         init=lambda rng: flow.init(rng, u_init)["params"],
         loss_fn=loss.nll_loss(flow, m.prior, levels, dims),
         train_data=pipeline.iterator_fn(train, config, train=True),

@@ -36,6 +36,7 @@ class DecoderLM(nn.Module):
     deterministic: bool = True
     logits: bool = True  # False: return the final normed hidden state (HF ``LlamaModel``)
     embedding_norm: bool = False  # a ``block.norm`` right after the token embedding (Bloom)
+    scale_embedding: bool = False  # token embeddings times sqrt(d_model) (Gemma; Vaswani sec. 3.4)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -68,7 +69,10 @@ class DecoderLM(nn.Module):
             (self.vocab_size, self.block.d_model),
             self.param_dtype,
         )
-        x = jnp.take(embedding_VxE, tokens_BxL, axis=0).astype(self.dtype)
+        x = jnp.take(embedding_VxE, tokens_BxL, axis=0)
+        if self.scale_embedding:  # the factor rounded to the table's dtype, as HF Gemma does
+            x = x * jnp.asarray(math.sqrt(self.block.d_model), x.dtype)
+        x = x.astype(self.dtype)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         if self.embedding_norm:
             b = self.block
@@ -137,6 +141,9 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
         causal=True,
         position=position_options(m),
         attention=m.get("attention", "softmax"),
+        qkv_bias=m.get("qkv_bias", False),
+        qk_norm=m.get("qk_norm", False),
+        sliding_window=m.get("sliding_window", 0) or None,
         attention_impl=m.attention_impl,
         dropout_rate=m.dropout_rate,
     )
@@ -145,6 +152,7 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
         num_layers=m.depth,
         block=block,
         tie_embeddings=m.tie_embeddings,
+        scale_embedding=m.get("scale_embedding", False),
         embed_init_std=m.embed_init_std,
         scan_layers=m.scan_layers,
         remat_policy=m.remat_policy,

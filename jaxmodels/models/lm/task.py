@@ -25,7 +25,8 @@ ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "weights")
 
 
 def load_causal_lm(hf_dir: str):
-    """``config.init.hf``: the checkpoint imported as a ``DecoderLM`` with logits, its tokenizer."""
+    """``config.init.hf``: a ``*ForCausalLM`` directory as a ``DecoderLM`` with logits, its
+    tokenizer, and its weights read only when the run starts from them."""
     from jaxmodels.convert import load_pretrained
     from jaxmodels.models.lm.hf import ARCHITECTURES
 
@@ -72,7 +73,6 @@ def extrapolation(config, model: DecoderLM, data):
 
 def build_task(config, mesh=None) -> Task:
     """The LM family's :class:`~jaxmodels.train.task.Task` (``mesh`` is unused: rules suffice)."""
-    from jaxmodels.convert import init_from
     from jaxmodels.data.pipeline import ArraySource, iterator_fn
     from jaxmodels.data.text import build_text_data, tile_rows
 
@@ -108,7 +108,8 @@ def build_task(config, mesh=None) -> Task:
         units="tokens",
         units_per_example=L,
         flops_per_example=train_flops(model, init, L),
-        init=init_from(model, pretrained.params, example) if pretrained else init,
+        init=init,
+        start_params=pretrained and pretrained.read_params,
         loss_fn=loss_fn,
         train_data=iterator_fn(ArraySource(data.train), config, train=True),
         batch_axes={k: ("batch", "length") for k in ROW_FIELDS},
@@ -118,6 +119,8 @@ def build_task(config, mesh=None) -> Task:
         eval_fn=eval_fn,
         evaluate=evaluate.select(config.evals, offered),
         sample=make_sampler(model, tok, config.sample),
+        model=model,
+        tokenizer=tok,
     )
 
 

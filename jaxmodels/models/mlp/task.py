@@ -75,6 +75,7 @@ def build_task(config, mesh) -> Task:
     offered = {"calibration": lambda: calibration(model, held_out, bs, mesh)}
     return Task(
         units="images",  # 8x8 digits
+        model=model,
         init=init,
         loss_fn=loss_fn,
         train_data=data("train", True),

@@ -105,6 +105,7 @@ def build_task(config, mesh):
     return Task(
         units="frames",
         units_per_example=d.enc_steps,  # one window of enc_steps frames
+        model=model,
         init=init,
         loss_fn=loss_fn,
         train_data=_train_data(train_videos, config, future_steps),

@@ -102,7 +102,7 @@ def extrapolation(config, model: RoFormer, data, mesh=None, **mask_kw):
 
 def build_task(config, mesh=None) -> Task:
     """RoFormer MLM on ``config.data`` (``mesh``: the evaluator's outputs are replicated on it)."""
-    from jaxmodels.convert import init_from, load_pretrained
+    from jaxmodels.convert import load_pretrained
     from jaxmodels.data.pipeline import ArraySource, iterator_fn
     from jaxmodels.data.text import build_text_data, tile_rows
     from jaxmodels.models.roformer.hf import ARCHITECTURES
@@ -135,7 +135,8 @@ def build_task(config, mesh=None) -> Task:
     offered = {"extrapolation": lambda: extrapolation(config, model, data, mesh, **mask_kw)}
     eval_rows = tile_rows(data.eval, config.train.batch_size)
     return Task(
-        init=init_from(model, pretrained.params, example) if pretrained else init,
+        init=init,
+        start_params=pretrained and pretrained.read_params,
         loss_fn=lambda p, b, r: metrics(p, b, r, True),
         eval_fn=lambda p, b, r: metrics(p, b, r, False)[1],
         train_data=iterator_fn(ArraySource(data.train), config, train=True),
@@ -144,4 +145,6 @@ def build_task(config, mesh=None) -> Task:
         evaluate=evaluate.select(config.evals, offered),
         units="tokens",
         units_per_example=config.data.seq_len,
+        model=model,
+        tokenizer=tok,
     )
