@@ -245,7 +245,7 @@ FAMILY_LINES = {
     "glow": (
         "experiments/flows/glow.py", (32, 3),
         {  # Glow on CIFAR-10 (Kingma & Dhariwal, 2018, Sec. 5): L=3, K=32, 512 channels
-            "model.num_levels": 3, "model.steps_per_level": 32, "model.hidden": 512,
+            "model.num_levels": 3, "model.steps_per_level": 32, "model.width": 512,
             "train.batch_size": 64, "train.compute_dtype": "bfloat16",
         },
         {},
