@@ -120,16 +120,17 @@ GLOSSARY = {
     ),
     "model.width": (
         "the network's width: a transformer's d_model, a UNet's base channels, the hidden units "
-        "of an MLP or of a flow's coupling network, a recurrent cell's hidden size. Was: "
+        "of an MLP, a flow conditioner's units or channels (flows: 0 sizes it from the input), a "
+        "recurrent cell's hidden size. Was: "
         "model.d_model (lm, roformer), model.channels (diffusion), model.hidden (mlp, flows), "
         "model.hidden_size (online_action)"
     ),
     "model.depth": (
         "how many blocks the network stacks in series: a transformer's layers, an MLP's hidden "
         "layers, a UNet's residual blocks per resolution, the residual blocks of diffusion's "
-        "point MLP, the hidden layers of each coupling network of a flow (the flow's own count "
-        "of couplings is model.num_couplings). Was: model.num_layers (lm, roformer, mlp), "
-        "model.num_blocks (diffusion)"
+        "point MLP, a flow conditioner's hidden layers (NICE) or residual blocks (RealNVP, Glow; "
+        "the flow's own count of couplings is model.num_couplings). Was: model.num_layers (lm, "
+        "roformer, mlp), model.num_blocks (diffusion)"
     ),
     "model.mlp_dim": "hidden width of a transformer block's MLP. Was: model.d_ff (lm, roformer)",
     "model.num_heads": "attention (query) heads",
@@ -301,26 +302,20 @@ _POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints
 # (nested dicts such as model.image too), it must be a positive integer. A family key that may
 # be 0 or negative takes another name (lm's num_kv_heads = 0 means "as many as num_heads").
 MODEL_SIZES = (
-    "hidden",
-    "hidden_size",
-    "d_model",
-    "d_ff",
-    "num_layers",
-    "num_heads",
-    "channels",
     "width",
-    "embed_dim",
-    "embed_size",
+    "depth",
     "mlp_dim",
+    "num_heads",
+    "embed_dim",
     "patch_size",
-    "num_blocks",
     "num_couplings",
     "num_levels",
     "steps_per_level",
 )
-# Sizes a family derives from its input when the config leaves them 0 (docs/flows.md, "Sizes that
-# follow the input"): family -> keys of config.model that may be 0; any other value is positive.
-FROM_INPUT = {"flows": ("hidden", "num_levels")}
+# Sizes a family allows at 0: family -> keys of config.model that may be 0 (any other value is
+# positive). Flows derive width and num_levels from the input when left 0 (docs/flows.md, "Sizes
+# that follow the input"); their depth 0 is a conditioner without residual blocks.
+MAY_BE_ZERO = {"flows": ("width", "num_levels", "depth")}
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -347,7 +342,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """
     t = config.train
     check_positive(t, _POSITIVE, "config.train")
-    derived = FROM_INPUT.get(config.get("family"), ())
+    derived = MAY_BE_ZERO.get(config.get("family"), ())
     sizes = [k for k in MODEL_SIZES if k not in derived or config.model.get(k) != 0]
     check_positive(config.model, sizes, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
