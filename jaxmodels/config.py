@@ -313,8 +313,8 @@ MODEL_SIZES = (
     "steps_per_level",
 )
 # Sizes a family allows at 0: family -> keys of config.model that may be 0 (any other value is
-# positive). Flows derive width and num_levels from the input when left 0 (docs/flows.md, "Sizes
-# that follow the input"); their depth 0 is a conditioner without residual blocks.
+# positive). Flows derive width and num_levels from the input when left 0 (models/flows/model.py,
+# ``sized``); their depth 0 is a conditioner without residual blocks.
 MAY_BE_ZERO = {"flows": ("width", "num_levels", "depth")}
 _NON_NEGATIVE = (
     "warmup_steps",
