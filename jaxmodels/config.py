@@ -80,6 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
     t.checkpoint_every = 500  # steps between checkpoints (and at the end); 0 disables
     t.keep_checkpoints = 3  # checkpoints kept on disk
     t.sample_at_end = True  # after training, run the family's sampler (if any) and print it
+    # Check every step (jaxmodels.train.debug): the batch has the first batch's shapes and dtypes;
+    # batch, loss, metrics and gradients are finite, else stop naming the step and the leaf.
+    # Slower (each step waits for its check); off, the step compiles to the same program.
+    t.debug_checks = False
 
     # Start a fresh run (step 0) from another run's parameters; a resumed run keeps its own.
     # That run's folder is only read: never its lock, never a write (jaxmodels.train.warmstart).

@@ -352,6 +352,7 @@ def build_train_step(run: Run, example_batch):
         grad_accum=t.grad_accum,
         ema_decay=state_lib.ema_decay(t.ema_halflife_examples, t.batch_size),
         schedule=run.schedule,
+        debug_checks=t.debug_checks,
     )
     return train_step, bshard
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmodels.parallel import mesh as mesh_lib
+from jaxmodels.train import debug
 from jaxmodels.train.state import TrainState
 from jaxmodels.train.task import LossFn, Task
 
@@ -110,13 +111,19 @@ def build_train_step(
     grad_accum: int = 1,
     ema_decay: float = 0.0,
     schedule: optax.Schedule | None = None,
+    debug_checks: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated."""
+    """Returns ``step(state, batch) -> (state, metrics)``: jitted, sharded, state donated.
+
+    ``debug_checks`` adds the checks of ``jaxmodels.train.debug`` (``config.train.debug_checks``).
+    """
     base_key = jax.random.key(seed)
     stateful = task.init_model_state is not None
     grads_and_metrics = accumulate_gradients(
         task.loss_fn, grad_accum, batch_sharding, stateful=stateful
     )
+    if debug_checks:
+        grads_and_metrics = debug.checked_gradients(grads_and_metrics)
 
     def step(state: TrainState, batch):
         rng = jax.random.fold_in(base_key, state.step)
@@ -137,12 +144,15 @@ def build_train_step(
         metrics["finite"] = ok.astype(jnp.float32)
         return keep_if_not(ok, new, state), metrics
 
-    jitted = jax.jit(
-        step,
+    jit = dict(
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=(0,),
     )
+    if debug_checks:
+        jitted = debug.jit_checked(step, error_sharding=mesh_lib.replicated(mesh), **jit)
+    else:
+        jitted = jax.jit(step, **jit)
     return in_mesh_context(jitted, mesh, rules)
 
 
