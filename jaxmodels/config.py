@@ -124,16 +124,17 @@ GLOSSARY = {
     ),
     "model.width": (
         "the network's width: a transformer's d_model, a UNet's base channels, the hidden units "
-        "of an MLP or of a flow's coupling network, a recurrent cell's hidden size. Was: "
+        "of an MLP, a flow conditioner's units or channels (flows: 0 sizes it from the input), a "
+        "recurrent cell's hidden size. Was: "
         "model.d_model (lm, roformer), model.channels (diffusion), model.hidden (mlp, flows), "
         "model.hidden_size (online_action)"
     ),
     "model.depth": (
         "how many blocks the network stacks in series: a transformer's layers, an MLP's hidden "
         "layers, a UNet's residual blocks per resolution, the residual blocks of diffusion's "
-        "point MLP, the hidden layers of each coupling network of a flow (the flow's own count "
-        "of couplings is model.num_couplings). Was: model.num_layers (lm, roformer, mlp), "
-        "model.num_blocks (diffusion)"
+        "point MLP, a flow conditioner's hidden layers (NICE) or residual blocks (RealNVP, Glow; "
+        "the flow's own count of couplings is model.num_couplings). Was: model.num_layers (lm, "
+        "roformer, mlp), model.num_blocks (diffusion)"
     ),
     "model.mlp_dim": "hidden width of a transformer block's MLP. Was: model.d_ff (lm, roformer)",
     "model.num_heads": "attention (query) heads",
@@ -248,6 +249,20 @@ OLD_KEYS = {
 OLD_VALUES = {
     ("contrastive", "model.variant"): {"sigmoid": "siglip", "softmax": "clip"},
 }
+# Old keys a saved config held unused, beside their new name: (family, old key) -> the saved
+# (key, value) under which it was unused. A diffusion run with the point MLP (toy2d.py starts from
+# digits.py) saved the UNet's channels and num_blocks beside the MLP's own width and depth.
+UNUSED_OLD_KEYS = {
+    ("diffusion", "model.channels"): ("model.arch", "mlp"),
+    ("diffusion", "model.num_blocks"): ("model.arch", "mlp"),
+}
+
+
+def _leaf(tree: Mapping, key: str):
+    """``tree``'s value at the dotted ``key`` (``None`` when absent)."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, Mapping) else None
+    return tree
 
 
 def renamed(family: str, key: str) -> str | None:
@@ -261,18 +276,21 @@ def current_names(saved: Mapping) -> dict:
     and their old values respelled (:data:`OLD_KEYS`, :data:`OLD_VALUES`), so that a run saved
     before a rename compares equal to the same config written today.
 
-    A saved config that holds both an old key and its new name keeps both (the comparison then
-    names the difference rather than guessing which one the run used).
+    An old key the run held unused (:data:`UNUSED_OLD_KEYS`) is dropped. Any other saved config
+    that holds both an old key and its new name keeps both (the comparison then names the
+    difference rather than guessing which one the run used).
     """
     out = copy.deepcopy(dict(saved))
     family = out.get("family", "")
     for old, new in OLD_KEYS.get(family, {}).items():
         *path, leaf = old.split(".")
-        node = out
-        for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
+        node = _leaf(out, ".".join(path)) if path else out
         *new_path, new_leaf = new.split(".")
         if not isinstance(node, dict) or leaf not in node or new_path != path:
+            continue
+        unused = UNUSED_OLD_KEYS.get((family, old))
+        if unused is not None and _leaf(out, unused[0]) == unused[1]:
+            del node[leaf]
             continue
         if new_leaf in node:
             continue
@@ -288,26 +306,20 @@ _POSITIVE = ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints
 # (nested dicts such as model.image too), it must be a positive integer. A family key that may
 # be 0 or negative takes another name (lm's num_kv_heads = 0 means "as many as num_heads").
 MODEL_SIZES = (
-    "hidden",
-    "hidden_size",
-    "d_model",
-    "d_ff",
-    "num_layers",
-    "num_heads",
-    "channels",
     "width",
-    "embed_dim",
-    "embed_size",
+    "depth",
     "mlp_dim",
+    "num_heads",
+    "embed_dim",
     "patch_size",
-    "num_blocks",
     "num_couplings",
     "num_levels",
     "steps_per_level",
 )
-# Sizes a family derives from its input when the config leaves them 0 (docs/flows.md, "Sizes that
-# follow the input"): family -> keys of config.model that may be 0; any other value is positive.
-FROM_INPUT = {"flows": ("hidden", "num_levels")}
+# Sizes a family allows at 0: family -> keys of config.model that may be 0 (any other value is
+# positive). Flows derive width and num_levels from the input when left 0 (models/flows/model.py,
+# ``sized``); their depth 0 is a conditioner without residual blocks.
+MAY_BE_ZERO = {"flows": ("width", "num_levels", "depth")}
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -334,7 +346,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """
     t = config.train
     check_positive(t, _POSITIVE, "config.train")
-    derived = FROM_INPUT.get(config.get("family"), ())
+    derived = MAY_BE_ZERO.get(config.get("family"), ())
     sizes = [k for k in MODEL_SIZES if k not in derived or config.model.get(k) != 0]
     check_positive(config.model, sizes, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
@@ -481,9 +493,9 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run saved (``DIR/config.json``, local or ``gs://``), keys as saved.
 
     JSON lists come back as tuples (what config files write). What ``jaxmodels eval|sample|
-    export --workdir DIR`` and ``jaxmodels.load(DIR)`` use when no ``--config`` is given. The
-    keys are the run's own: a run saved before a rename of :data:`OLD_KEYS` needs its names
-    translated (``current_names``) once the family's code reads the new ones.
+    export --workdir DIR`` and ``jaxmodels.load(DIR)`` use when no ``--config`` is given. A run
+    saved before a rename of :data:`OLD_KEYS` comes back in today's names (:func:`current_names`),
+    the ones the family's code reads.
     """
     import json
 
@@ -504,7 +516,7 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
             return {k: tuples(v) for k, v in x.items()}
         return tuple(tuples(v) for v in x) if isinstance(x, list) else x
 
-    return ml_collections.ConfigDict(tuples(saved))
+    return ml_collections.ConfigDict(tuples(current_names(saved)))
 
 
 def get_config(workdir: str) -> ml_collections.ConfigDict:

@@ -10,7 +10,7 @@ GPU mode times a full SigLIP B/16 training step (224 px, bf16, AdamW) and the im
 on one accelerator; it needs neither grain nor tfds:
 
   python experiments/benchmarks/contrastive_loss.py --mode gpu --batches 256
-  python experiments/benchmarks/contrastive_loss.py --mode gpu --batches 2 --variant Ti/16 \
+  python experiments/benchmarks/contrastive_loss.py --mode gpu --batches 2 --preset Ti/16 \
       --image-size 64 --attention xla --iters 1     # a dry run of the GPU path on a CPU
 
 A script that prints a table, not a timed test. Import nothing from jax before the flags are set.
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=256, help="embedding width (cpu mode)")
     p.add_argument("--iters", type=int, default=5, help="timed iterations after one warm-up")
     p.add_argument("--attention", default="cudnn", help="gpu mode: auto | cudnn | xla")
-    p.add_argument("--variant", default="B/16", help="gpu mode: ViT variant of both towers")
+    p.add_argument("--preset", default="B/16", help="gpu mode: ViT preset of both towers")
     p.add_argument("--image-size", type=int, default=224, help="gpu mode: image side in pixels")
     return p.parse_args(argv)
 
@@ -123,22 +123,22 @@ def run_cpu(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def siglip_config(attention: str, variant: str = "B/16"):
+def siglip_config(attention: str, preset: str = "B/16"):
     """SigLIP B/16 (Zhai et al., 2023): ViT-B/16 MAP + B text tower, 64 tokens, 32k vocab."""
-    from jaxmodels.layers.vit import decode_variant
+    from jaxmodels.layers.vit import decode_preset
 
-    size = decode_variant(variant)
+    size = decode_preset(preset)
     import ml_collections
 
     from jaxmodels.config import base_config
 
     c = base_config()
     m = c.model
-    m.loss, m.loss_impl, m.embed_dim = "sigmoid", "chunked", size["width"]
+    m.variant, m.loss_impl, m.embed_dim = "siglip", "chunked", size["width"]
     m.t_prime_init, m.b_init = 2.302585, -10.0
     m.attention_impl = attention
     m.remat_policy, m.scan_layers = "none", False
-    m.image = ml_collections.ConfigDict(dict(variant=variant, posemb="learn", pool="map"))
+    m.image = ml_collections.ConfigDict(dict(preset=preset, posemb="learn", pool="map"))
     m.text = ml_collections.ConfigDict(
         dict(
             vocab_size=32_000,
@@ -214,7 +214,7 @@ def run_gpu(args) -> None:
     from jaxmodels.models.contrastive import task as contrastive_task
 
     print(f"jax {jax.__version__}, device: {jax.devices()[0].device_kind}")
-    config = siglip_config(args.attention, args.variant)
+    config = siglip_config(args.attention, args.preset)
     model = contrastive_model.make_model(config)
     mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
     loss = contrastive_task.make_loss(config, mesh)
@@ -224,7 +224,7 @@ def run_gpu(args) -> None:
             t = time_siglip_step(model, loss, tx, n, args.iters, args.image_size)
             t_full, t_tower = t["full"], t["tower"]
             print(
-                f"SigLIP {args.variant} {args.image_size}px bf16 batch {n} ({args.attention} "
+                f"SigLIP {args.preset} {args.image_size}px bf16 batch {n} ({args.attention} "
                 f"attention): full two-tower "
                 f"step {t_full * 1e3:.1f} ms ({n / t_full:.0f} pairs/s); image tower fwd+bwd "
                 f"{t_tower * 1e3:.1f} ms ({n / t_tower:.0f} images/s)",

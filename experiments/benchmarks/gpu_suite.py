@@ -128,8 +128,8 @@ def _siglip(dry: bool, part: str) -> dict:
     from jaxmodels.models.contrastive import task as contrastive_task
 
     b = _bench("contrastive_loss")
-    variant, px, n = ("toy/16", 32, 8) if dry else ("B/16", 224, 256)
-    config = b.siglip_config("auto" if dry else "cudnn", "Ti/16" if dry else variant)
+    preset, px, n = ("toy/16", 32, 8) if dry else ("B/16", 224, 256)
+    config = b.siglip_config("auto" if dry else "cudnn", "Ti/16" if dry else preset)
     if dry:  # two blocks of width 64 per tower
         _toy_towers(config)
     model = two_towers.make_model(config)
@@ -140,7 +140,7 @@ def _siglip(dry: bool, part: str) -> dict:
     with jax.set_mesh(mesh), record_kernels() as log:
         t = b.time_siglip_step(model, loss, tx, n, 1 if dry else 10, px, parts=(part,))[part]
     unit = "images/s" if part == "tower" else "pairs/s"
-    return {"variant": variant, "image_px": px, "batch": n, "dtype": config.train.compute_dtype,
+    return {"preset": preset, "image_px": px, "batch": n, "dtype": config.train.compute_dtype,
             **_rate(t, n, unit), unit.replace("/", "_per_"): n / t,
             "attention": _kernels(log)}  # fmt: skip
 
@@ -148,7 +148,7 @@ def _siglip(dry: bool, part: str) -> dict:
 def _toy_towers(config) -> None:
     m, toy = config.model, dict(width=64, depth=2, mlp_dim=128, num_heads=2)
     m.embed_dim = 64
-    m.image.update(variant="", patch_size=16, **toy)
+    m.image.update(preset="", patch_size=16, **toy)
     m.text.update(toy)
     config.train.compute_dtype = "float32"
 
@@ -235,17 +235,17 @@ FAMILY_LINES = {
     "diffusion_unet": (
         "experiments/diffusion/digits.py", (32, 3),
         {  # EDM's DDPM++ CIFAR-10 UNet (Karras et al., 2022, Table 7), unconditional
-            "model.channels": 128, "model.channel_mult": (2, 2, 2), "model.num_blocks": 4,
-            "model.attn_resolutions": (16,), "model.num_heads": 1, "model.dropout": 0.13,
-            "model.class_conditional": False, "data.size": 32, "train.batch_size": 128,
+            "model.width": 128, "model.channel_mult": (2, 2, 2), "model.depth": 4,
+            "model.attn_resolutions": (16,), "model.num_heads": 1, "model.dropout_rate": 0.13,
+            "model.class_conditional": False, "data.image_size": 32, "train.batch_size": 128,
             "train.compute_dtype": "bfloat16",
         },
-        {"model.class_conditional": False, "data.size": 8},
+        {"model.class_conditional": False, "data.image_size": 8},
     ),
     "glow": (
         "experiments/flows/glow.py", (32, 3),
         {  # Glow on CIFAR-10 (Kingma & Dhariwal, 2018, Sec. 5): L=3, K=32, 512 channels
-            "model.num_levels": 3, "model.steps_per_level": 32, "model.hidden": 512,
+            "model.num_levels": 3, "model.steps_per_level": 32, "model.width": 512,
             "train.batch_size": 64, "train.compute_dtype": "bfloat16",
         },
         {},
@@ -260,10 +260,15 @@ def family_config(name: str, dry: bool, image_dir: str):
     import numpy as np
 
     from jaxmodels.config import load_config
+    from jaxmodels.train.resume import flatten
 
     file, images, gpu, toy = FAMILY_LINES[name]
     config = load_config(file + (":smoke" if dry else ""))
-    config.update_from_flattened_dict(toy if dry else gpu)
+    overrides = toy if dry else gpu
+    unknown = sorted(set(overrides) - set(flatten(config.to_dict())))
+    if unknown:  # update_from_flattened_dict would add them, silently unused
+        raise KeyError(f"{name}: {file} has no key(s) {unknown}")
+    config.update_from_flattened_dict(overrides)
     if images is not None:  # random uint8 images: enough rows for a batch after the holdout
         side, channels = (8, images[1]) if dry else images
         rows = 2 * max(config.train.batch_size, config.model.get("init_batch", 0))

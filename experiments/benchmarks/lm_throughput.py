@@ -69,7 +69,7 @@ def _lm_config(s: dict, args):
     spec.loader.exec_module(mod)
     c = mod.get_config()
     m = c.model
-    m.d_model, m.num_layers, m.num_heads, m.d_ff = s["d_model"], s["layers"], s["heads"], s["d_ff"]
+    m.width, m.depth, m.num_heads, m.mlp_dim = s["d_model"], s["layers"], s["heads"], s["d_ff"]
     m.vocab_size, m.vocab_multiple = s["vocab"], 1
     m.scan_layers, m.remat_policy, m.attention_impl = args.scan, args.remat, args.attention
     c.data.seq_len, c.train.batch_size = s["seq"], s["batch"]

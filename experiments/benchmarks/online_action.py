@@ -44,7 +44,7 @@ PRESETS = {
 def make(name, D, C, H, dec_steps, window, dtype):
     """The detector ``name`` from its experiment config, resized to the preset."""
     m = load_config(f"experiments/online_action/{name}.py").model
-    sizes = dict(hidden_size=H, embed_size=H, dec_steps=dec_steps, window=window)
+    sizes = dict(width=H, embed_dim=H, dec_steps=dec_steps, window=window)
     for key, value in sizes.items():
         if key in m:
             m[key] = value

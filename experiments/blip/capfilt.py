@@ -57,7 +57,7 @@ def main(argv=None):
     new_images, new_captions = result.dataset(images, captions)
     data.save_pairs(out, new_images, new_captions)
     d = config.data
-    clean = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
+    clean = data.split("train", d.train_size, d.image_size, d.split_seed, d.object_scale)
     corrupted = np.asarray([a != b for a, b in zip(captions, clean[1], strict=True)])
     report = {
         "step": int(step),

@@ -73,7 +73,7 @@ def get_config(arg: str | None = None):
     d.train_size = 20000  # rendered training scenes
     d.eval_size = 1000  # held-out scenes (independent seed)
     d.image_size = 32  # pixels
-    d.seed = 0  # scene seed
+    d.split_seed = 0  # seeds the scenes (train: 2 * seed, held out: 2 * seed + 1)
     d.object_scale = 1.4  # object radii x this (1.0: ~3-4 px; small shapes slow ITM down)
     d.max_len = 12  # text tokens: [CLS] + caption (scenes: <= 8 words) + [SEP], padded; longer
     # captions are truncated (BLIP: 35 for pre-training)
@@ -82,7 +82,7 @@ def get_config(arg: str | None = None):
     d.rerank_k = 16  # ITM re-ranks each query's top k by ITC (BLIP: k = 256 on COCO)
     d.caption_eval_size = 500  # held-out images captioned (beam 3) for BLEU-4 / CIDEr
 
-    c.sample.n = 16  # images in the `jaxmodels sample` grid
+    c.sample.num = 16  # images in the `jaxmodels sample` grid
     # offered: retrieval (ITC, ITM re-ranked), captioning, zero_shot (added by zero_shot.dir)
     c.evals = ("retrieval", "captioning")
     # zero-shot on your labelled folder by ITC: --config.zero_shot.dir (the scenes' closed
@@ -109,7 +109,7 @@ def get_config(arg: str | None = None):
         d.train_size, d.eval_size, d.retrieval_size, d.caption_eval_size = 128, 32, 32, 8
         d.eval_batch_size = 16
         d.rerank_k = 4
-        c.sample.n = 4
+        c.sample.num = 4
         t.steps, t.batch_size, t.warmup_steps = 3, 16, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 3, 1, 3
     return c

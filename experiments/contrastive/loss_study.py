@@ -29,11 +29,11 @@ import statistics
 import sys
 import tempfile
 
-VARIANTS = {  # name -> (loss, t_prime_init, b_init, train.lr_multipliers)
-    "softmax": ("softmax", math.log(1 / 0.07), 0.0, ""),
-    "sigmoid-10": ("sigmoid", math.log(10.0), -10.0, ""),
-    "sigmoid-auto": ("sigmoid", math.log(10.0), "auto", ""),
-    "sigmoid-auto-lr10": ("sigmoid", math.log(10.0), "auto", "t_prime=10,b=10"),
+VARIANTS = {  # name -> (model.variant, t_prime_init, b_init, train.lr_multipliers)
+    "softmax": ("clip", math.log(1 / 0.07), 0.0, ""),
+    "sigmoid-10": ("siglip", math.log(10.0), -10.0, ""),
+    "sigmoid-auto": ("siglip", math.log(10.0), "auto", ""),
+    "sigmoid-auto-lr10": ("siglip", math.log(10.0), "auto", "t_prime=10,b=10"),
 }
 METRICS = {  # column -> key in the trainer's metrics
     "digits top-1": "eval_zeroshot_digits_top1",
@@ -61,7 +61,9 @@ def study_config(variant: str, batch: int, seed: int, examples: int):
     from jaxmodels.config import load_config
 
     c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "siglip.py"))
-    c.model.loss, c.model.t_prime_init, c.model.b_init, c.train.lr_multipliers = VARIANTS[variant]
+    c.model.variant, c.model.t_prime_init, c.model.b_init, c.train.lr_multipliers = VARIANTS[
+        variant
+    ]
     c.model.loss_impl = "dense"
     c.seed = seed  # initialisation and shuffling; the data themselves stay fixed
     t = c.train

@@ -4,7 +4,7 @@ jaxmodels train --config experiments/contrastive/siglip.py --workdir runs/siglip
 jaxmodels train --config experiments/contrastive/siglip.py:smoke --workdir /tmp/siglip-smoke
 jaxmodels eval --config experiments/contrastive/siglip.py --workdir runs/siglip
 
-The same file trains CLIP with --config.model.loss=softmax (see clip.py for CLIP's defaults).
+The same file trains CLIP's loss with --config.model.variant=clip (see clip.py for CLIP's defaults).
 """
 
 import math
@@ -22,8 +22,8 @@ def get_config(arg: str | None = None):
     c.family = "contrastive"
 
     m = c.model
-    m.loss = "sigmoid"  # sigmoid (SigLIP) | softmax (CLIP)
-    m.loss_impl = "chunked"  # sigmoid: chunked | allgather | dense; softmax: dense | allgather
+    m.variant = "siglip"  # siglip (sigmoid loss) | clip (softmax loss)
+    m.loss_impl = "chunked"  # siglip: chunked | allgather | dense; clip: dense | allgather
     m.t_prime_init = math.log(10.0)  # log-temperature init; SigLIP Sec. 3.2: t' = log 10
     # logit bias init: a number (SigLIP Sec. 3.2: b = -10) or "auto" = -log(batch - 1)
     m.b_init = ml_collections.FieldReference(-10.0, field_type=object)
@@ -58,9 +58,9 @@ def get_config(arg: str | None = None):
 
 
 def base_image():
-    """A small ViT for 32 px images (for paper sizes set variant, e.g. "B/16", "So400m/14")."""
+    """A small ViT for 32 px images (for paper sizes set preset, e.g. "B/16", "So400m/14")."""
     img = ml_collections.ConfigDict()
-    img.variant = ""  # "" uses the explicit sizes below; else "Ti/16", "B/16", "So400m/14", ...
+    img.preset = ""  # "" uses the explicit sizes below; else "Ti/16", "B/16", "So400m/14", ...
     img.width = 96  # model width
     img.depth = 4  # encoder blocks
     img.mlp_dim = 384  # MLP hidden size
@@ -95,9 +95,9 @@ def add_data(c):
     # its special tokens frame each caption and its PAD follows it, as transformers pads
     d.tokenizer = "byte"
     d.image_size = 32  # square image side in pixels
-    d.seed = 0  # seed of the procedurally rendered shapes and the digits split
-    d.shapes_train = 10000  # rendered training images (half one object, half two)
-    d.shapes_eval = 1000  # rendered held-out images (the one-object half is the zero-shot set)
+    d.split_seed = 0  # seeds the procedurally rendered shapes and the digits split
+    d.train_size = 10000  # rendered training shapes (half one object, half two)
+    d.eval_size = 1000  # rendered held-out shapes (the one-object half is the zero-shot set)
     d.retrieval_size = 1000  # held-out pairs for recall@K
     d.eval_batch_size = 256  # batch for the zero-shot/retrieval embedders
     # webdataset / csv / tfds sources; training crops as open_clip's RandomResizedCrop default
@@ -111,7 +111,7 @@ def shrink_for_smoke(c):
     c.model.image.patch_size = 8
     c.model.embed_dim = 16
     c.data.image_size = 16
-    c.data.shapes_train, c.data.shapes_eval, c.data.retrieval_size = 256, 64, 64
+    c.data.train_size, c.data.eval_size, c.data.retrieval_size = 256, 64, 64
     c.data.eval_batch_size = 64
     c.train.steps = 4
     c.train.batch_size = 16

@@ -8,7 +8,7 @@ jaxmodels train --config experiments/diffusion/digits.py:smoke --workdir /tmp/di
 bits/dim of every held-out digit at the end (the likelihood table of docs/flows.md):
 jaxmodels train --config experiments/diffusion/digits.py:likelihood --workdir runs/diffusion-bpd-edm
 
-Other processes: --config.model.process=vp|ve|iddpm|flow (EDM Table 1); other samplers:
+Other processes: --config.model.variant=vp|ve|iddpm|flow (EDM Table 1); other samplers:
 --config.sample.sampler=euler|dpmpp_2m|edm_stochastic|euler_ancestral|ddim|ddpm|rk45|...
 """
 
@@ -22,19 +22,19 @@ def get_config(arg: str | None = None):
     c.family = "diffusion"
 
     m = c.model
-    m.process = "edm"  # edm | vp | ve | iddpm | flow (jaxmodels.models.diffusion.processes)
+    m.variant = "edm"  # the process: edm | vp | ve | iddpm | flow (models/diffusion/processes.py)
     m.sigma_data = 0.5  # EDM's data std (Table 1); digits in [-1, 1] have std ~0.8
     m.arch = "unet"  # unet (images) | mlp (2-D points)
-    m.channels = 32  # UNet base width (sized for a 2-core CPU run)
-    # widths per level (x channels) and the sides that get self-attention; () fits them to the
+    m.width = 32  # UNet base channels (sized for a 2-core CPU run)
+    # widths per level (x width) and the sides that get self-attention; () fits them to the
     # images (jaxmodels.layers.unet.fit_levels): 8x8 digits (1, 2) and (4,), i.e. 32 channels
     # at 8x8 and 64 at 4x4 with attention; 28x28 (1, 2, 2) and (14, 7); 32x32 (1, 2, 2, 2) and
     # (16, 4). Set them to override; (0,) for no attention.
     m.channel_mult = ()
     m.attn_resolutions = ()
-    m.num_blocks = 1  # residual blocks per resolution
+    m.depth = 1  # residual blocks per resolution
     m.num_heads = 2  # attention heads
-    m.dropout = 0.1  # dropout in residual blocks (EDM uses 0.10-0.13 on CIFAR-10)
+    m.dropout_rate = 0.1  # dropout in residual blocks (EDM uses 0.10-0.13 on CIFAR-10)
     m.embedding = "positional"  # noise embedding: positional | fourier
     m.class_conditional = True  # condition on the digit label (with a null label for CFG)
     m.label_dropout = 0.1  # prob. of training with the null label (Ho & Salimans 2022)
@@ -89,7 +89,7 @@ def get_config(arg: str | None = None):
         t.eval_every = t.steps  # one evaluation (with the PF-ODE solves), at the end
         t.sample_at_end = False  # `jaxmodels sample` draws the grid (and solves again) on demand
     if "smoke" in args:
-        m.channels = 16
+        m.width = 16
         m.channel_mult = (1,)  # one resolution: the smallest graph to compile
         m.attn_resolutions = (8,)
         m.num_heads = 1

@@ -22,7 +22,7 @@ def get_config(arg: str | None = None):
     base = "digits.py" if "digits" in args else "toy2d.py"
     smoke = ":smoke" if "smoke" in args else ""
     c = load_config(os.path.join(os.path.dirname(__file__), base) + smoke)
-    c.model.process = "flow"  # rectified flow: x_t = (1 - t) x_0 + t n, v = n - x_0
+    c.model.variant = "flow"  # rectified flow: x_t = (1 - t) x_0 + t n, v = n - x_0
     c.model.class_conditional = False  # couplings are unconditional here
     c.sample.sampler = "heun"
     c.reflow = reflow_config()

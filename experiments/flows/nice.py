@@ -14,19 +14,19 @@ from jaxmodels.models.flows.defaults import ARGS, flows_config
 def get_config(arg: str | None = None):
     args = config_args(arg, ARGS)
     c = flows_config(args, steps=4000)  # cheap steps: a few more than RealNVP and Glow
-    c.model.flow = "nice"
+    c.model.variant = "nice"
     c.model.prior = "logistic"  # NICE §3.4: the logistic prior, better-behaved gradients
     c.model.preprocess = "center"  # NICE §5.1 models dequantised [0, 1) pixels directly
     c.model.num_couplings = 4  # NICE §5.1: four coupling layers
     c.model.mask = "odd_even"  # partition of the flattened image (halves | odd_even)
-    c.model.hidden = 0  # units per hidden layer of m(); 0: min(1000, 4 D) for D-dim inputs
+    c.model.width = 0  # units per hidden layer of m(); 0: min(1000, 4 D) for D-dim inputs
     # (8x8 digits: 256; 28x28 MNIST: 1000, NICE §5.1's size)
     c.model.depth = 4  # hidden layers of m() (NICE: 5)
     if "toy2d" in args:
         c.model.mask = "halves"
-        c.model.hidden = 64
+        c.model.width = 64
         c.model.num_couplings = 6
     if "smoke" in args:
-        c.model.hidden = 16
+        c.model.width = 16
         c.model.depth = 2
     return c

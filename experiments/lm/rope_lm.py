@@ -34,12 +34,12 @@ def get_config(arg=None):
     m = c.model
     m.vocab_size = 0  # 0: the tokenizer's size; padded up to vocab_multiple either way
     m.vocab_multiple = 64  # round the vocabulary up to this multiple
-    m.d_model = 256  # residual width
-    m.num_layers = 4  # transformer blocks
+    m.width = 256  # residual width (d_model)
+    m.depth = 4  # transformer blocks
     m.num_heads = 4  # query heads
     m.num_kv_heads = 0  # key/value heads for GQA; 0: same as num_heads
-    m.head_dim = 0  # 0: d_model // num_heads
-    m.d_ff = 768  # SwiGLU hidden width (about 8/3 d_model, Shazeer 2020)
+    m.head_dim = 0  # 0: width // num_heads
+    m.mlp_dim = 768  # SwiGLU hidden width (about 8/3 width, Shazeer 2020)
     m.activation = "swiglu"  # swiglu | geglu | gelu | gelu_tanh | relu
     m.norm = "rmsnorm"  # rmsnorm | layernorm
     m.norm_eps = 1e-6  # normalisation epsilon
@@ -76,10 +76,10 @@ def get_config(arg=None):
     d.tokenizer = "byte"
     d.spm_model = ""  # SentencePiece .model file for tokenizer=sentencepiece
     d.seq_len = 128  # tokens per packed row
-    d.validation_fraction = 0.05  # held-out share (documents, or the tail of data.path)
+    d.holdout = 0.05  # held-out share (documents, or the tail of data.path)
     d.tfds_name = ""  # a prepared TFDS text dataset (ArrayRecord), instead of path/embedded
-    d.tfds_split = "train"  # TFDS training split
-    d.tfds_eval_split = "validation"  # TFDS validation split
+    d.train_split = "train"  # TFDS training split
+    d.eval_split = "validation"  # TFDS validation split
     d.tfds_data_dir = ""  # TFDS data_dir; empty: the TFDS default
     d.text_key = "text"  # TFDS feature holding the text
     d.max_documents = 200_000  # TFDS documents read per split (packed in memory); 0: all
@@ -94,7 +94,7 @@ def get_config(arg=None):
 
     s = c.sample
     s.prompts = ("The ", "def ")  # prompts to continue (a BOS token is prepended)
-    s.num_samples = 2  # samples per prompt
+    s.num = 2  # samples per prompt
     s.max_new_tokens = 200  # tokens generated per sample
     s.temperature = 0.8  # 0: greedy
     s.top_k = 0  # keep the k most likely tokens; 0: all
@@ -113,20 +113,20 @@ def get_config(arg=None):
     t.checkpoint_every = 200  # steps between checkpoints
 
     if "extrapolation" in args:  # docs/roformer.md: one small LM per encoding, L = 64 bytes
-        m.d_model, m.num_layers, m.d_ff, m.attention_impl = 128, 2, 384, "xla"
+        m.width, m.depth, m.mlp_dim, m.attention_impl = 128, 2, 384, "xla"
         p.max_len = 64  # learned table: the training length (longer positions are clipped)
         d.seq_len, d.stream, c.evals = 64, True, ("extrapolation",)
         t.steps, t.batch_size, t.warmup_steps = 600, 24, 50
         t.log_every, t.eval_every, t.checkpoint_every = 50, 600, 600
         t.sample_at_end = False
     if "smoke" in args:
-        m.d_model, m.num_layers, m.num_heads, m.d_ff = 32, 2, 2, 64
+        m.width, m.depth, m.num_heads, m.mlp_dim = 32, 2, 2, 64
         d.seq_len = 32
-        s.num_samples, s.max_new_tokens = 1, 8
+        s.num, s.max_new_tokens = 1, 8
         t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
         t.log_every, t.eval_every, t.eval_batches, t.checkpoint_every = 1, 2, 1, 2
     if "smoke" in args and "extrapolation" in args:
-        m.num_layers, d.seq_len, p.max_len = 1, 16, 16
+        m.depth, d.seq_len, p.max_len = 1, 16, 16
         e.factors, e.eval_tokens, e.eval_batch_size = (1, 4), 256, 4
         t.steps, t.eval_every, t.checkpoint_every = 3, 3, 3
     return c

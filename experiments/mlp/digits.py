@@ -13,9 +13,9 @@ def get_config(arg: str | None = None):
     c = base_config()
     c.family = "mlp"
 
-    c.model.hidden = 256  # hidden width (logical axis "mlp")
-    c.model.num_layers = 2  # hidden layers
-    c.model.dropout = 0.1  # dropout rate in training
+    c.model.width = 256  # units per hidden layer (logical axis "mlp")
+    c.model.depth = 2  # hidden layers
+    c.model.dropout_rate = 0.1  # dropout probability in training
 
     c.data.holdout = 0.2  # fraction of the 1797 digits held out for evaluation
 
@@ -32,7 +32,7 @@ def get_config(arg: str | None = None):
     c.train.checkpoint_every = 200
 
     if "smoke" in args:
-        c.model.hidden = 32
+        c.model.width = 32
         c.train.steps = 8
         c.train.batch_size = 16
         c.train.warmup_steps = 2

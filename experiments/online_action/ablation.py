@@ -27,9 +27,9 @@ from jaxmodels.config import load_config
 from jaxmodels.models.online_action.detectors import build_model
 
 WIDTH_KEYS = {
-    "trn": ("hidden_size",),
-    "lstm": ("hidden_size",),
-    "gru": ("hidden_size", "embed_size"),
+    "trn": ("width",),
+    "lstm": ("width",),
+    "gru": ("width", "embed_dim"),
 }
 
 

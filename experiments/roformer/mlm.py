@@ -27,7 +27,7 @@ def get_config(arg=None):
     c.family = "roformer"
 
     m = c.model
-    m.variant = "small"  # tiny | small | base (jaxmodels/models/roformer/model.py VARIANTS)
+    m.preset = "small"  # tiny | small | base (jaxmodels/models/roformer/model.py PRESETS)
     m.vocab_multiple = 64  # tokenizer size + [MASK], rounded up to this multiple
     m.dropout_rate = 0.1  # embedding/residual/MLP dropout (BERT's 0.1)
     m.attention = "softmax"  # softmax | linear (Katharopoulos et al. 2020; RoPE as RoFormer eq. 19)
@@ -47,10 +47,10 @@ def get_config(arg=None):
     d.tokenizer = "byte"
     d.spm_model = ""  # SentencePiece model for tokenizer=sentencepiece
     d.seq_len = 128  # tokens per packed row (documents kept apart by segment ids)
-    d.validation_fraction = 0.05  # held-out share
+    d.holdout = 0.05  # held-out share
     d.tfds_name = ""  # a prepared TFDS text dataset instead of path/embedded
-    d.tfds_split = "train"  # TFDS training split
-    d.tfds_eval_split = "validation"  # TFDS validation split
+    d.train_split = "train"  # TFDS training split
+    d.eval_split = "validation"  # TFDS validation split
     d.tfds_data_dir = ""  # TFDS data_dir
     d.text_key = "text"  # TFDS text feature
     d.max_documents = 200_000  # TFDS documents per split; 0: all
@@ -74,7 +74,7 @@ def get_config(arg=None):
     t.checkpoint_every = 500  # steps between checkpoints
 
     if "smoke" in args:
-        m.variant = "tiny"
+        m.preset = "tiny"
         d.seq_len = 32
         e.factors, e.eval_tokens, e.eval_batch_size = (1, 2), 512, 4
         t.steps, t.batch_size, t.warmup_steps = 4, 8, 1

@@ -28,7 +28,7 @@ def _all() -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits(split: str, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Returns ``(images_Nx8x8, labels_N)`` of ``split``: uint8 grey levels 0..16, int32 labels.
+    """Returns ``(images_Bx8x8, labels_B)`` of ``split``: uint8 grey levels 0..16, int32 labels.
 
     Args:
       split: ``"train"`` or ``"eval"`` (the held-out rows).
@@ -40,16 +40,16 @@ def digits(split: str, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray,
     return images[rows], labels[rows]
 
 
-def upsample_nearest(images_NxHxW: np.ndarray, size: int) -> np.ndarray:
+def upsample_nearest(images_BxHxW: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize of square images to ``size`` x ``size`` (any dtype)."""
-    idx = (np.arange(size) * images_NxHxW.shape[1]) // size
-    return images_NxHxW[:, idx][:, :, idx]
+    idx = (np.arange(size) * images_BxHxW.shape[1]) // size
+    return images_BxHxW[:, idx][:, :, idx]
 
 
-def minus_one_to_one(images_NxHxW: np.ndarray, size: int = 8) -> np.ndarray:
+def minus_one_to_one(images_BxHxW: np.ndarray, size: int = 8) -> np.ndarray:
     """Grey levels 0..16 as float32 ``(N, size, size, 1)`` images in [-1, 1] (x / 8 - 1),
     nearest-upsampled when ``size`` > 8: the diffusion family's data and the input convention of
     :func:`jaxmodels.evaluate.generative.digits_quality`."""
-    if size != images_NxHxW.shape[1]:
-        images_NxHxW = upsample_nearest(images_NxHxW, size)
-    return images_NxHxW[..., None].astype(np.float32) / np.float32(LEVELS / 2) - np.float32(1)
+    if size != images_BxHxW.shape[1]:
+        images_BxHxW = upsample_nearest(images_BxHxW, size)
+    return images_BxHxW[..., None].astype(np.float32) / np.float32(LEVELS / 2) - np.float32(1)

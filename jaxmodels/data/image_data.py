@@ -92,8 +92,8 @@ class Split:
     """One split: ``images`` (an (N, ...) array, or :class:`LazyImages` decoding on access) and
     int32 ``labels``; as a grain source, record i is ``{"image": images[i], "label": ...}``."""
 
-    def __init__(self, images_N, labels_N: np.ndarray):
-        self.images, self.labels = images_N, labels_N
+    def __init__(self, images_B, labels_B: np.ndarray):
+        self.images, self.labels = images_B, labels_B
 
     def __len__(self) -> int:
         return len(self.labels)

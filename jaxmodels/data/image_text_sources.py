@@ -42,7 +42,7 @@ def add_config(d, crop_scale=(0.9, 1.0)) -> None:
     d.path = ""  # csv: the training table (.csv / .tsv with a header row, or .jsonl)
     d.eval_path = ""  # csv: the held-out table ('' = none)
     d.tfds_name = ""  # tfds: a prepared TFDS caption dataset (array_record), e.g. coco_captions
-    d.tfds_dir = ""  # tfds: its data_dir ('' = TFDS default)
+    d.tfds_data_dir = ""  # tfds: its data_dir ('' = TFDS default)
     d.train_split = "train"  # tfds: split names
     d.eval_split = "validation"
     d.image_key = "image"  # csv: image path column; tfds: image feature
@@ -100,7 +100,7 @@ def open_source(d, split: str, process_index: int = 0, process_count: int = 1):
         return table, True
     split_name = d.train_split if train else d.eval_split
     source = image_text.tfds_pairs(
-        d.tfds_name, split_name, d.tfds_dir or None, d.image_key, d.text_key
+        d.tfds_name, split_name, d.tfds_data_dir or None, d.image_key, d.text_key
     )
     return source, True
 

@@ -159,11 +159,11 @@ def fit(img, size: int, channels: int) -> np.ndarray:
     return x[..., None] if x.ndim == 2 else x
 
 
-def save_grid(images_NxHxWxC, path: str, nrow: int = 10, scale: int = 4) -> None:
+def save_grid(images_BxHxWxC, path: str, nrow: int = 10, scale: int = 4) -> None:
     """Writes images with values in [0, 1] as one PNG grid, each pixel ``scale`` x ``scale``."""
     from PIL import Image
 
-    images = np.clip(np.asarray(images_NxHxWxC, np.float32), 0, 1)
+    images = np.clip(np.asarray(images_BxHxWxC, np.float32), 0, 1)
     n, h, w, c = images.shape
     rows = -(-n // nrow)
     grid = np.ones((rows * (h + 1) + 1, nrow * (w + 1) + 1, c), np.float32)
@@ -175,7 +175,7 @@ def save_grid(images_NxHxWxC, path: str, nrow: int = 10, scale: int = 4) -> None
     Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
 
 
-def save_scatter(points_Nx2, path: str, reference=None) -> None:
+def save_scatter(points_Bx2, path: str, reference=None) -> None:
     """Writes 2-D samples (over ``reference`` data points in grey, if given) as a PNG."""
     import matplotlib
 
@@ -185,7 +185,7 @@ def save_scatter(points_Nx2, path: str, reference=None) -> None:
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     if reference is not None:
         ax.scatter(*np.asarray(reference).T, s=2, c="0.7", label="data")
-    ax.scatter(*np.asarray(points_Nx2).T, s=2, c="C0", label="samples")
+    ax.scatter(*np.asarray(points_Bx2).T, s=2, c="C0", label="samples")
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=4)
     fig.savefig(path, bbox_inches="tight")

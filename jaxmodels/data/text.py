@@ -92,7 +92,7 @@ def read_text_file(path: str, key: str = "config.data.path") -> str:
 def split_documents(docs: list[str], fraction: float) -> tuple[list[str], list[str]]:
     """Holds out every ``round(1/fraction)``-th document (at least one) for validation."""
     if not 0 < fraction < 1:
-        raise ValueError(f"config.data.validation_fraction must be in (0, 1), got {fraction}")
+        raise ValueError(f"config.data.holdout must be in (0, 1), got {fraction}")
     if len(docs) < 2:
         raise ValueError("need at least two documents to hold out a validation split")
     k = max(2, round(1 / fraction))
@@ -102,7 +102,7 @@ def split_documents(docs: list[str], fraction: float) -> tuple[list[str], list[s
 def split_text(text: str, fraction: float) -> tuple[str, str]:
     """Holds out the last ``fraction`` of a text (cut at a line break when there is one)."""
     if not 0 < fraction < 1:
-        raise ValueError(f"config.data.validation_fraction must be in (0, 1), got {fraction}")
+        raise ValueError(f"config.data.holdout must be in (0, 1), got {fraction}")
     cut = int(len(text) * (1 - fraction))
     line = text.rfind("\n", 0, cut)
     cut = line + 1 if line > cut // 2 else cut
@@ -124,16 +124,16 @@ def _tfds_documents(d, split: str) -> list[str]:
 def load_documents(d) -> tuple[list[str], list[str]]:
     """Returns (train, validation) documents from ``config.data`` (see module docstring)."""
     if d.get("path"):
-        train, val = split_text(read_text_file(d.path), d.validation_fraction)
+        train, val = split_text(read_text_file(d.path), d.holdout)
         if not train.strip() or not val.strip():
             raise ValueError(
                 f"config.data.path={d.path!r} is too short to split into training and validation "
-                f"text (config.data.validation_fraction={d.validation_fraction})"
+                f"text (config.data.holdout={d.holdout})"
             )
         return [train], [val]
     if d.get("tfds_name"):
-        return _tfds_documents(d, d.tfds_split), _tfds_documents(d, d.tfds_eval_split)
-    return split_documents(embedded_documents(), d.validation_fraction)
+        return _tfds_documents(d, d.train_split), _tfds_documents(d, d.eval_split)
+    return split_documents(embedded_documents(), d.holdout)
 
 
 # ---------------------------------------------------------------- packing

@@ -12,22 +12,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def expected_calibration_error(probs_NxC, labels_N, bins: int = 15) -> float:
-    """``sum_m |B_m| / N * |acc(B_m) - conf(B_m)|`` over ``bins`` bins (Guo et al., eq. 3)."""
-    probs_NxC, labels_N = np.asarray(probs_NxC, np.float64), np.asarray(labels_N)
-    confidence_N = probs_NxC.max(-1)
-    correct_N = probs_NxC.argmax(-1) == labels_N
-    bin_N = np.clip(np.ceil(confidence_N * bins).astype(int) - 1, 0, bins - 1)
-    count_M = np.bincount(bin_N, minlength=bins)
-    gap_M = np.bincount(bin_N, correct_N - confidence_N, minlength=bins)  # sum of (acc - conf)
-    return float(np.abs(gap_M).sum() / max(count_M.sum(), 1))
+def expected_calibration_error(probs_BxC, labels_B, bins: int = 15) -> float:
+    """``sum_m |B_m| / n * |acc(B_m) - conf(B_m)|`` over ``bins`` bins (Guo et al., eq. 3), for n
+    predictions (the shape letter ``A`` counts the bins)."""
+    probs_BxC, labels_B = np.asarray(probs_BxC, np.float64), np.asarray(labels_B)
+    confidence_B = probs_BxC.max(-1)
+    correct_B = probs_BxC.argmax(-1) == labels_B
+    bin_B = np.clip(np.ceil(confidence_B * bins).astype(int) - 1, 0, bins - 1)
+    count_A = np.bincount(bin_B, minlength=bins)
+    gap_A = np.bincount(bin_B, correct_B - confidence_B, minlength=bins)  # sum of (acc - conf)
+    return float(np.abs(gap_A).sum() / max(count_A.sum(), 1))
 
 
-def calibration(probs_NxC, labels_N, bins: int = 15) -> dict[str, float]:
+def calibration(probs_BxC, labels_B, bins: int = 15) -> dict[str, float]:
     """ECE, accuracy and mean confidence (above accuracy: over-confident)."""
-    probs_NxC = np.asarray(probs_NxC, np.float64)
+    probs_BxC = np.asarray(probs_BxC, np.float64)
     return {
-        "ece": expected_calibration_error(probs_NxC, labels_N, bins),
-        "accuracy": float(np.mean(probs_NxC.argmax(-1) == np.asarray(labels_N))),
-        "confidence": float(probs_NxC.max(-1).mean()),
+        "ece": expected_calibration_error(probs_BxC, labels_B, bins),
+        "accuracy": float(np.mean(probs_BxC.argmax(-1) == np.asarray(labels_B))),
+        "confidence": float(probs_BxC.max(-1).mean()),
     }

@@ -23,7 +23,7 @@ def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def chunked_map(fn: Callable, chunk_size: int, *, mesh=None) -> Callable[..., Any]:
-    """``run(params, *arrays_N) -> outputs_N``: ``fn(params, *chunks)`` jitted, on every chunk.
+    """``run(params, *arrays_B) -> outputs_B``: ``fn(params, *chunks)`` jitted, on every chunk.
 
     ``fn`` maps ``chunk_size`` rows of each array to a pytree of arrays whose leading dimension is
     those rows; ``run`` returns the same pytree with the rows of all chunks concatenated (N rows,

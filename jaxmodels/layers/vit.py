@@ -27,7 +27,7 @@ Dtype = Any
 # name: (width, depth, mlp_dim, heads). Ti/S: DeiT (Touvron et al., 2021, Table 1);
 # B/L/H: ViT (Dosovitskiy et al., 2021, Table 1); So400m: shape-optimised ViT
 # (Alabdulmohsin et al., 2023, "Getting ViT in Shape", Table 1/Sec. 5), the SigLIP So400m tower.
-VARIANTS = {
+PRESETS = {
     "Ti": (192, 12, 768, 3),
     "S": (384, 12, 1536, 6),
     "B": (768, 12, 3072, 12),
@@ -37,12 +37,12 @@ VARIANTS = {
 }
 
 
-def decode_variant(variant: str) -> dict[str, int]:
+def decode_preset(preset: str) -> dict[str, int]:
     """``"B/16"`` -> ``dict(width=768, depth=12, mlp_dim=3072, num_heads=12, patch_size=16)``."""
-    name, _, patch = variant.partition("/")
-    if name not in VARIANTS:
-        raise ValueError(f"ViT variant {variant!r}: unknown size {name!r}; one of {list(VARIANTS)}")
-    width, depth, mlp_dim, heads = VARIANTS[name]
+    name, _, patch = preset.partition("/")
+    if name not in PRESETS:
+        raise ValueError(f"ViT preset {preset!r}: unknown size {name!r}; one of {list(PRESETS)}")
+    width, depth, mlp_dim, heads = PRESETS[name]
     out = dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=heads)
     if patch:
         out["patch_size"] = int(patch)

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class GaussianMixture:
-    """Isotropic Gaussian mixture: ``weights`` (K,), ``means`` (K, d), ``stds`` (K,)."""
+    """Isotropic Gaussian mixture: ``weights`` (G,), ``means`` (G, d), ``stds`` (G,), ``G`` (a
+    letter beyond the shape legend) components."""
 
     weights: tuple
     means: tuple
@@ -33,12 +34,12 @@ class GaussianMixture:
         return len(self.means[0])
 
     def component_log_prob(self, x, sigma=0.0):
-        """log pi_k + log N(x; mu_k, (s_k^2 + sigma^2) I), shape (..., K)."""
+        """log pi_k + log N(x; mu_k, (s_k^2 + sigma^2) I), shape (..., G)."""
         w, mu, s = self._params(x.dtype)
-        var_K = s**2 + jnp.asarray(sigma, x.dtype)[..., None] ** 2
+        var_G = s**2 + jnp.asarray(sigma, x.dtype)[..., None] ** 2
         sq = jnp.sum((x[..., None, :] - mu) ** 2, axis=-1)
         d = x.shape[-1]
-        return jnp.log(w) - 0.5 * (sq / var_K + d * jnp.log(2 * jnp.pi * var_K))
+        return jnp.log(w) - 0.5 * (sq / var_G + d * jnp.log(2 * jnp.pi * var_G))
 
     def log_prob(self, x, sigma=0.0):
         """log p_sigma(x) for x of shape (..., d); sigma scalar or (...)."""
@@ -48,9 +49,9 @@ class GaussianMixture:
         """grad_x log p_sigma(x)."""
         _, mu, s = self._params(x.dtype)
         sigma = jnp.asarray(sigma, x.dtype)
-        r_K = jax.nn.softmax(self.component_log_prob(x, sigma), axis=-1)
-        var_K = s**2 + sigma[..., None] ** 2
-        return jnp.sum(r_K[..., None] * (mu - x[..., None, :]) / var_K[..., None], axis=-2)
+        r_G = jax.nn.softmax(self.component_log_prob(x, sigma), axis=-1)
+        var_G = s**2 + sigma[..., None] ** 2
+        return jnp.sum(r_G[..., None] * (mu - x[..., None, :]) / var_G[..., None], axis=-2)
 
     def denoise(self, x, sigma):
         """D(x; sigma) = E[x_0 | x_0 + sigma n = x] = x + sigma^2 grad log p_sigma(x)."""

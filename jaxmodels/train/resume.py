@@ -2,7 +2,7 @@
 the parameter shapes against the newest checkpoint's metadata.
 
 Both checks run before any checkpoint is read, moved or written, so a mistyped override
-(``--config.model.d_model=48`` on an existing workdir) stops with the differing keys instead of
+(``--config.model.width=48`` on an existing workdir) stops with the differing keys instead of
 looking like a corrupt checkpoint.
 """
 

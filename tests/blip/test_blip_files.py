@@ -136,7 +136,7 @@ def test_file_data_trains_evaluates_and_samples_its_held_out_pairs(
         max_len=24,
     )
     config.model.text.max_len = 32
-    config.evals, config.sample.n = ("retrieval",), 2
+    config.evals, config.sample.num = ("retrieval",), 2
     config.train.batch_size = 4
     task = build_task(config, None)
     params = nn.unbox(jax.jit(task.init)(jax.random.key(0)))

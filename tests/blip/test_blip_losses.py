@@ -88,9 +88,9 @@ def test_soft_target_itc_is_clip_softmax_loss_for_one_hot_targets(variant):
 
 def _bank(zimg_m, ztxt_m, queue_img, queue_txt, pos, valid):
     return {
-        "image_MxD": jnp.concatenate([zimg_m, queue_img]),
-        "text_MxD": jnp.concatenate([ztxt_m, queue_txt]),
-        "positives_NxM": pos,
+        "image_MxE": jnp.concatenate([zimg_m, queue_img]),
+        "text_MxE": jnp.concatenate([ztxt_m, queue_txt]),
+        "positives_BxM": pos,
         "valid_M": valid,
     }
 

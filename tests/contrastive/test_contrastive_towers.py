@@ -1,4 +1,4 @@
-"""ViT / text towers: parity with HF SigLIP (random init, copied weights), properties, variants."""
+"""ViT / text towers: parity with HF SigLIP (random init, copied weights), properties, presets."""
 
 import chex
 import flax.linen as nn
@@ -12,7 +12,7 @@ from transformers import SiglipTextConfig, SiglipTextModel, SiglipVisionConfig, 
 from jaxmodels.config import load_config
 from jaxmodels.data.tokenizers import ByteTokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
-from jaxmodels.layers.vit import ViT, decode_variant, posemb_sincos_2d
+from jaxmodels.layers.vit import ViT, decode_preset, posemb_sincos_2d
 from jaxmodels.models.contrastive import hf as hf_siglip
 from jaxmodels.models.contrastive import model as contrastive_model
 
@@ -131,13 +131,13 @@ def test_vit_pools_and_scan(pool, scan, variant):
     chex.assert_tree_all_finite(out)
 
 
-def test_variants_and_sincos():
-    assert decode_variant("B/16") == dict(
+def test_presets_and_sincos():
+    assert decode_preset("B/16") == dict(
         width=768, depth=12, mlp_dim=3072, num_heads=12, patch_size=16
     )
-    assert decode_variant("So400m/14")["mlp_dim"] == 4304
+    assert decode_preset("So400m/14")["mlp_dim"] == 4304
     with pytest.raises(ValueError, match="unknown size 'XL'"):
-        decode_variant("XL/16")
+        decode_preset("XL/16")
     pe = posemb_sincos_2d(4, 4, 8)[0]
     assert pe.shape == (16, 8)
     # the first frequency is 1: channel 0 is sin(x), channel 4 sin(y) of the grid position

@@ -133,7 +133,7 @@ def test_loss_study_configs_differ_only_in_the_loss():
     configs = {v: study.study_config(v, 32, 1, 9600) for v in study.VARIANTS}
     flat = {v: dict(_flatten(c.to_dict())) for v, c in configs.items()}
     differ = {k for k in flat["softmax"] if len({str(f[k]) for f in flat.values()}) > 1}
-    assert differ == {"model.loss", "model.t_prime_init", "model.b_init", "train.lr_multipliers"}
+    assert differ == {"model.variant", "model.t_prime_init", "model.b_init", "train.lr_multipliers"}
     assert configs["sigmoid-auto-lr10"].train.lr_multipliers == "t_prime=10,b=10"
     c = configs["sigmoid-auto"]
     assert c.train.steps * c.train.batch_size == 9600 and c.seed == 1

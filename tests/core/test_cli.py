@@ -47,6 +47,12 @@ def test_only_a_bad_config_key_is_shortened(capsys, tmp_path, monkeypatch):
     assert code == 2 and err.strip().endswith(
         "config has no key 'trian'; did you mean config.train?"
     )
+    # A key the family's configs used to have names its new name (config.OLD_KEYS).
+    code, err = _run(capsys, monkeypatch, "train", f"--config={SMOKE}", "--config.model.hidden=3")
+    assert code == 2 and err.strip() == (
+        "jaxmodels train: error: unknown config key config.model.hidden: renamed "
+        "config.model.width (the config vocabulary: GLOSSARY in jaxmodels/config.py)"
+    )
 
     def broken(config, workdir, **kw):
         return {}["a key the family forgot"]  # a bug inside training, not a config key
@@ -74,9 +80,9 @@ def test_model_sizes_are_checked_naming_the_key(capsys, monkeypatch, tmp_path):
         "train",
         f"--config={SMOKE}",
         f"--workdir={tmp_path / 'run'}",
-        "--config.model.hidden=-1",
+        "--config.model.width=-1",
     )
-    assert code == 1 and "config.model.hidden=-1 must be a positive integer" in err
+    assert code == 1 and "config.model.width=-1 must be a positive integer" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
     blip = load_config("experiments/blip/pretrain.py:smoke")
     blip.model.image.width = 0  # nested under config.model

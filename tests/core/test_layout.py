@@ -170,3 +170,73 @@ def test_every_family_folder_is_found_by_the_registry():
     assert folders == registry.families()
     for name in folders:
         assert hasattr(registry.family_module(name), "build_task"), name
+
+
+# A shape-suffixed name: ``q_BxTxNxD``, ``h_Bx4E``, ``logp_BJxV``, ``zimg_bxE``: parts joined by
+# ``x``, each digits and/or capitals (letters written together multiply) or one lowercase letter
+# (a per-device share); a lone lowercase part (``rk_i``) is an index, not a shape.
+_SUFFIX = re.compile(
+    r"^[A-Za-z][A-Za-z0-9]*?(?:_[A-Za-z0-9]+?)*?_((?:[0-9]*[A-Z]+|[0-9]+|[a-z])(?:x(?:[0-9]*[A-Z]+|[0-9]+|[a-z]))*)$"
+)
+
+
+def _legend() -> set[str]:
+    """The letters of the "Shape suffixes" table of docs/architecture.md."""
+    text = ARCHITECTURE.read_text()
+    section = text[text.index("## Shape suffixes") :]
+    rows = re.findall(r"^\| ([A-Z](?:, [A-Z])*) \|", section, re.M)
+    return {letter for row in rows for letter in row.split(", ")}
+
+
+def _shape_letters(name: str) -> set[str] | None:
+    """The letters of ``name``'s shape suffix (lowercase ones as their capital), or ``None``."""
+    m = _SUFFIX.match(name)
+    if m is None or name.isupper():  # a constant, NUM_CLASSES
+        return None
+    parts = m.group(1).split("x")
+    if len(parts) == 1 and parts[0].islower():
+        return None
+    return {c.upper() for c in m.group(1).replace("x", "") if c.isalpha()}
+
+
+def _names_with_docstrings(tree: ast.Module):
+    """``(name, lineno, docstrings in scope)`` for every identifier and every string constant that
+    is one name (a dict key such as ``bank["image_MxE"]``), with the docstrings of the module and
+    of each enclosing class and function."""
+
+    def visit(node, docs):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            docs = [*docs, ast.get_docstring(node) or ""]
+        names = []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.arg):
+            names = [node.arg]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if node.value.isidentifier() else []
+        for name in names:
+            yield name, node.lineno, docs
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, docs)
+
+    yield from visit(tree, [ast.get_docstring(tree) or ""])
+
+
+def test_shape_suffixes_follow_the_legend():
+    """Every letter of a shape suffix is in the legend of docs/architecture.md, or introduced as
+    ``X`` or ``X = ...`` (in double backquotes) in the docstring of the module or of an enclosing
+    class or function."""
+    legend = _legend()
+    assert {"B", "E", "V"} <= legend
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name, line, docs in _names_with_docstrings(ast.parse(path.read_text())):
+            for letter in sorted((_shape_letters(name) or set()) - legend):
+                intro = re.compile(rf"``{letter}(?: = [^`]+)?``")
+                if not any(intro.search(doc) for doc in docs):
+                    bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {name} ({letter})")
+    assert not bad, "shape letters outside the legend, not introduced:\n" + "\n".join(
+        sorted(set(bad))
+    )

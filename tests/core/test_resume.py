@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmodels.config import load_config, validate
+from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.train import checkpoint as checkpoint_lib
 from jaxmodels.train import lock as lock_lib
 from jaxmodels.train import loop, paths, resume
@@ -63,7 +63,7 @@ def workdir(trained, tmp_path):
 def test_config_change_is_refused_before_touching_checkpoints(workdir, capsys):
     before = _tree(workdir)
     config = _config()
-    config.model.hidden = 48
+    config.model.width = 48
     with pytest.raises(resume.ConfigMismatchError, match=r"config.model.width: 32 -> 48"):
         loop.train(config, str(workdir))
     # Another family's config on this workdir: eval refuses too, naming the family key.
@@ -102,6 +102,34 @@ def test_eval_and_sample_only_read(workdir, tmp_path, capsys):
     assert (workdir / "checkpoints" / "8").exists() and not (
         workdir / "checkpoints_corrupt"
     ).exists()
+
+
+def test_a_run_saved_under_old_key_names_resumes_and_evaluates(workdir, capsys):
+    """A config.json written before the vocabulary (model.hidden, num_layers, dropout) compares
+    equal to today's config: train resumes, eval and sample run, no --allow_config_change."""
+    saved = json.loads((workdir / "config.json").read_text())
+    m = saved["model"]
+    m["hidden"], m["num_layers"], m["dropout"] = (
+        m.pop("width"),
+        m.pop("depth"),
+        m.pop("dropout_rate"),
+    )
+    (workdir / "config.json").write_text(json.dumps(saved))
+    assert "eval_accuracy" in loop.evaluate(_config(), str(workdir))
+    # With no config file (jaxmodels eval --workdir DIR): the saved one, read in today's names.
+    assert saved_config(str(workdir)).model.width == 32
+    assert "eval_accuracy" in loop.evaluate(saved_config(str(workdir)), str(workdir))
+    with pytest.raises(ValueError, match="has no sampler"):  # past the config check
+        loop.sample(_config(), str(workdir))
+    loop.train(_config(steps=10), str(workdir))
+    out = capsys.readouterr().out
+    assert "resumed from step 8" in out and "config.train.steps: 8 -> 10" in out
+    assert "config.model" not in out  # no renamed key reported as a change
+    # A real change under an old name is still refused, named in today's words.
+    saved["model"]["hidden"] = 48
+    (workdir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(resume.ConfigMismatchError, match=r"config.model.width: 48 -> 32"):
+        loop.evaluate(_config(), str(workdir))
 
 
 def _garble(step_dir):

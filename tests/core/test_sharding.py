@@ -23,7 +23,7 @@ MESHES = {
 
 def _lm_config():
     config = load_config("experiments/lm/rope_lm.py:smoke")
-    config.model.update(d_model=64, num_heads=8, num_kv_heads=8, d_ff=128)
+    config.model.update(width=64, num_heads=8, num_kv_heads=8, mlp_dim=128)
     return config
 
 

@@ -40,7 +40,7 @@ def test_lm_task_counts_tokens_and_flops_from_its_config():
     config = load_config("experiments/lm/rope_lm.py:smoke")
     task = lm_task(config)
     m, L = config.model, config.data.seq_len
-    d, f, layers = m.d_model, m.d_ff, m.num_layers
+    d, f, layers = m.width, m.mlp_dim, m.depth
     vocab = 320  # 259 byte-tokenizer ids padded to a multiple of 64
     n = layers * (4 * d * d + 3 * d * f + 2 * d) + vocab * d + d  # norms' scales included
     assert task.units == "tokens" and task.units_per_example == L

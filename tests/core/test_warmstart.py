@@ -89,7 +89,7 @@ def test_only_the_mapped_subtrees_come_from_that_run(source, tmp_path):
     second (``here=there``); its second layer keeps the fresh initialisation. One sub-tree
     of that run may fill two of this run's."""
     deeper = _config(workdir_params="params")
-    deeper.model.num_layers = 3
+    deeper.model.depth = 3
     fresh = _fresh(deeper, tmp_path / "fresh")
     deeper.init.workdir = str(source)
     deeper.init.workdir_map = "Dense_0=Dense_0, Dense_2=Dense_1, Dense_3=Dense_2"
@@ -111,7 +111,7 @@ def test_only_the_mapped_subtrees_come_from_that_run(source, tmp_path):
 
 def test_shape_mismatch_names_every_differing_parameter(source, tmp_path):
     wide = _config(workdir=str(source))
-    wide.model.hidden = 48
+    wide.model.width = 48
     with pytest.raises(ValueError) as e:
         _fresh(wide, tmp_path / "wide")
     msg = str(e.value)

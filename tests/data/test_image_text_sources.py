@@ -319,7 +319,9 @@ def tfds_dir(tmp_path_factory):
 
 
 def test_tfds_nested_captions_each_and_random(tfds_dir):
-    c = config(name="tfds", tfds_name="tiny_captions", tfds_dir=tfds_dir, text_key="captions/text")
+    c = config(
+        name="tfds", tfds_name="tiny_captions", tfds_data_dir=tfds_dir, text_key="captions/text"
+    )
     c.data.captions = "each"
     expected = sorted(f"img {i} cap {j}" for i in range(6) for j in range(1 + i % 3))
     assert sorted(epoch(c, 1, batch_size=2)[0]) == expected
@@ -331,6 +333,6 @@ def test_tfds_nested_captions_each_and_random(tfds_dir):
 
 
 def test_tfds_caption_dict_is_refused(tfds_dir):
-    c = config(name="tfds", tfds_name="tiny_captions", tfds_dir=tfds_dir, text_key="captions")
+    c = config(name="tfds", tfds_name="tiny_captions", tfds_data_dir=tfds_dir, text_key="captions")
     with pytest.raises(ValueError, match=r"\['captions'\] holds the features \['id', 'text'\]"):
         next(S.iterator_fn(c, "train", encode)(0, 1))

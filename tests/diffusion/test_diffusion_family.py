@@ -183,7 +183,7 @@ def test_every_process_gives_a_finite_loss_and_gradient():
     tasks = {}
     for name in ["vp", "ve", "iddpm", "edm", "flow"]:
         config = _config("toy2d")
-        config.model.process = name
+        config.model.variant = name
         tasks[name] = task.build_task(config, None)
 
     @jax.jit  # one compilation for all five

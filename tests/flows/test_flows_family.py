@@ -74,19 +74,19 @@ def test_realnvp_fits_a_density_1_256_wide():
 
 
 @pytest.mark.parametrize(
-    "name, shape, levels, hidden",
+    "name, shape, levels, width",
     [("nice", (8, 8, 1), None, 256), ("nice", (28, 28, 1), None, 1000),
      ("realnvp", (8, 8, 1), 2, 32), ("realnvp", (28, 28, 1), 3, 16),
      ("realnvp", (32, 32, 3), 3, 16), ("glow", (8, 8, 1), 2, 64), ("glow", (28, 28, 1), 2, 32),
      ("glow", (32, 32, 3), 3, 32)],
 )  # fmt: skip
-def test_default_sizes_follow_the_input(name, shape, levels, hidden):
+def test_default_sizes_follow_the_input(name, shape, levels, width):
     """The default configs leave levels and widths to the input's shape (model.sized)."""
     m = sized(load_config(f"experiments/flows/{name}.py").model, shape)
-    assert m.hidden == hidden and (levels is None or m.num_levels == levels)
+    assert m.width == width and (levels is None or m.num_levels == levels)
     explicit = load_config(f"experiments/flows/{name}.py").model
-    explicit.hidden, explicit.num_levels = 7, 1
-    assert (sized(explicit, shape).hidden, sized(explicit, shape).num_levels) == (7, 1)
+    explicit.width, explicit.num_levels = 7, 1
+    assert (sized(explicit, shape).width, sized(explicit, shape).num_levels) == (7, 1)
 
 
 def test_config_args_are_checked():

@@ -27,7 +27,7 @@ def test_calibration_evaluator_scores_the_whole_held_out_split():
     got = task.evaluate(params, jax.random.key(1))
     held = digits_arrays("eval")  # 359 digits: chunks of 16, the last one padded
     m = config.model
-    model = MLP(m.hidden, m.num_layers, m.dropout)  # one pass over every digit
+    model = MLP(m.width, m.depth, m.dropout_rate)  # one pass over every digit
     probs = jax.nn.softmax(model.apply({"params": params}, held["image"], train=False))
     want = calibration(np.asarray(probs), held["label"])
     assert got == pytest.approx({f"calibration_{k}": v for k, v in want.items()}, rel=1e-5)

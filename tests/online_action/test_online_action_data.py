@@ -48,7 +48,7 @@ def test_feature_dir_layout_with_json_and_text_splits(tmp_path):
 
 def _files_config(root):
     config = load_config("experiments/online_action/trn.py:smoke")
-    config.data.update(source="files", data_root=str(root), feature_dirs=("rgb", "flow"))
+    config.data.update(name="files", data_root=str(root), feature_dirs=("rgb", "flow"))
     config.data.update(split_file=str(root / "info.json"), ambiguous=-1)
     info = {"THUMOS": {"train_session_set": ["a", "b"], "test_session_set": ["c"]}}
     (root / "info.json").write_text(json.dumps(info))

@@ -71,7 +71,7 @@ def _copy_linear(lin, p):
 
 def test_trn_matches_pytorch_reference():
     F, H, K = 7, 12, 3
-    model = oa.TRN(D, C, hidden_size=H, fusion_size=F, dec_steps=K)
+    model = oa.TRN(D, C, width=H, fusion_size=F, dec_steps=K)
     x = _x()
     p = _init(model, x)
     # Larger linear weights than the N(0, 0.001) init so the comparison is not trivially ~0.
@@ -102,7 +102,7 @@ def test_trn_matches_pytorch_reference():
 def test_lstm_is_trn_without_decoder_and_matches_pytorch():
     """ReLU(Linear) -> torch.nn.LSTMCell -> Linear, TRN's encoder with no future input."""
     F, H = 7, 10
-    model = oa.LSTMDetector(D, C, hidden_size=H, fusion_size=F, linear_init_std=0.001)
+    model = oa.LSTMDetector(D, C, width=H, fusion_size=F, linear_init_std=0.001)
     x = _x(4)
     p = _init(model, x)
     assert 0.0005 < float(np.std(p["input_linear"]["kernel"])) < 0.002  # TRN.pytorch's N(0, 1e-3)
@@ -126,7 +126,7 @@ def test_lstm_is_trn_without_decoder_and_matches_pytorch():
 
 def test_gru_matches_pytorch_reference():
     E, H = 8, 10
-    model = oa.GRUDetector(D, C, hidden_size=H, embed_size=E)
+    model = oa.GRUDetector(D, C, width=H, embed_dim=E)
     x = _x(1)
     p = _init(model, x)
     embed, norm, cell = torch.nn.Linear(D, E), torch.nn.LayerNorm(E), torch.nn.GRUCell(E, H)
@@ -181,7 +181,7 @@ def test_idn_matches_the_authors_equations(options):
     """Output frame t: the IDU over frames max(0, t-T)..t with x0 = frame t's early embedding,
     then ReLU layer and classifier on the last h (the released model's ``logits_last[:, -1]``)."""
     H, window = 8, 4
-    model = oa.IDN(D, C, hidden_size=H, window=window, **options)
+    model = oa.IDN(D, C, width=H, window=window, **options)
     x = _x(2)
     p = jax.tree.map(np.asarray, _init(model, x))
     # Random biases, larger than the init's, so a misplaced bias or gate cannot go unnoticed.
@@ -219,11 +219,11 @@ def test_idn_matches_the_authors_equations(options):
 
 
 MODELS = {
-    "trn": lambda: oa.TRN(D, C, hidden_size=16, dec_steps=3),
-    "idn": lambda: oa.IDN(D, C, hidden_size=8, window=4),
-    "lstm": lambda: oa.LSTMDetector(D, C, hidden_size=8, fusion_size=5),
-    "gru": lambda: oa.GRUDetector(D, C, hidden_size=8, embed_size=8),
-    "mlp": lambda: oa.MLPDetector(D, C, hidden_size=8),
+    "trn": lambda: oa.TRN(D, C, width=16, dec_steps=3),
+    "idn": lambda: oa.IDN(D, C, width=8, window=4),
+    "lstm": lambda: oa.LSTMDetector(D, C, width=8, fusion_size=5),
+    "gru": lambda: oa.GRUDetector(D, C, width=8, embed_dim=8),
+    "mlp": lambda: oa.MLPDetector(D, C, width=8),
 }
 
 

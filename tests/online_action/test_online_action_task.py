@@ -83,7 +83,7 @@ def test_a_new_detector_is_one_table_entry(monkeypatch):
     )
     monkeypatch.setitem(detectors.DETECTORS, "probe", entry)
     config = experiment_config_of("probe", {"smoke"})
-    assert config.model.scale == 3.0 and config.model.name == "probe"
+    assert config.model.scale == 3.0 and config.model.variant == "probe"
     task = registry.family_module(config.family).build_task(config, None)
     params = nn.unbox(jax.jit(task.init)(jax.random.key(0)))
     loss_value, _ = task.loss_fn(params, next(task.train_data(0, 1)), jax.random.key(1))
@@ -97,8 +97,8 @@ def test_thumos_preset_is_trn_pytorch_recipe(tmp_path):
 
     c = load_config("experiments/online_action/trn.py:thumos")
     m, d, t = c.model, c.data, c.train
-    assert (m.hidden_size, m.dec_steps, m.future_offset, m.linear_init_std) == (4096, 8, 0, 0.001)
-    assert (d.source, d.enc_steps, d.epochs, d.ambiguous) == ("files", 64, 21, 21)
+    assert (m.width, m.dec_steps, m.future_offset, m.linear_init_std) == (4096, 8, 0, 0.001)
+    assert (d.name, d.enc_steps, d.epochs, d.ambiguous) == ("files", 64, 21, 21)
     assert (t.optimizer, t.learning_rate, t.weight_decay, t.batch_size) == ("adam", 5e-4, 5e-4, 32)
     assert (t.grad_clip, t.schedule, t.warmup_steps, t.b2) == (0.0, "constant", 0, 0.999)
     # The optimizer is torch.optim.Adam(lr, weight_decay=L2) step for step.
@@ -126,7 +126,7 @@ def test_thumos_preset_is_trn_pytorch_recipe(tmp_path):
         json.dumps({"THUMOS": {"train_session_set": ["a", "b"], "test_session_set": ["b"]}})
     )
     d.data_root, d.split_file, d.enc_steps = str(tmp_path), str(tmp_path / "info.json"), 16
-    m.hidden_size, t.batch_size = 8, 2
+    m.width, t.batch_size = 8, 2
     build = registry.family_module("online_action").build_task
     with pytest.raises(ValueError, match="pass --config.train.steps=73") as error:
         build(c, None)  # windows per epoch: (90-7-31)//16+1 = 4, (70-7-31)//16+1 = 3
@@ -138,18 +138,18 @@ def test_thumos_preset_is_trn_pytorch_recipe(tmp_path):
 
 def test_bad_model_and_source_names_are_reported():
     config = experiment_config("trn", "smoke")
-    config.model.name = "tcn"
-    with pytest.raises(ValueError, match="config.model.name='tcn'"):
+    config.model.variant = "tcn"
+    with pytest.raises(ValueError, match="config.model.variant='tcn'"):
         build_model(config.model, 4, 3)
     config = experiment_config("gru", "smoke")
-    config.data.source = "thumos"
-    with pytest.raises(ValueError, match="config.data.source='thumos'"):
+    config.data.name = "thumos"
+    with pytest.raises(ValueError, match="config.data.name='thumos'"):
         registry.family_module("online_action").build_task(config, None)
 
 
 def test_trn_sharded_over_data_fsdp_tensor_matches_one_device():
     """Logical names on params/activations shard TRN on a 2x2x2 mesh; outputs are unchanged."""
-    model = oa.TRN(8, 5, hidden_size=16, fusion_size=8, dec_steps=2)
+    model = oa.TRN(8, 5, width=16, fusion_size=8, dec_steps=2)
     x = jax.random.normal(jax.random.key(0), (4, 6, 8))
     boxed = jax.jit(model.init)(jax.random.key(1), x)["params"]
     params = nn.unbox(boxed)

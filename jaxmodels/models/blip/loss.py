@@ -47,8 +47,8 @@ def pretrain_losses(
     else:
         itc = momentum_itc_loss(zimg, ztxt, bank, temp, alpha)
         # BLIP's code draws the negatives from online x momentum batch features
-        neg_i2t = zimg @ bank["text_MxD"][:n].T / temp
-        neg_t2i = ztxt @ bank["image_MxD"][:n].T / temp
+        neg_i2t = zimg @ bank["text_MxE"][:n].T / temp
+        neg_t2i = ztxt @ bank["image_MxE"][:n].T / temp
 
     neg_text_B, neg_image_B = blip_losses.hard_negatives(key, neg_i2t, pos_BxB, neg_t2i)
     enc = text.at[:, 0].set(layout.enc_id)

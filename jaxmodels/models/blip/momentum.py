@@ -61,9 +61,9 @@ def momentum_distillation(model: BLIP, layout, config, loss_fn):
         zimg_m, ztxt_m = jax.lax.stop_gradient((zimg_m, ztxt_m))
         ids_M = jnp.concatenate([text, state["ids_queue"]])
         bank = {
-            "image_MxD": jnp.concatenate([zimg_m, state["image_queue"]]),
-            "text_MxD": jnp.concatenate([ztxt_m, state["text_queue"]]),
-            "positives_NxM": jnp.all(text[:, None, :] == ids_M[None], axis=-1),
+            "image_MxE": jnp.concatenate([zimg_m, state["image_queue"]]),
+            "text_MxE": jnp.concatenate([ztxt_m, state["text_queue"]]),
+            "positives_BxM": jnp.all(text[:, None, :] == ids_M[None], axis=-1),
             "valid_M": ids_M[:, 0] >= 0,
         }
         alpha = m.alpha * jnp.minimum(1.0, state["seen"] / max(m.get("alpha_ramp_steps", 0), 1))

@@ -61,9 +61,9 @@ def train_pairs(config) -> tuple[np.ndarray, list[str]]:
         raise ValueError(
             f"config.data.name={d.name!r}: use 'scenes', 'file', 'webdataset', 'csv' or 'tfds'"
         )
-    images, captions = data.split("train", d.train_size, d.image_size, d.seed, d.object_scale)
+    images, captions = data.split("train", d.train_size, d.image_size, d.split_seed, d.object_scale)
     if d.noise:
-        captions, _ = data.corrupt(captions, d.noise, d.seed)
+        captions, _ = data.corrupt(captions, d.noise, d.split_seed)
     return images, list(captions)
 
 
@@ -81,7 +81,7 @@ def held_out_pairs(config):
             d.path,
         )
         return None
-    images, captions = data.split("eval", d.eval_size, d.image_size, d.seed, d.object_scale)
+    images, captions = data.split("eval", d.eval_size, d.image_size, d.split_seed, d.object_scale)
     return images, list(captions)
 
 
@@ -142,7 +142,7 @@ def build_task(config, mesh) -> Task:
     chosen = zero_shot_folder.evals(config)
     held_out = {}
     if held:  # retrieval, captioning and the sampler read held-out pairs
-        held_out = dict(sample=make_sample(captioner, *held, config.sample.get("n", 16)))
+        held_out = dict(sample=make_sample(captioner, *held, config.sample.get("num", 16)))
     else:  # none held out: of config.evals only what needs no held-out pairs (zero_shot) runs
         chosen = [name for name in chosen if name in offered]
     return Task(

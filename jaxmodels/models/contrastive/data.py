@@ -91,9 +91,9 @@ def shapes_dataset(n_train: int, n_eval: int, size: int = 32, seed: int = 0):
     return train, held_out, task
 
 
-def digits_rgb(images_NxHxW: np.ndarray, size: int) -> np.ndarray:
+def digits_rgb(images_BxHxW: np.ndarray, size: int) -> np.ndarray:
     """Grey levels 0..16 -> uint8 RGB (N, size, size, 3), nearest-neighbour upsampled."""
-    grey = digits.upsample_nearest(images_NxHxW, size) * (255.0 / digits.LEVELS)
+    grey = digits.upsample_nearest(images_BxHxW, size) * (255.0 / digits.LEVELS)
     return np.repeat(grey[..., None], 3, axis=-1).astype(np.uint8)
 
 
@@ -120,9 +120,9 @@ def embedded_splits(d) -> tuple[PairSplit, PairSplit, dict[str, ZeroShotTask]]:
     train, held_out, tasks = [], [], {}
     for part in EMBEDDED[d.name]:
         if part == "shapes":
-            tr, ev, task = shapes_dataset(d.shapes_train, d.shapes_eval, d.image_size, d.seed)
+            tr, ev, task = shapes_dataset(d.train_size, d.eval_size, d.image_size, d.split_seed)
         else:
-            tr, ev, task = digits_dataset(d.image_size, seed=d.seed)
+            tr, ev, task = digits_dataset(d.image_size, seed=d.split_seed)
         train.append(tr)
         held_out.append(ev)
         tasks[part] = task

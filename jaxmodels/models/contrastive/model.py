@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxmodels.data.tokenizers import ByteTokenizer, make_tokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
-from jaxmodels.layers.vit import ViT, decode_variant, patch_grid
+from jaxmodels.layers.vit import ViT, decode_preset, patch_grid
 
 Dtype = Any
 
@@ -102,9 +102,9 @@ def tower_kwargs(config, tokenizer=None) -> tuple[dict, dict]:
     image size must be tiled by the patches (:func:`~jaxmodels.layers.vit.patch_grid`)."""
     m = config.model
     image = dict(m.image)
-    variant = image.pop("variant", "")
-    if variant:
-        image.update(decode_variant(variant))
+    preset = image.pop("preset", "")
+    if preset:
+        image.update(decode_preset(preset))
     patch_grid(config.data.image_size, image["patch_size"])
     text = dict(m.text)
     text["vocab_size"] = text_vocab_size(config, tokenizer or make_tokenizer(config.data))
@@ -136,7 +136,7 @@ def make_model(config, tokenizer=None) -> TwoTowers:
     """The towers of ``config.model`` for ``tokenizer`` (default: ``config.data.tokenizer``)."""
     m = config.model
     image, text = tower_kwargs(config, tokenizer)
-    b_init = bias_init(m.b_init, config.train.batch_size) if m.loss == "sigmoid" else None
+    b_init = bias_init(m.b_init, config.train.batch_size) if m.variant == "siglip" else None
     return TwoTowers(
         image,
         text,

@@ -1,11 +1,12 @@
 """The contrastive image–text family: CLIP (softmax loss) and SigLIP (sigmoid loss).
 
-One family, ``config.family = "contrastive"``; ``config.model.loss`` picks the variant:
+One family, ``config.family = "contrastive"``; ``config.model.variant`` picks the loss:
 
-- ``softmax``: CLIP (Radford et al., 2021), t = exp(t_prime) with t_prime = log(1/0.07),
-  t clipped at 100; ``loss_impl`` ``dense`` (GSPMD) or ``allgather`` (shard_map).
-- ``sigmoid``: SigLIP (Zhai et al., 2023), t_prime = log 10, b = -10; ``loss_impl``
-  ``chunked`` (ring of text blocks, flat memory), ``allgather`` or ``dense``.
+- ``clip``: the softmax loss of CLIP (Radford et al., 2021), t = exp(t_prime) with
+  t_prime = log(1/0.07), t clipped at 100; ``loss_impl`` ``dense`` (GSPMD) or ``allgather``
+  (shard_map).
+- ``siglip``: the sigmoid loss of SigLIP (Zhai et al., 2023), t_prime = log 10, b = -10;
+  ``loss_impl`` ``chunked`` (ring of text blocks, flat memory), ``allgather`` or ``dense``.
 
 The model is :class:`~jaxmodels.models.contrastive.model.TwoTowers`, the data
 :mod:`jaxmodels.models.contrastive.data`, the losses :mod:`jaxmodels.losses.contrastive` and
@@ -31,7 +32,8 @@ from jaxmodels.models.contrastive import data as contrastive_data
 from jaxmodels.models.contrastive.model import TwoTowers, make_model
 from jaxmodels.train.task import Task
 
-LOSSES = {"softmax": ("dense", "allgather"), "sigmoid": ("chunked", "allgather", "dense")}
+# config.model.variant -> its loss's implementations (config.model.loss_impl), the first the fastest
+LOSSES = {"clip": ("dense", "allgather"), "siglip": ("chunked", "allgather", "dense")}
 BATCH_AXES = {
     "image": ("batch", None, None, None),
     "text": ("batch", "length"),
@@ -49,34 +51,36 @@ def batch_mesh_axes(config, mesh) -> tuple[str, ...]:
 
 
 def make_loss(config, mesh):
-    """``(zimg, ztxt, t_prime, b) -> loss`` for ``config.model.loss`` / ``loss_impl``."""
-    loss, impl = config.model.loss, config.model.loss_impl
-    if loss not in LOSSES:
-        raise ValueError(f"config.model.loss={loss!r}: choose one of {list(LOSSES)}")
-    if impl not in LOSSES[loss]:
-        raise ValueError(f"config.model.loss_impl={impl!r} for loss {loss!r}: use {LOSSES[loss]}")
+    """``(zimg, ztxt, t_prime, b) -> loss`` for ``config.model.variant`` / ``loss_impl``."""
+    variant, impl = config.model.variant, config.model.loss_impl
+    if variant not in LOSSES:
+        raise ValueError(f"config.model.variant={variant!r}: choose one of {list(LOSSES)}")
+    if impl not in LOSSES[variant]:
+        raise ValueError(
+            f"config.model.loss_impl={impl!r} for variant {variant!r}: use {LOSSES[variant]}"
+        )
     axes = batch_mesh_axes(config, mesh)
     if impl != "dense" and not axes:
         raise ValueError(f"config.model.loss_impl={impl!r} needs the batch sharded on the mesh")
     kw = dict(mesh=mesh, axis_name=axes)
     table = {
-        ("softmax", "dense"): lambda zi, zt, tp, b: contrastive.softmax_loss(zi, zt, tp),
-        ("softmax", "allgather"): lambda zi, zt, tp, b: contrastive.allgather_softmax_loss(
+        ("clip", "dense"): lambda zi, zt, tp, b: contrastive.softmax_loss(zi, zt, tp),
+        ("clip", "allgather"): lambda zi, zt, tp, b: contrastive.allgather_softmax_loss(
             zi, zt, tp, **kw
         ),
-        ("sigmoid", "dense"): contrastive.sigmoid_loss,
-        ("sigmoid", "chunked"): functools.partial(contrastive.chunked_sigmoid_loss, **kw),
-        ("sigmoid", "allgather"): functools.partial(contrastive.allgather_sigmoid_loss, **kw),
+        ("siglip", "dense"): contrastive.sigmoid_loss,
+        ("siglip", "chunked"): functools.partial(contrastive.chunked_sigmoid_loss, **kw),
+        ("siglip", "allgather"): functools.partial(contrastive.allgather_sigmoid_loss, **kw),
     }
-    return table[(loss, impl)]
+    return table[(variant, impl)]
 
 
-def batch_metrics(zimg, ztxt, t_prime, b, loss_name) -> dict:
+def batch_metrics(zimg, ztxt, t_prime, b, variant) -> dict:
     """In-batch image->text top-1 accuracy and the current temperature (and bias)."""
     acc = jnp.mean(jnp.argmax(zimg @ ztxt.T, axis=1) == jnp.arange(zimg.shape[0]))
-    t = contrastive.clip_temperature(t_prime) if loss_name == "softmax" else jnp.exp(t_prime)
+    t = contrastive.clip_temperature(t_prime) if variant == "clip" else jnp.exp(t_prime)
     out = {"batch_i2t_top1": acc, "t": t}
-    if loss_name == "sigmoid":
+    if variant == "siglip":
         out["b"] = b
     return out
 
@@ -101,7 +105,7 @@ def build_task(config, mesh) -> Task:
     def loss_fn(params, batch, rng):
         del rng  # no stochastic layers
         z = model.apply({"params": params}, batch["image"], batch["text"], batch["text_len"])
-        return loss(*z), batch_metrics(*z, m.loss)
+        return loss(*z), batch_metrics(*z, m.variant)
 
     return Task(
         units="images",  # image-text pairs

@@ -46,8 +46,8 @@ def build_network(m, dtype, num_classes: int, shape: tuple[int, ...]):
     if m.arch == "unet":
         channel_mult, attn_resolutions = unet_levels(m, shape)
         return UNet(
-            m.channels, channel_mult, m.num_blocks, attn_resolutions,
-            m.num_heads, m.dropout, m.embedding, num_classes, dtype,
+            m.width, channel_mult, m.depth, attn_resolutions,
+            m.num_heads, m.dropout_rate, m.embedding, num_classes, dtype,
         )  # fmt: skip
     if m.arch == "mlp":
         return DenoiserMLP(m.width, m.depth, m.embedding, num_classes, dtype)
@@ -83,9 +83,9 @@ def unet_levels(m, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, 
 
 
 def build_process(m) -> processes.Process:
-    """The diffusion process from ``config.model.process`` (EDM gets ``model.sigma_data``)."""
-    kwargs = {"sigma_data": m.sigma_data} if m.process == "edm" else {}
-    return processes.get_process(m.process, **kwargs)
+    """The diffusion process, ``config.model.variant`` (EDM gets ``model.sigma_data``)."""
+    kwargs = {"sigma_data": m.sigma_data} if m.variant == "edm" else {}
+    return processes.get_process(m.variant, **kwargs)
 
 
 def make_denoiser(net, process, params, *, train=False, rng=None):

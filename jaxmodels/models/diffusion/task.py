@@ -4,12 +4,13 @@ data (:mod:`jaxmodels.data.image_data`: digits, 2-D toy mixtures, your arrays or
 scaled by :mod:`.data`) and sampled with any sampler of :mod:`jaxmodels.samplers` into PNGs
 (:mod:`.sample`).
 
-``config.model.process`` picks VP, VE, iDDPM, EDM or flow matching; the network is wrapped by
-that process's preconditioning and trained with its loss weighting and noise distribution
-(EDM Table 1). Sampling uses the EMA parameters when the trainer keeps them. The evaluators
-named in ``config.evals`` run on schedule: ``quality`` (sample quality: the digits' classifier
-FD and accuracy, the toys' mixture metrics, or a pixel FD on your images), ``likelihood``
-(PF-ODE bits/dim of held-out images) and ``reflow`` (straightness and few-step quality).
+``config.model.variant`` picks the process: VP, VE, iDDPM, EDM or flow matching; the network
+(``config.model.arch``) is wrapped by that process's preconditioning and trained with its loss
+weighting and noise distribution (EDM Table 1). Sampling uses the EMA parameters when the trainer
+keeps them. The evaluators named in ``config.evals`` run on schedule: ``quality`` (sample quality:
+the digits' classifier FD and accuracy, the toys' mixture metrics, or a pixel FD on your images),
+``likelihood`` (PF-ODE bits/dim of held-out images) and ``reflow`` (straightness and few-step
+quality).
 """
 
 from __future__ import annotations
@@ -181,9 +182,9 @@ def evaluators(config, net, process, generate, quality, dataset, width, num_clas
 
     def reflow_eval():
         _needs(s.eval_num, "reflow", "sample.eval_num")
-        if not (r and m.process == "flow"):
+        if not (r and m.variant == "flow"):
             raise ValueError(
-                "config.evals has 'reflow': it needs config.reflow and config.model.process="
+                "config.evals has 'reflow': it needs config.reflow and config.model.variant="
                 "'flow' (experiments/diffusion/reflow.py)"
             )
 

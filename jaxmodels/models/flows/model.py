@@ -51,7 +51,7 @@ class CouplingStep(nn.Module):
 
 def couplings(n: int, coupling: str, mask: str, net: str, m) -> nn.Module:
     """``n`` couplings on alternating partitions as one scan (the program holds one)."""
-    kwargs = dict(coupling=coupling, mask=mask, net=net, hidden=m.hidden, depth=m.depth)
+    kwargs = dict(coupling=coupling, mask=mask, net=net, hidden=m.width, depth=m.depth)
     return bj.Repeat(CouplingStep, n, kwargs, indexed=True)
 
 
@@ -113,7 +113,7 @@ def realnvp(m, event_shape) -> list[nn.Module]:
 
 def _glow_steps(m, length: int, seed: int, mask: str, net: str) -> nn.Module:
     """``length`` steps of flow as one scan: the training step compiles one of them."""
-    kwargs = dict(seed=seed, steps=length, mask=mask, net=net, hidden=m.hidden, depth=m.depth)
+    kwargs = dict(seed=seed, steps=length, mask=mask, net=net, hidden=m.width, depth=m.depth)
     return bj.Repeat(bj.StepOfFlow, length, kwargs, indexed=True)
 
 
@@ -136,15 +136,15 @@ def glow(m, event_shape) -> list[nn.Module]:
 
 
 def build_flow(m, event_shape) -> bj.Chain:
-    """The bijector u -> z of ``config.model.flow`` (preprocessing included), sized for
+    """The bijector u -> z of ``config.model.variant`` (preprocessing included), sized for
     ``event_shape`` where the config leaves a size to the input (:func:`sized`)."""
     builders = {"nice": nice, "realnvp": realnvp, "glow": glow}
-    if m.flow not in builders:
-        raise ValueError(f"model.flow={m.flow!r}: choose one of {FLOWS}")
+    if m.variant not in builders:
+        raise ValueError(f"config.model.variant={m.variant!r}: choose one of {FLOWS}")
     if m.prior not in bj.priors.PRIORS:
         raise ValueError(f"model.prior={m.prior!r}: choose one of {bj.priors.PRIORS}")
     m = sized(m, event_shape)
-    return bj.Chain([_preprocess(m), *builders[m.flow](m, event_shape)])
+    return bj.Chain([_preprocess(m), *builders[m.variant](m, event_shape)])
 
 
 def _levels(event_shape, min_side: int, squeeze_first: bool) -> int:
@@ -162,10 +162,10 @@ def _levels(event_shape, min_side: int, squeeze_first: bool) -> int:
     return levels
 
 
-# Conditioner channels when ``model.hidden`` is 0: (images up to 16x16 and vectors, larger
+# Conditioner channels when ``model.width`` is 0: (images up to 16x16 and vectors, larger
 # images). The papers' widths (RealNVP 64 with 8 residual blocks, Glow 512) cost seconds per
 # step on a CPU at 28x28; these keep a default 3000-step MNIST-size run within about an hour of
-# one CPU core (docs/flows.md). Wider runs: set model.hidden.
+# one CPU core (docs/flows.md). Wider runs: set model.width.
 CONV_WIDTHS = {"realnvp": (32, 16), "glow": (64, 32)}
 
 
@@ -173,13 +173,13 @@ def sized(m, event_shape):
     """``config.model`` with the size keys it leaves at 0 derived from ``event_shape``: NICE's
     width min(1000, 4 D), the levels (:func:`_levels`) and :data:`CONV_WIDTHS`."""
     m = m.copy_and_resolve_references()
-    if m.flow == "nice" and not m.hidden:
-        m.hidden = min(1000, 4 * _dims(event_shape))
-    if m.flow == "realnvp" and not m.num_levels:
+    if m.variant == "nice" and not m.width:
+        m.width = min(1000, 4 * _dims(event_shape))
+    if m.variant == "realnvp" and not m.num_levels:
         m.num_levels = _levels(event_shape, 4, squeeze_first=False)
-    if m.flow == "glow" and not m.num_levels:
+    if m.variant == "glow" and not m.num_levels:
         m.num_levels = _levels(event_shape, 2, squeeze_first=True)
-    if m.flow in CONV_WIDTHS and not m.hidden:
-        small, large = CONV_WIDTHS[m.flow]
-        m.hidden = small if max(event_shape[:2]) <= 16 else large
+    if m.variant in CONV_WIDTHS and not m.width:
+        small, large = CONV_WIDTHS[m.variant]
+        m.width = small if max(event_shape[:2]) <= 16 else large
     return m

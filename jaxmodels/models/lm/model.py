@@ -130,9 +130,9 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
     """Builds the module from ``config.model`` (see experiments/lm/rope_lm.py for the keys)."""
     m = config.model
     block = BlockConfig(
-        d_model=m.d_model,
+        d_model=m.width,
         num_heads=m.num_heads,
-        d_ff=m.d_ff,
+        d_ff=m.mlp_dim,
         num_kv_heads=m.num_kv_heads or None,
         head_dim=m.head_dim or None,
         activation=m.activation,
@@ -149,7 +149,7 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
     )
     kw = dict(
         vocab_size=vocab_size,
-        num_layers=m.num_layers,
+        num_layers=m.depth,
         block=block,
         tie_embeddings=m.tie_embeddings,
         scale_embedding=m.get("scale_embedding", False),

@@ -22,9 +22,9 @@ def make_sampler(model, tokenizer, s):
 
     def continue_prompt(params, rng, prompt: str) -> np.ndarray:
         ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(prompt)]).astype(np.int32)
-        prompt_BxL = jnp.asarray(np.tile(ids, (s.num_samples, 1)))
+        prompt_BxL = jnp.asarray(np.tile(ids, (s.num, 1)))
         total = prompt_BxL.shape[1] + s.max_new_tokens
-        shape = jax.ShapeDtypeStruct((s.num_samples, total), jnp.int32)
+        shape = jax.ShapeDtypeStruct((s.num, total), jnp.int32)
         cache = jax.tree.map(
             lambda a: jnp.zeros(a.shape, a.dtype),
             jax.eval_shape(dec.init, jax.random.key(0), shape)["cache"],

@@ -15,20 +15,20 @@ def _dense(features: int, axes: tuple[str | None, str | None], dtype) -> nn.Dens
 
 
 class MLP(nn.Module):
-    """``num_layers`` hidden ReLU layers with dropout, then a linear classifier."""
+    """``depth`` hidden ReLU layers of ``width`` units with dropout, then a linear classifier."""
 
-    hidden: int = 256
-    num_layers: int = 2
-    dropout: float = 0.1
+    width: int = 256
+    depth: int = 2
+    dropout_rate: float = 0.1
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BxE: jax.Array, *, train: bool) -> jax.Array:
-        h = _dense(self.hidden, (None, "mlp"), self.dtype)(x_BxE.astype(self.dtype))
-        for _ in range(self.num_layers - 1):
-            h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
+        h = _dense(self.width, (None, "mlp"), self.dtype)(x_BxE.astype(self.dtype))
+        for _ in range(self.depth - 1):
+            h = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(h))
             h = nn.with_logical_constraint(h, ("batch", "mlp"))
-            h = _dense(self.hidden, ("embed", "mlp"), self.dtype)(h)
-        h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
+            h = _dense(self.width, ("embed", "mlp"), self.dtype)(h)
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(h))
         logits = _dense(NUM_CLASSES, ("mlp", "classes"), self.dtype)(h)
         return logits.astype(jnp.float32)

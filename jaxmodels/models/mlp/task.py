@@ -33,8 +33,8 @@ def calibration(model: MLP, arrays: dict[str, np.ndarray], chunk_size: int, mesh
     split (:mod:`jaxmodels.evaluate.calibration`), as ``calibration_<metric>``."""
     from jaxmodels.evaluate.calibration import calibration as metrics
 
-    def probs(params, image_BxP):
-        return jax.nn.softmax(model.apply({"params": params}, image_BxP, train=False))
+    def probs(params, image_BxE):
+        return jax.nn.softmax(model.apply({"params": params}, image_BxE, train=False))
 
     predict = chunked_map(probs, chunk_size, mesh=mesh)
 
@@ -51,7 +51,7 @@ def build_task(config, mesh) -> Task:
     from jaxmodels.data import pipeline
 
     m = config.model
-    model = MLP(m.hidden, m.num_layers, m.dropout, jnp.dtype(config.train.compute_dtype))
+    model = MLP(m.width, m.depth, m.dropout_rate, jnp.dtype(config.train.compute_dtype))
 
     def init(rng):
         return model.init(rng, jnp.zeros((1, 64)), train=False)["params"]

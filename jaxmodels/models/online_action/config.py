@@ -25,24 +25,24 @@ def experiment_config(name: str, args: Set[str] = frozenset()):
     c.family = "online_action"
 
     m = c.model
-    m.name = name  # detector: a key of DETECTORS (trn | idn | gru | mlp)
-    m.hidden_size = 64  # recurrent / hidden width (TRN THUMOS: 4096, IDN: 512); small for CPU
-    m.dropout = 0.1  # dropout rate in training (TRN code base: 0.1)
+    m.variant = name  # the detector: a key of DETECTORS (trn | idn | gru | lstm | mlp)
+    m.width = 64  # recurrent / hidden width (TRN THUMOS: 4096, IDN: 512); small for CPU
+    m.dropout_rate = 0.1  # dropout probability in training (TRN code base: 0.1)
     for key, option in entry.options.items():  # the detector's own keys (see DETECTORS)
         m[key] = option.default
 
     d = c.data
-    d.source = "sensor" if "sensor" in args else "synthetic"  # synthetic | sensor | files
+    d.name = "sensor" if "sensor" in args else "synthetic"  # synthetic | sensor | files
     d.enc_steps = 64  # training window length (TRN: 64)
     d.window_stride = 16  # a training window starts every this many frames (when epochs = 0)
     d.epochs = 0  # >0: TRN.pytorch's non-overlapping windows, offset redrawn per epoch, x epochs
-    d.eval_batch_videos = 8  # whole videos per evaluation batch
-    d.num_train_videos = 160  # generated training streams (synthetic / sensor)
-    d.num_eval_videos = 30  # generated evaluation streams (synthetic / sensor)
+    d.eval_batch_size = 8  # whole videos per evaluation batch
+    d.train_size = 160  # generated training streams (synthetic / sensor)
+    d.eval_size = 30  # generated evaluation streams (synthetic / sensor)
     d.num_actions = 10  # synthetic action classes (plus background and ambiguous)
     d.feature_dim = 64  # synthetic feature dimension
     d.cue_lead = (0, 0)  # synthetic: a cue precedes every action by [lo, hi] frames; (0, 0): off
-    d.ambiguous = -1 if d.source == "sensor" else 11  # ambiguous class index (THUMOS 21); -1: none
+    d.ambiguous = -1 if d.name == "sensor" else 11  # ambiguous class index (THUMOS 21); -1: none
     d.sensor_dir = ""  # folder with BasicMotions_{TRAIN,TEST}.ts; "": the sktime package's
     d.data_root = ""  # files: root of the TRN/LSTR layout
     d.feature_dirs = ("rgb_kinetics_resnet50", "flow_kinetics_bninception")  # files: D-concat
@@ -65,7 +65,7 @@ def experiment_config(name: str, args: Set[str] = frozenset()):
     t.eval_batches = 10
     t.checkpoint_every = 500
     if "sensor" in args:
-        d.num_train_videos, d.num_eval_videos = 64, 12
+        d.train_size, d.eval_size = 64, 12
     if "thumos" in args:
         thumos_recipe(c)
     if "released" in args:
@@ -86,9 +86,9 @@ def thumos_recipe(c) -> None:
     (the task names the number once it has read the features).
     """
     m, d, t = c.model, c.data, c.train
-    m.hidden_size, m.dec_steps, m.future_offset, m.dropout = 4096, 8, 0, 0.1
+    m.width, m.dec_steps, m.future_offset, m.dropout_rate = 4096, 8, 0, 0.1
     m.linear_init_std = 0.001
-    d.source, d.ambiguous, d.enc_steps, d.epochs = "files", 21, 64, 21
+    d.name, d.ambiguous, d.enc_steps, d.epochs = "files", 21, 64, 21
     d.window_stride = 64  # the eval-loss windows: non-overlapping too
     t.optimizer, t.learning_rate, t.weight_decay, t.grad_clip = "adam", 5e-4, 5e-4, 0.0
     t.b1, t.b2, t.eps = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
@@ -100,18 +100,18 @@ def released_idu(c) -> None:
     """IDN's cell as the authors' released code runs it (hjeun/idu ``IDUCell.type1``): hard-sigmoid
     gates without biases (Keras' ``hard_sigmoid``, the cell's unused bias left out), hidden 512."""
     m = c.model
-    m.hidden_size, m.gate_activation, m.cell_bias, m.reset_after = 512, "hard_sigmoid", False, False
+    m.width, m.gate_activation, m.cell_bias, m.reset_after = 512, "hard_sigmoid", False, False
 
 
 def _smoke(c, entry) -> None:
     """A seconds-long run: tiny model, few short videos, four steps."""
     m, d, t = c.model, c.data, c.train
-    m.hidden_size = 16
+    m.width = 16
     for key, option in entry.options.items():
         if option.smoke is not None:
             m[key] = option.smoke
     d.enc_steps, d.window_stride = 16, 16
-    d.num_train_videos, d.num_eval_videos, d.feature_dim = 8, 2, 16
+    d.train_size, d.eval_size, d.feature_dim = 8, 2, 16
     t.steps, t.batch_size, t.warmup_steps = 4, 8, 1
     t.log_every = t.eval_every = t.checkpoint_every = 2
     t.eval_batches = 1

@@ -13,7 +13,7 @@ A dataset is a list of videos, each a features array (L x D) and a per-frame tar
 * :func:`sensor_streams`: real smart-watch recordings (BasicMotions, UEA archive; shipped inside
   the ``sktime`` wheel) concatenated into streams, "Standing" serving as background.
 
-:func:`load_videos` picks the source named by ``config.data.source``. Training reads
+:func:`load_videos` picks the source named by ``config.data.name``. Training reads
 fixed-length windows through grain: :class:`WindowSource` (a window every ``stride`` frames) or
 :class:`EpochWindows` (TRN.pytorch's non-overlapping windows with a random start offset drawn
 again every epoch); evaluation streams whole videos (:func:`padded_batches`).
@@ -461,11 +461,11 @@ def _describe(videos: Videos, i: int, split: str) -> tuple[str, str]:
 
 
 def load_videos(d, split: str, seed: int) -> Videos:
-    """``config.data`` -> the Videos of ``split`` (train | eval) from ``d.source``."""
+    """``config.data`` -> the Videos of ``split`` (train | eval) from ``d.name``."""
     train = split == "train"
     seed = seed + (0 if train else 1)
-    n = d.num_train_videos if train else d.num_eval_videos
-    if d.source == "synthetic":
+    n = d.train_size if train else d.eval_size
+    if d.name == "synthetic":
         cue = tuple(d.get("cue_lead", (0, 0)))
         return synthetic_streams(
             n,
@@ -474,11 +474,11 @@ def load_videos(d, split: str, seed: int) -> Videos:
             cue_lead=cue if any(cue) else None,
             seed=seed,
         )
-    if d.source == "sensor":
+    if d.name == "sensor":
         return sensor_streams(split, n, sensor_dir=d.get("sensor_dir") or None, seed=seed)
-    if d.source == "files":
+    if d.name == "files":
         sessions = read_sessions(
             d.split_file, d.train_split if train else d.eval_split, d.get("dataset") or None
         )
         return load_feature_dir(d.data_root, sessions, list(d.feature_dirs), d.target_dir)
-    raise ValueError(f"config.data.source={d.source!r} is not one of: synthetic, sensor, files")
+    raise ValueError(f"config.data.name={d.name!r} is not one of: synthetic, sensor, files")

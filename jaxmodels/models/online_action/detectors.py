@@ -2,7 +2,7 @@
 
 Each entry names its linen module, its loss, the ``config.model`` keys it adds (default, smoke
 value, meaning), how many target frames past a training window its loss reads, and any extra
-whole-video metrics. ``config.model.name`` picks the entry; :func:`build_model`,
+whole-video metrics. ``config.model.variant`` picks the entry; :func:`build_model`,
 :func:`criterion`, the data windows and the evaluation read it and never branch on the name.
 """
 
@@ -35,7 +35,7 @@ class Detector:
     """What the family needs to know about one detector.
 
     Attributes:
-      module: the linen module; built as ``module(D, C, m.hidden_size, dropout_rate=m.dropout,
+      module: the linen module; built as ``module(D, C, m.width, dropout_rate=m.dropout_rate,
         dtype=..., **{k: m[k] for k in options if k is a field of module})``.
       options: the ``config.model`` keys this detector adds (module fields and loss settings).
       loss: ``(config.model, ambiguous) -> (outputs, targets) -> (loss, metrics)``.
@@ -113,29 +113,29 @@ DETECTORS: dict[str, Detector] = {
         _frame_loss,
     ),
     "gru": Detector(
-        GRUDetector, {"embed_size": Option(64, "input embedding width", smoke=16)}, _frame_loss
+        GRUDetector, {"embed_dim": Option(64, "input embedding width", smoke=16)}, _frame_loss
     ),
     "mlp": Detector(MLPDetector, {}, _frame_loss),
 }
 
 
 def detector(name: str) -> Detector:
-    """The table entry of ``config.model.name``."""
+    """The table entry of ``config.model.variant``."""
     if name not in DETECTORS:
-        raise ValueError(f"config.model.name={name!r} is not one of: {', '.join(DETECTORS)}")
+        raise ValueError(f"config.model.variant={name!r} is not one of: {', '.join(DETECTORS)}")
     return DETECTORS[name]
 
 
 def build_model(m, input_size: int, num_classes: int, dtype=None) -> nn.Module:
-    """The detector named ``m.name`` from ``config.model`` (its options that are module fields)."""
-    entry = detector(m.name)
+    """The detector ``m.variant`` from ``config.model`` (its options that are module fields)."""
+    entry = detector(m.variant)
     fields = {f.name for f in dataclasses.fields(entry.module)}
     kwargs = {k: m[k] for k in entry.options if k in fields}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    return entry.module(input_size, num_classes, m.hidden_size, dropout_rate=m.dropout, **kwargs)
+    return entry.module(input_size, num_classes, m.width, dropout_rate=m.dropout_rate, **kwargs)
 
 
 def criterion(m, ambiguous: int | None):
-    """The loss of ``m.name`` as ``(outputs, targets) -> (loss, metrics)``."""
-    return detector(m.name).loss(m, ambiguous)
+    """The loss of ``m.variant`` as ``(outputs, targets) -> (loss, metrics)``."""
+    return detector(m.variant).loss(m, ambiguous)

@@ -64,7 +64,7 @@ class _Detector(nn.Module):
 
     input_size: int
     num_classes: int
-    hidden_size: int
+    width: int
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -91,14 +91,14 @@ class TRN(_Detector):
     shared by encoder and decoder. Defaults are THUMOS'14's (hidden 4096, dec_steps 8).
     """
 
-    hidden_size: int = 4096
+    width: int = 4096
     fusion_size: int = 0  # input projection width; 0: input_size (3072 on THUMOS)
     dec_steps: int = 8
     dropout_rate: float = 0.1
     linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001) (slower start)
 
     def setup(self):
-        F, H, C = self.fusion_size or self.input_size, self.hidden_size, self.num_classes
+        F, H, C = self.fusion_size or self.input_size, self.width, self.num_classes
         linear_init = _linear_init(self.linear_init_std)
         self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
         lstm = dict(kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
@@ -121,7 +121,7 @@ class TRN(_Detector):
         return dense(self.enc_x(), dropout(key, x_proj, self.dropout_rate))
 
     def init_state(self, batch: int):
-        F, H = self.fusion_size or self.input_size, self.hidden_size
+        F, H = self.fusion_size or self.input_size, self.width
         return dict(
             h=jnp.zeros((batch, H), self.dtype),
             c=jnp.zeros((batch, H), jnp.float32),
@@ -191,7 +191,7 @@ class IDN(_Detector):
     start are skipped (h kept).
     """
 
-    hidden_size: int = 512
+    width: int = 512
     window: int = 16  # T + 1 = 16 chunks (4 s at 4 chunks/s), as in the paper
     dropout_rate: float = 0.1
     gate_activation: str = "sigmoid"  # IDU gates: sigmoid (paper) | hard_sigmoid (released code)
@@ -199,7 +199,7 @@ class IDN(_Detector):
     reset_after: bool = False  # False: r * h before W_hh (paper, code); True: r * (W_hh h)
 
     def setup(self):
-        H, C = self.hidden_size, self.num_classes
+        H, C = self.width, self.num_classes
         self.early_embed = self._dense(self.input_size, H)  # W_xe
         self.early_classifier = self._dense(H, C, ("mlp", "classes"))  # W_ep
         cell = dict(use_bias=self.cell_bias)
@@ -212,7 +212,7 @@ class IDN(_Detector):
     def init_state(self, batch: int):
         T = self.window - 1
         return dict(
-            xt_gates=jnp.zeros((batch, T, 2 * self.hidden_size), self.dtype),
+            xt_gates=jnp.zeros((batch, T, 2 * self.width), self.dtype),
             valid=jnp.zeros((batch, T), bool),
         )
 
@@ -229,7 +229,7 @@ class IDN(_Detector):
 
     def _window(self, xt_gates_BxLxSx2E, valid_BxLxS, x0_gates_BxLx2E, key):
         """IDU over the window axis S (batch dims B, L), then the output layers on h_0."""
-        H = self.hidden_size
+        H = self.width
         kernel, bias = self.h_gates()
         w_hr = (kernel[:, :H], None if bias is None else bias[:H])
         w_hh = (kernel[:, H:], None if bias is None else bias[H:])
@@ -240,7 +240,7 @@ class IDN(_Detector):
             h_new = idu_update(xt_k, x0_gates_BxLx2E, h, w_hr, w_hh, **cell)
             return jnp.where(valid_k[..., None], h_new, h), None
 
-        h0 = jnp.zeros(x0_gates_BxLx2E.shape[:-1] + (self.hidden_size,), self.dtype)
+        h0 = jnp.zeros(x0_gates_BxLx2E.shape[:-1] + (self.width,), self.dtype)
         xs = (jnp.moveaxis(xt_gates_BxLxSx2E, -2, 0), jnp.moveaxis(valid_BxLxS, -1, 0))
         h, _ = jax.lax.scan(body, h0, xs)
         out = jax.nn.relu(dense(self.out_hidden(), h))
@@ -294,13 +294,13 @@ class LSTMDetector(_CellDetector):
     """TRN without its decoder: the same ReLU input projection and encoder LSTMCell on x_t alone
     (no future input), then the classifier (the ablation of Xu et al. 2019, Table 5, "LSTM")."""
 
-    hidden_size: int = 4096
+    width: int = 4096
     fusion_size: int = 0  # input projection width; 0: input_size
     dropout_rate: float = 0.1
     linear_init_std: float = 0.0  # 0: LeCun normal; 0.001: TRN.pytorch's N(0, 0.001)
 
     def setup(self):
-        F, H = self.fusion_size or self.input_size, self.hidden_size
+        F, H = self.fusion_size or self.input_size, self.width
         linear_init = _linear_init(self.linear_init_std)
         self.input_linear = self._dense(self.input_size, F, kernel_init=linear_init)
         self.enc_x = self._dense(F, 4 * H, kernel_init=_orthogonal, bias_init=_torch_lstm_bias)
@@ -314,7 +314,7 @@ class LSTMDetector(_CellDetector):
         return dense(self.enc_x(), dropout(key, x_proj, self.dropout_rate))
 
     def init_state(self, batch: int):
-        H = self.hidden_size
+        H = self.width
         return dict(h=jnp.zeros((batch, H), self.dtype), c=jnp.zeros((batch, H), jnp.float32))
 
     def _step(self, w, state, xg_Bx4E, keys):
@@ -329,12 +329,12 @@ class LSTMDetector(_CellDetector):
 class GRUDetector(_CellDetector):
     """Plain GRU baseline (after MiniROAD, An et al., ICCV 2023): embed-LN-ReLU, GRU, Linear."""
 
-    hidden_size: int = 1024
-    embed_size: int = 1024
+    width: int = 1024
+    embed_dim: int = 1024
     dropout_rate: float = 0.2
 
     def setup(self):
-        E, H = self.embed_size, self.hidden_size
+        E, H = self.embed_dim, self.width
         self.embed = self._dense(self.input_size, E)
         self.norm = nn.LayerNorm(1e-5, dtype=self.dtype, param_dtype=self.param_dtype)  # torch eps
         self.gru_x = self._dense(E, 3 * H)  # W_ir, W_iz, W_in with b_i*
@@ -346,7 +346,7 @@ class GRUDetector(_CellDetector):
         return dense(self.gru_x(), dropout(key, e, self.dropout_rate))
 
     def init_state(self, batch: int):
-        return dict(h=jnp.zeros((batch, self.hidden_size), self.dtype))
+        return dict(h=jnp.zeros((batch, self.width), self.dtype))
 
     def _step(self, w, state, xg_Bx3E, keys):
         h = gru_update(xg_Bx3E, dense(w["gru_h"], state["h"]), state["h"])
@@ -360,13 +360,13 @@ class GRUDetector(_CellDetector):
 class MLPDetector(_Detector):
     """Per-frame classifier without recurrence: ReLU input projection, ReLU hidden layer, Linear."""
 
-    hidden_size: int = 1024
+    width: int = 1024
     dropout_rate: float = 0.1
 
     def setup(self):
-        self.input_linear = self._dense(self.input_size, self.hidden_size)
-        self.hidden = self._dense(self.hidden_size, self.hidden_size)
-        self.classifier = self._dense(self.hidden_size, self.num_classes, ("mlp", "classes"))
+        self.input_linear = self._dense(self.input_size, self.width)
+        self.hidden = self._dense(self.width, self.width)
+        self.classifier = self._dense(self.width, self.num_classes, ("mlp", "classes"))
 
     def init_state(self, batch: int):
         return {}

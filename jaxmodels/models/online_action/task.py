@@ -78,7 +78,7 @@ def build_task(config, mesh):
     from jaxmodels.data import pipeline
 
     m, d = config.model, config.data
-    entry = detector(m.name)
+    entry = detector(m.variant)
     train_videos, eval_videos = data.load_splits(d, config.seed)
     D, C = train_videos.features[0].shape[1], train_videos.targets[0].shape[1]
     ambiguous = d.ambiguous if d.ambiguous >= 0 else None
@@ -100,9 +100,7 @@ def build_task(config, mesh):
         value, metrics = loss(out, batch["targets"])
         return dict(metrics, loss=value)
 
-    offered = {
-        "map": lambda: frame_map(model, entry, m, eval_videos, d.eval_batch_videos, ambiguous)
-    }
+    offered = {"map": lambda: frame_map(model, entry, m, eval_videos, d.eval_batch_size, ambiguous)}
     eval_source = data.WindowSource(eval_videos, d.enc_steps, future_steps, d.window_stride)
     return Task(
         units="frames",

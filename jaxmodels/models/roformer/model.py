@@ -26,12 +26,15 @@ from jaxmodels.layers.transformer import BlockConfig, TransformerStack
 
 Dtype = Any
 
-# Sizes (Su et al. 2021, sec. 4.1 pre-train the base model: 12 layers, 768 wide, 12 heads).
-VARIANTS = {
-    "tiny": dict(d_model=128, num_layers=2, num_heads=4, d_ff=512),
-    "small": dict(d_model=256, num_layers=4, num_heads=4, d_ff=1024),
-    "base": dict(d_model=768, num_layers=12, num_heads=12, d_ff=3072),
+# config.model.preset: sizes in the config's words (Su et al. 2021, sec. 4.1 pre-train the base
+# model: 12 layers, 768 wide, 12 heads).
+PRESETS = {
+    "tiny": dict(width=128, depth=2, num_heads=4, mlp_dim=512),
+    "small": dict(width=256, depth=4, num_heads=4, mlp_dim=1024),
+    "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
 }
+# config.model keys (jaxmodels.config.GLOSSARY) -> the RoFormer fields they set.
+FIELDS = {"width": "d_model", "depth": "num_layers", "mlp_dim": "d_ff"}
 
 
 class RoFormer(nn.Module):
@@ -162,19 +165,21 @@ class RoFormer(nn.Module):
 
 
 def roformer_from_config(model_cfg: Any, vocab_size: int, **overrides) -> RoFormer:
-    """Builds a :class:`RoFormer` from ``config.model`` (``variant`` or explicit sizes)."""
+    """Builds a :class:`RoFormer` from ``config.model``: a ``preset``'s sizes, each overridden by
+    an explicit ``width``, ``depth``, ``num_heads`` or ``mlp_dim``, and the other fields by name."""
     m = dict(model_cfg)
-    variant = m.pop("variant", "")
-    if variant and variant not in VARIANTS:
-        raise ValueError(f"config.model.variant={variant!r}; choose one of {sorted(VARIANTS)}")
-    sizes = dict(VARIANTS[variant]) if variant else {}
+    preset = m.pop("preset", "")
+    if preset and preset not in PRESETS:
+        raise ValueError(f"config.model.preset={preset!r}; choose one of {sorted(PRESETS)}")
+    m = {**(PRESETS[preset] if preset else {}), **m}
     pos = {"name": "rope", "rope_layout": "interleaved", **dict(m.pop("position", {}))}
     position = PositionOptions.from_config(pos)
-    fields = {f.name for f in dataclasses.fields(RoFormer)}
-    unknown = sorted(set(m) - fields)
+    known = {f.name for f in dataclasses.fields(RoFormer)} - set(FIELDS.values()) | set(FIELDS)
+    unknown = sorted(set(m) - known)
     if unknown:
-        raise ValueError(f"config.model has unknown key(s) {unknown}; known: {sorted(fields)}")
-    return RoFormer(vocab_size=vocab_size, position=position, **{**sizes, **m, **overrides})
+        raise ValueError(f"config.model has unknown key(s) {unknown}; known: {sorted(known)}")
+    fields = {FIELDS.get(k, k): v for k, v in m.items()}
+    return RoFormer(vocab_size=vocab_size, position=position, **{**fields, **overrides})
 
 
 class T5Encoder(nn.Module):
