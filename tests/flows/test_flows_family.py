@@ -129,8 +129,10 @@ def test_train_eval_sample_from_user_files(tmp_path):
     loop.train(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         evals = [r for r in map(json.loads, f) if "eval_bits_per_dim" in r]
-    # At init z = u - 1/2 under the logistic prior (density ~1/4): 2 + log2(256) = 10 bits.
-    assert evals and 9.5 < evals[-1]["eval_bits_per_dim"] < 10.5
+    # Without its scaling, NICE at init maps z = u - 1/2 under the logistic prior (density ~1/4):
+    # 2 + log2(256) = 10 bits. The data-initialised scaling standardises u (std 0.29 for these
+    # uniform pixels) and gains on that; no model beats the uniform data's own 8 bits.
+    assert evals and 8.0 < evals[-1]["eval_bits_per_dim"] < 9.5
     for t in config.sample.temperatures:
         assert os.path.exists(sample.temperature_path(workdir, t))
 
@@ -151,7 +153,9 @@ def test_smoke_trains_on_a_folder_of_mixed_sizes(tmp_path):
     loop.train(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         evals = [r["eval_bits_per_dim"] for r in map(json.loads, f) if "eval_bits_per_dim" in r]
-    assert evals and 9 < evals[-1] < 11  # near the uniform model's 8 bits + the logistic's 2
+    # uniform pixels: no model beats their 8 bits; the identity flow's 10 (logistic prior) is
+    # the ceiling the data-initialised scaling starts below
+    assert evals and 8 < evals[-1] < 9.5
     assert all(
         os.path.exists(sample.temperature_path(workdir, t)) for t in config.sample.temperatures
     )
