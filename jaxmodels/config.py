@@ -301,6 +301,9 @@ MODEL_SIZES = (
     "num_levels",
     "steps_per_level",
 )
+# Sizes a family derives from its input when the config leaves them 0 (docs/flows.md, "Sizes that
+# follow the input"): family -> keys of config.model that may be 0; any other value is positive.
+FROM_INPUT = {"flows": ("hidden", "num_levels")}
 _NON_NEGATIVE = (
     "warmup_steps",
     "weight_decay",
@@ -327,7 +330,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """
     t = config.train
     check_positive(t, _POSITIVE, "config.train")
-    check_positive(config.model, MODEL_SIZES, "config.model")
+    derived = FROM_INPUT.get(config.get("family"), ())
+    sizes = [k for k in MODEL_SIZES if k not in derived or config.model.get(k) != 0]
+    check_positive(config.model, sizes, "config.model")
     if not math.isfinite(t.learning_rate) or t.learning_rate <= 0:
         raise ValueError(f"config.train.learning_rate={t.learning_rate!r} must be finite and > 0")
     for key in _NON_NEGATIVE:
