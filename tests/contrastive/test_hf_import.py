@@ -128,3 +128,11 @@ def test_native_towers_unchanged():
         v, images, method=lambda m, x: l2_normalize(m.img_head(m.img(x / 127.5 - 1.0)))
     )
     np.testing.assert_allclose(model.apply(v, images, method="encode_image"), old, atol=1e-6)
+
+
+def test_export_refuses_a_native_run(tmp_path):
+    """Only a run started from CLIP / SigLIP (init.hf) has an HF counterpart; nothing written."""
+    config = load_config("experiments/contrastive/siglip.py:smoke")
+    with pytest.raises(ValueError, match="only a contrastive run started from an HF"):
+        contrastive_hf.export(config, {}, str(tmp_path / "out"), None)
+    assert not (tmp_path / "out").exists()
