@@ -80,6 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
     t.checkpoint_every = 500  # steps between checkpoints (and at the end); 0 disables
     t.keep_checkpoints = 3  # checkpoints kept on disk
     t.sample_at_end = True  # after training, run the family's sampler (if any) and print it
+    # Check every step (jaxmodels.train.debug): the batch has the first batch's shapes and dtypes;
+    # batch, loss, metrics and gradients are finite, else stop naming the step and the leaf.
+    # Slower (each step waits for its check); off, the step compiles to the same program.
+    t.debug_checks = False
 
     # Start a fresh run (step 0) from another run's parameters; a resumed run keeps its own.
     # That run's folder is only read: never its lock, never a write (jaxmodels.train.warmstart).
@@ -346,6 +350,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"config.train.batch_size={t.batch_size} must be divisible by "
             f"config.train.grad_accum={t.grad_accum}"
+        )
+    if t.optimizer in ("adam", "adamw") and not 0 < t.eps < math.inf:
+        raise ValueError(  # the train step's finite check relies on it (update_is_finite)
+            f"config.train.eps={t.eps!r} must be finite and > 0 for {t.optimizer}: its step "
+            "divides by sqrt(v) + eps, and v is 0 wherever the gradients have been 0"
         )
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config.train.min_lr_ratio={t.min_lr_ratio!r} must be in [0, 1]")

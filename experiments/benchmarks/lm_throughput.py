@@ -42,6 +42,14 @@ SIZES = {
 }
 
 
+def _size(name: str, args) -> dict:
+    """``SIZES[name]`` with the command line's ``--seq``, ``--batch`` and ``--vocab`` overrides."""
+    s = dict(SIZES[name])
+    for k in ("seq", "batch", "vocab"):
+        s[k] = getattr(args, k) or s[k]
+    return s
+
+
 def model_flops(s: dict) -> tuple[int, float]:
     """Returns (matmul parameter count N, model FLOPs per training step)."""
     from jaxmodels.layers.flops import transformer_train_flops
@@ -71,8 +79,8 @@ def _lm_config(s: dict, args):
     return c
 
 
-def jax_step(s: dict, args):
-    """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
+def build_jax_step(s: dict, args):
+    """Returns ``(train_step, state, batch)``: the core's jitted step, a fresh state, one batch."""
     import jax
 
     from jaxmodels.models.lm.loss import lm_metrics
@@ -107,6 +115,14 @@ def jax_step(s: dict, args):
     train_step = step.build_train_step(
         task, tx, mesh=mesh, rules=rules, state_sharding=shardings, batch_sharding=bshard, seed=0
     )
+    return train_step, st, batch
+
+
+def jax_step(s: dict, args):
+    """Returns ``run(n) -> seconds`` for n jaxmodels train steps (compiled beforehand)."""
+    import jax
+
+    train_step, st, batch = build_jax_step(s, args)
     holder = [st]
 
     def run(n: int) -> float:
@@ -250,11 +266,31 @@ def _time_all(kinds, s, args) -> dict[str, list[tuple[float, float]]]:
     return times
 
 
+def print_hlo(args) -> None:
+    """One line per size and dtype: the compiled step's ``hlo_stats`` (bytes, selects, dots)."""
+    import jax
+
+    spec = importlib.util.spec_from_file_location("hlo_stats", f"{HERE}/hlo_stats.py")
+    hlo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hlo)
+    for name in args.sizes.split(","):
+        s = _size(name, args)
+        for dtype in [args.dtype or "float32"] + [v for v in args.variants.split(",") if v]:
+            variant = _variant(args, f"jaxmodels:{dtype}")
+            train_step, st, batch = build_jax_step(s, variant)
+            lowered = train_step.lower(st, batch)
+            stats = hlo.stats(lowered, lowered.compile())
+            print(hlo.line(f"{name} {variant.dtype}", stats), flush=True)
+            del st
+            jax.clear_caches()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="cpu", help=f"comma-separated from {sorted(SIZES)}")
     p.add_argument("--seq", type=int, default=0, help="override the sequence length")
     p.add_argument("--batch", type=int, default=0, help="override the batch size")
+    p.add_argument("--vocab", type=int, default=0, help="override the vocabulary size")
     p.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="back-to-back timing repeats")
     p.add_argument("--dtype", default="", help="compute dtype (default: float32 CPU, else bf16)")
@@ -266,7 +302,10 @@ def main(argv=None):
     p.add_argument("--peak_tflops", type=float, default=0.0, help="device peak for MFU")
     p.add_argument("--torch", action="store_true", help="also time PyTorch eager (CPU)")
     p.add_argument("--variants", default="", help="extra jaxmodels runs, e.g. bfloat16")
+    p.add_argument("--hlo", action="store_true", help="count the compiled step's ops, no timing")
     args = p.parse_args(argv)
+    if args.hlo:
+        return print_hlo(args)
     kinds = ["jaxmodels"] + [f"jaxmodels:{v}" for v in args.variants.split(",") if v]
     kinds += ["pytorch"] if args.torch else []
     if len(kinds) > 1:  # workers share one card: none may preallocate 75% of its memory
@@ -280,8 +319,7 @@ def main(argv=None):
     head = f"{'size':10} {'impl':34} {'seq':>5} {'batch':>5} {'params':>8} {'step_s':>7} "
     print(head + f"{'cpu_s':>7} {'tok/s':>8} {'TFLOP/s':>8} {'MFU':>6}", flush=True)
     for name in args.sizes.split(","):
-        s = dict(SIZES[name])
-        s["seq"], s["batch"] = args.seq or s["seq"], args.batch or s["batch"]
+        s = _size(name, args)
         n, flops = model_flops(s)
         if len(kinds) == 1:  # one runner: time it here (GPU/TPU runs)
             run = jax_step(s, args)

@@ -8,11 +8,16 @@ CPU (the embedded configs' sizes: hidden 64, 64-d features, 12 classes):
 Original-size TRN (THUMOS: batch 32, enc_steps 64, dec_steps 8, hidden 4096, 3072-d features,
 22 classes; bf16 compute, f32 params, Adam; params cast to bf16 once for streaming), on a GPU:
   python experiments/benchmarks/online_action.py --preset original
+TRN's train step alone at hidden 512 (CPU-sized), or the compiled step's HLO counts:
+  python experiments/benchmarks/online_action.py --preset mid --train_only
+  python experiments/benchmarks/online_action.py --preset mid --hlo
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import time
 
 import flax.linen as nn
@@ -26,10 +31,13 @@ from jaxmodels.models.online_action import loss as losses
 from jaxmodels.models.online_action import model as oa
 from jaxmodels.models.online_action.detectors import build_model
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 PRESETS = {
     # name: (models, input dim, classes, hidden, dec_steps, IDN window)
     "cpu": (("trn", "idn", "lstm", "gru", "mlp"), 64, 12, 64, 4, 16),
     "original": (("trn",), 3072, 22, 4096, 8, 16),
+    # TRN between the two, for CPU timings of the train step (the original takes minutes)
+    "mid": (("trn",), 512, 22, 512, 8, 16),
 }
 
 
@@ -76,6 +84,17 @@ def scan_throughput(model, params, D, batch, length, iters):
 
 def train_step_time(model, params, D, C, batch, enc_steps, dec_steps, iters):
     """Seconds per TRN training step: forward, backward, Adam update, buffers donated."""
+    step, state, x, y = build_train_step(model, params, D, C, batch, enc_steps, dec_steps)
+
+    def one():
+        state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
+        loss.block_until_ready()
+
+    return timed(one, iters)
+
+
+def build_train_step(model, params, D, C, batch, enc_steps, dec_steps):
+    """The jitted TRN train step, its state ``{"p", "o"}`` and one batch ``x, y``."""
     opt = optax.adam(5e-4)
     state = {"p": params, "o": opt.init(params)}
     x = jax.random.normal(jax.random.key(2), (batch, enc_steps, D), jnp.float32)
@@ -91,13 +110,7 @@ def train_step_time(model, params, D, C, batch, enc_steps, dec_steps, iters):
         updates, o = opt.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
-    step = jax.jit(step, donate_argnums=(0, 1))
-
-    def one():
-        state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
-        loss.block_until_ready()
-
-    return timed(one, iters)
+    return jax.jit(step, donate_argnums=(0, 1)), state, x, y
 
 
 def main():
@@ -109,14 +122,18 @@ def main():
     p.add_argument("--scan_batch", type=int, default=0)
     p.add_argument("--scan_length", type=int, default=0)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--hlo", action="store_true", help="TRN train step's HLO counts, no timing")
+    p.add_argument("--train_only", action="store_true", help="time TRN's train step only")
     a = p.parse_args()
     models, D, C, H, K, W = PRESETS[a.preset]
     models = a.models.split(",") if a.models else models
-    cpu = a.preset == "cpu"
+    cpu = a.preset != "original"
     dtype = jnp.dtype(a.dtype or ("float32" if cpu else "bfloat16"))
     frames = a.frames or (200 if cpu else 300)
     scan_batch, scan_length = a.scan_batch or (256 if cpu else 32), a.scan_length or 600
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), dtype {dtype.name}")
+    if a.hlo:
+        return print_hlo(D, C, H, K, W, dtype)
     print(
         "| model | params | latency / frame, batch 1 | scan frames/s (batch x length) "
         "| train step |"
@@ -127,8 +144,10 @@ def main():
         params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 2, D)))["params"])
         n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
         cast = oa.cast_params(params, dtype)
-        latency = streaming_latency(model, cast, D, frames)
-        throughput = scan_throughput(model, cast, D, scan_batch, scan_length, a.iters)
+        latency = throughput = float("nan")
+        if not a.train_only:
+            latency = streaming_latency(model, cast, D, frames)
+            throughput = scan_throughput(model, cast, D, scan_batch, scan_length, a.iters)
         train = ""
         if name == "trn":
             seconds = train_step_time(model, params, D, C, 32, 64, K, a.iters)
@@ -138,6 +157,19 @@ def main():
             f"{throughput:,.0f} ({scan_batch} x {scan_length}) | {train} |",
             flush=True,
         )
+
+
+def print_hlo(D, C, H, K, W, dtype) -> None:
+    """The TRN train step's ``hlo_stats`` at batch 32, enc_steps 64: ``loop_dots_big`` counts
+    the weight-sized work (at least H x H elements) inside the scans' loops."""
+    spec = importlib.util.spec_from_file_location("hlo_stats", f"{HERE}/hlo_stats.py")
+    hlo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hlo)
+    model = make("trn", D, C, H, K, W, dtype)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 2, D)))["params"])
+    step, state, x, y = build_train_step(model, params, D, C, 32, 64, K)
+    lowered = step.lower(state["p"], state["o"], x, y)
+    print(hlo.line(f"trn H={H} {dtype.name}", hlo.stats(lowered, lowered.compile(), big=H * H)))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ class CheckpointReadError(RuntimeError):
     """A checkpoint could not be read because of the store, not because it is broken."""
 
 
+class NonFiniteStateError(ValueError):
+    """A state about to be saved holds NaN/Inf values; nothing was saved."""
+
+
 def _chain(e: BaseException):
     seen = set()
     while e is not None and id(e) not in seen:
@@ -118,8 +122,13 @@ class Checkpointer:
 
     def save(self, step: int, state, data_iter=None) -> None:
         """Starts an (async) save; the state's device buffers are copied before returning, and
-        its checksums are computed first (saved beside it, checked on restore)."""
-        sums = {name: [dtype, sum_] for name, (dtype, _, sum_) in digest(state).items()}
+        its checksums are computed first (saved beside it, checked on restore). A state that
+        holds NaN/Inf (the same pass finds it) is refused with ``NonFiniteStateError``."""
+        got = digest(state)
+        for name, (_, finite, _) in got.items():
+            if not finite:
+                raise NonFiniteStateError(f"{name} holds NaN or Inf values at step {step}")
+        sums = {name: [dtype, sum_] for name, (dtype, _, sum_) in got.items()}
         items = {
             "state": self._ocp.args.StandardSave(state),
             "checksums": self._ocp.args.JsonSave(sums),

@@ -352,6 +352,7 @@ def build_train_step(run: Run, example_batch):
         grad_accum=t.grad_accum,
         ema_decay=state_lib.ema_decay(t.ema_halflife_examples, t.batch_size),
         schedule=run.schedule,
+        debug_checks=t.debug_checks,
     )
     return train_step, bshard
 
@@ -376,7 +377,7 @@ def _loop(run: Run, state, start, first, data, writer, evaluator, stop_signal):
             last.update(evals)
             bar.write(f"step {step}: " + _fmt(evals))
         if save:
-            run.checkpointer.save(step, state, data)
+            _save(run, step, state, data)
             writer.flush()  # on an object store: metrics as durable as the checkpoint
         if stop:
             who = stop_signal.requested or "SIGTERM (on one of the processes)"
@@ -388,24 +389,40 @@ def _loop(run: Run, state, start, first, data, writer, evaluator, stop_signal):
     return state, last
 
 
+def _last_finite_checkpoint(run: Run) -> str:
+    run.checkpointer.wait()
+    saved = run.checkpointer.steps()
+    if not saved:
+        return "no checkpoint was saved yet, so a rerun starts from step 0"
+    path = run.checkpointer.directory / str(saved[-1])
+    return f"the last finite checkpoint is step {saved[-1]} ({path}); a rerun resumes there"
+
+
 def _check_finite(run: Run, history, step: int) -> None:
     """Stops at the first non-finite step; its update was not applied and nothing is saved."""
     bad = metrics_lib.first_nonfinite(history, step - len(history) + 1)
     if bad is None:
         return
     m = jax.device_get(history[bad - (step - len(history) + 1)])
-    run.checkpointer.wait()
-    saved = run.checkpointer.steps()
-    if saved:
-        path = run.checkpointer.directory / str(saved[-1])
-        where = f"the last finite checkpoint is step {saved[-1]} ({path}); a rerun resumes there"
-    else:
-        where = "no checkpoint was saved yet, so a rerun starts from step 0"
     raise NonFiniteLossError(
         f"step {bad} was non-finite (loss={float(m['loss']):.4g}, "
         f"grad_norm={float(m['grad_norm']):.4g}); its update was not applied and nothing after "
-        f"it was saved: {where}. Lower config.train.learning_rate (or check the data) and rerun."
+        f"it was saved: {_last_finite_checkpoint(run)}. Lower config.train.learning_rate (or "
+        "check the data) and rerun."
     )
+
+
+def _save(run: Run, step: int, state, data) -> None:
+    """Saves a checkpoint; a state the optimizer overflowed (finite loss and gradients, but a
+    step so large that a parameter became Inf: ``step_lib.update_is_finite``) is not saved."""
+    try:
+        run.checkpointer.save(step, state, data)
+    except checkpoint_lib.NonFiniteStateError as e:
+        raise NonFiniteLossError(
+            f"{e}: an update at or before step {step} overflowed although its loss and gradients "
+            f"were finite; nothing was saved: {_last_finite_checkpoint(run)}. Lower "
+            "config.train.learning_rate and rerun."
+        ) from e
 
 
 def _log(history, step, tick, task, batch_size, writer, bar) -> dict[str, float]:

@@ -53,8 +53,28 @@ def make_optimizer(t) -> optax.GradientTransformation:
     if multipliers:
         opt = optax.chain(opt, scale_by_name(multipliers))
     if t.grad_clip:
-        opt = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
+        opt = optax.chain(clip_by_global_norm(t.grad_clip), opt)
     return with_state_dtype(opt, t.get("opt_state_dtype", "float32"))
+
+
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformationExtraArgs:
+    """``optax.clip_by_global_norm`` (Pascanu et al. 2013: ``g * max_norm / |g|`` when the
+    global norm ``|g| >= max_norm``), bit for bit, except that it takes ``|g|`` from the
+    ``grad_norm`` extra argument when its caller has it: the train step computes the norm for
+    its finite check and skips the update in a ``lax.cond``, across which XLA would not reuse it,
+    so the gradients would be read once more."""
+
+    def update(updates, state, params=None, *, grad_norm=None, **extra_args):
+        del params, extra_args
+        norm = optax.tree.norm(updates) if grad_norm is None else grad_norm
+        keep = norm < max_norm
+
+        def clip(g):
+            return jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * max_norm)
+
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
 def _path_name(path) -> str:
@@ -101,11 +121,13 @@ def with_state_dtype(tx: optax.GradientTransformation, dtype) -> optax.GradientT
     with bfloat16 parameters it keeps float32 moments (optax would store them in bfloat16).
     """
 
+    tx = optax.with_extra_args_support(tx)
+
     def init(params):
         return cast_floats(tx.init(params), dtype)
 
-    def update(updates, state, params=None):
-        updates, state = tx.update(updates, state, params)
+    def update(updates, state, params=None, **extra_args):
+        updates, state = tx.update(updates, state, params, **extra_args)
         return updates, cast_floats(state, dtype)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -18,7 +18,8 @@ from jaxmodels.config import base_config, current_names
 from jaxmodels.train.integrity import leaf_name
 
 # Keys a resumed run may change: how long it runs and how it logs, evaluates, checkpoints and
-# samples, the decay end point, and the mesh (restoring onto other devices is supported).
+# samples, the decay end point, the debug checks (turned on to find a diverging step), and the
+# mesh (restoring onto other devices is supported).
 RESUMABLE = (
     "train.steps",
     "train.log_every",
@@ -28,6 +29,7 @@ RESUMABLE = (
     "train.keep_checkpoints",
     "train.sample_at_end",
     "train.min_lr_ratio",
+    "train.debug_checks",
     "mesh.",
     "sample.",
     "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,17 +45,16 @@ def _exhaustive(logits_of, prompt):
     return best_seq, best
 
 
-def test_beam_search_equals_exhaustive_search_when_the_beam_holds_every_prefix():
+def test_beam_search_equals_exhaustive_search_when_the_beam_holds_every_prefix(variant):
     apply_fn, logits_of = _toy()
     prompts = jnp.asarray([[1, 2], [0, 0], [2, 1]], jnp.int32)
     K = V ** (N - 1)  # every partial sequence fits in the beam: beam search is exact
-    tokens, scores = beam_search(
-        apply_fn, None, _cache(len(prompts) * K), prompts, beam_size=K, max_new_tokens=N
-    )
+    search = variant(lambda c, p: beam_search(apply_fn, None, c, p, beam_size=K, max_new_tokens=N))
+    tokens, scores = search(_cache(len(prompts) * K), prompts)
     for b, prompt in enumerate(np.asarray(prompts)):
         seq, score = _exhaustive(logits_of, list(prompt))
         assert tuple(np.asarray(tokens[b])) == seq
-        np.testing.assert_allclose(scores[b], score, rtol=1e-5)
+        chex.assert_trees_all_close(scores[b], score, atol=0, rtol=1e-5)
 
 
 def test_beam_of_one_is_greedy_and_eos_pads_the_rest():
@@ -64,7 +64,7 @@ def test_beam_of_one_is_greedy_and_eos_pads_the_rest():
         apply_fn, None, _cache(2), prompts, jax.random.key(0), max_new_tokens=N, temperature=0.0
     )
     beam, _ = beam_search(apply_fn, None, _cache(2), prompts, beam_size=1, max_new_tokens=N)
-    np.testing.assert_array_equal(beam, greedy)
+    chex.assert_trees_all_equal(beam, greedy)
     eos = int(greedy[0, 0])  # the first greedy token of row 0 ends that row at once
     pad = (eos + 1) % V
     out, _ = beam_search(

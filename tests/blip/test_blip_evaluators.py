@@ -70,7 +70,8 @@ def test_zero_shot_on_a_labelled_folder_by_itc(smoke, tmp_path, colour_folder):
     assert {"zeroshot_scenes_top1", "itc_i2t_recall@1"} <= set(got)
     assert "zeroshot_scenes_top5" not in got  # four classes
 
-    apply = jax.jit(make_model(config).apply, static_argnames="method")
+    layout = make_layout(config.data)
+    apply = jax.jit(make_model(config, layout).apply, static_argnames="method")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = config.data.image_size
     images = np.stack([transforms.eval_image(p.read_bytes(), size, str(p)) for p in files])
@@ -78,13 +79,13 @@ def test_zero_shot_on_a_labelled_folder_by_itc(smoke, tmp_path, colour_folder):
     zimg = apply({"params": params}, tokens, method=BLIP.image_features)
     zcls = []
     for c in sorted(colours):
-        ids = data.encode([f"a {c}", f"a picture of a {c}"], config.data.max_len)["text"]
-        z = apply({"params": params}, ids, ids != data.TOKENIZER.pad_id, method=BLIP.text_features)
+        ids = layout.encode([f"a {c}", f"a picture of a {c}"])["text"]
+        z = apply({"params": params}, ids, ids != layout.pad_id, method=BLIP.text_features)
         zcls.append(np.mean(z, axis=0) / np.linalg.norm(np.mean(z, axis=0)))
     predicted = np.argmax(np.asarray(zimg) @ np.stack(zcls).T, axis=1)
     labels = [sorted(colours).index(p.parent.name) for p in files]
     assert got["zeroshot_scenes_top1"] == pytest.approx(np.mean(predicted == labels))
 
     config.zero_shot.templates = "clip_imagenet"
-    with pytest.raises(ValueError, match="'bad' is not in BLIP's closed vocabulary"):
+    with pytest.raises(ValueError, match="'bad' is not in the closed vocabulary"):
         build_task(config, None)

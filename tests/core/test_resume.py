@@ -169,17 +169,36 @@ def test_unreadable_checkpoint_is_set_aside_and_the_previous_used(tmp_path, dama
     assert (tmp_path / "checkpoints_corrupt" / "2").is_dir() and ckpt.steps() == [1]
 
 
-def _rewrite(workdir, step, edit):
-    """Replaces checkpoint ``step`` of a smoke run by ``edit(state)``, saved as the code saves."""
+def _rewrite(workdir, step, edit, monkeypatch):
+    """Replaces checkpoint ``step`` of a smoke run by ``edit(state)``, saved as the code saves
+    except that a non-finite state is written (as storage damage or an older version would)."""
     run = loop.build(_config(), str(workdir))
     state = edit(run.checkpointer._restore_step(step, run.abstract_state, None))
     shutil.rmtree(workdir / "checkpoints" / str(step))
     ckpt = Checkpointer(str(workdir), keep=3, use_async=False)
-    ckpt.save(step, state)
+    with monkeypatch.context() as m:
+        digest = checkpoint_lib.digest
+        m.setattr(
+            checkpoint_lib,
+            "digest",
+            lambda s: {k: (d, True, c) for k, (d, _, c) in digest(s).items()},
+        )
+        ckpt.save(step, state)
     ckpt.wait()
 
 
-def test_nonfinite_adam_moment_is_set_aside_by_train_and_skipped_by_eval(workdir, capsys):
+def test_a_nonfinite_state_is_never_saved(tmp_path):
+    """The train step tests the loss and gradient norm only (``step.update_is_finite``), so the
+    save, which reads the whole state for its checksums anyway, refuses one that holds Inf."""
+    ckpt = Checkpointer(str(tmp_path), keep=3, use_async=False)
+    with pytest.raises(checkpoint_lib.NonFiniteStateError, match=r"b holds NaN or Inf .* step 3"):
+        ckpt.save(3, {"a": np.ones(3, np.float32), "b": np.array([1.0, np.inf], np.float32)})
+    assert ckpt.steps() == []
+
+
+def test_nonfinite_adam_moment_is_set_aside_by_train_and_skipped_by_eval(
+    workdir, capsys, monkeypatch
+):
     """The newest checkpoint holds a NaN Adam moment (a flipped exponent bit): it used to
     restore, and every rerun then stopped at its first step whatever the learning rate."""
 
@@ -190,7 +209,7 @@ def test_nonfinite_adam_moment_is_set_aside_by_train_and_skipped_by_eval(workdir
 
         return state.replace(opt_state=jax.tree_util.tree_map_with_path(edit, state.opt_state))
 
-    _rewrite(workdir, 8, nan_moment)
+    _rewrite(workdir, 8, nan_moment, monkeypatch)
     capsys.readouterr()
     loop.evaluate(_config(), str(workdir))  # read-only: the previous checkpoint, nothing moved
     out = capsys.readouterr().out
@@ -231,7 +250,8 @@ def test_a_finite_bit_flip_is_caught_by_the_checksum(tmp_path):
 
 
 def test_nonfinite_update_is_never_applied_nor_saved(tmp_path, capsys):
-    config = _config(steps=12, checkpoint_every=2, log_every=1, eval_every=0)
+    """SGD at 1e12: step 1 leaves huge but finite weights; step 2's gradient norm overflows."""
+    config = _config(steps=12, checkpoint_every=1, log_every=1, eval_every=0)
     config.train.update(optimizer="sgd", learning_rate=1e12, warmup_steps=0, grad_clip=0.0)
     with pytest.raises(loop.NonFiniteLossError, match=r"last finite checkpoint is step (\d+)") as e:
         loop.train(config, str(tmp_path))

@@ -4,6 +4,7 @@ HF Llama parity is in tests/convert and tests/lm/test_hf_finetune.py.
 """
 
 import math
+import re
 
 import flax.linen as nn
 import jax
@@ -92,6 +93,91 @@ def test_metrics_mask_and_bits_per_byte():
     loss, m = lm_metrics(logits, batch, is_bytes=True)
     np.testing.assert_allclose(loss, math.log(320), rtol=1e-6)
     np.testing.assert_allclose(m["bits_per_byte"], math.log2(320), rtol=1e-6)
+
+
+def test_loss_and_accuracy_equal_log_softmax_and_argmax():
+    """``token_nll_top1`` (no argmax: the top-1 test reuses the log-sum-exp's max) against
+    ``jax.nn.log_softmax`` and ``argmax``: values and gradients; bf16 logits, float32 loss."""
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(3 * rng.normal(size=(2, 6, 40)), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 40, (2, 6)))
+    targets = targets.at[0, :3].set(jnp.argmax(logits[0, :3], -1))  # some hits
+    w = jnp.asarray(rng.integers(0, 2, (2, 6)), jnp.float32).at[0, 0].set(1.0)
+    batch = {"targets": targets, "weights": w}
+
+    def reference(z):
+        logp = jax.nn.log_softmax(z.astype(jnp.float32), axis=-1)
+        nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+        hit = jnp.argmax(z, -1) == targets
+        return (nll * w).sum() / w.sum(), (hit * w).sum() / w.sum()
+
+    @jax.jit
+    def both(z):
+        loss, m = lm_metrics(z, batch, is_bytes=False)
+        got = jax.grad(lambda z: lm_metrics(z, batch, is_bytes=False)[0])(z)
+        return loss, m["accuracy"], got, reference(z), jax.grad(lambda z: reference(z)[0])(z)
+
+    for z in (logits, logits.astype(jnp.bfloat16)):
+        loss, accuracy, got, (ref_loss, ref_acc), ref = both(z)
+        assert loss.dtype == jnp.float32
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+        assert float(accuracy) == float(ref_acc) > 0
+        assert got.dtype == z.dtype
+        np.testing.assert_allclose(got.astype(jnp.float32), ref.astype(jnp.float32), atol=1e-7)
+
+
+def test_bf16_logits_and_their_gradient_matmuls_run_in_bf16():
+    """The unembedding used to emit float32 logits, so its two gradient matmuls took a float32
+    cotangent; every dot that touches the vocabulary (64 here) now has bf16 operands."""
+    model = _tiny(dtype=jnp.bfloat16)
+    tokens = jnp.zeros((2, 8), jnp.int32)
+    params = model.init(jax.random.key(0), tokens)["params"]
+    batch = {"targets": tokens, "weights": jnp.ones((2, 8))}
+
+    def loss(p):
+        logits = model.apply({"params": p}, tokens)
+        assert logits.dtype == jnp.bfloat16
+        return lm_metrics(logits, batch, is_bytes=False)[0]
+
+    text = jax.jit(jax.grad(loss)).lower(params).as_text()
+    t = r"tensor<((?:\d+x)*)([a-z]+\d*)>"
+    dots = re.findall(rf"stablehlo\.dot_general .*: \({t}, {t}\) -> {t}", text)
+    vocab = [d for d in dots if any("64x" in d[i] for i in (0, 2, 4))]
+    assert len(vocab) == 3  # the unembedding and its two gradients (the embedding is tied)
+    assert all(d[1] == d[3] == "bf16" for d in vocab), vocab
+
+
+def test_bf16_logits_loss_within_rounding_of_float32_logits():
+    """Before, the bf16 model's unembedding emitted float32 logits from the same bf16 operands;
+    rounding a logit to bf16 moves it by at most 2^-8 of its size (unit roundoff), so the
+    log-sum-exp and the target's logit each move by at most 2^-8 max|z| and the loss by at most
+    2^-7 max|z|. The gradients agree to 1% in norm (their cotangent is rounded the same way)."""
+    model = _tiny(dtype=jnp.bfloat16)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 8)), jnp.int32)
+    params = nn.unbox(model.init(jax.random.key(0), tokens))["params"]
+    batch = {"targets": jnp.roll(tokens, -1, axis=1), "weights": jnp.ones((2, 8))}
+    hidden = model.clone(logits=False)
+
+    def logits(p, old):
+        if not old:
+            return model.apply({"params": p}, tokens)
+        x = hidden.apply({"params": p}, tokens)  # the old unembedding: float32 logits
+        w = p["embedding"].astype(jnp.bfloat16)
+        return jnp.einsum("ble,ve->blv", x, w, preferred_element_type=jnp.float32)
+
+    @jax.jit
+    def both(p):
+        loss = lambda p, old: lm_metrics(logits(p, old), batch, is_bytes=False)[0]  # noqa: E731
+        z = [logits(p, old).astype(jnp.float32) for old in (False, True)]
+        return z, [jax.value_and_grad(loss)(p, old) for old in (False, True)]
+
+    (z_new, z_old), ((l_new, g_new), (l_old, g_old)) = both(params)
+    zmax = float(jnp.abs(z_old).max())
+    assert float(jnp.abs(z_new - z_old).max()) <= 2**-8 * zmax
+    assert abs(float(l_new - l_old)) <= 2**-7 * zmax
+    for a, b in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_old), strict=True):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        assert np.linalg.norm(a - b) <= 1e-2 * np.linalg.norm(b)
 
 
 def test_text_sources_and_errors(tmp_path):

@@ -61,7 +61,9 @@ class DecoderLM(nn.Module):
         positions_BxL: jax.Array | None = None,
         segment_ids_BxL: jax.Array | None = None,
     ) -> jax.Array:
-        """Returns float32 logits ``[B, L, vocab_size]`` (hidden states ``[B, L, E]``)."""
+        """Returns logits ``[B, L, vocab_size]`` in the compute dtype ``dtype`` (hidden states
+        ``[B, L, E]``): in bfloat16 the unembedding and both of its gradient matmuls run in
+        bfloat16, and the loss takes the log-softmax in float32 (``losses.token``)."""
         init = nn.initializers.normal(self.embed_init_std)
         embedding_VxE = self.param(
             "embedding",
@@ -115,9 +117,7 @@ class DecoderLM(nn.Module):
                 (self.block.d_model, self.vocab_size),
                 self.param_dtype,
             )
-        logits = jnp.einsum(
-            "ble,ev->blv", x, w_ExV.astype(self.dtype), preferred_element_type=jnp.float32
-        )
+        logits = jnp.einsum("ble,ev->blv", x, w_ExV.astype(self.dtype))
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
