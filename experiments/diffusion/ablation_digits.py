@@ -58,7 +58,7 @@ def main():
     params = loop.inference_params(state)
     dataset = image_data(config.data)
     num_classes, shape = dataset.num_classes, dataset.shape
-    net = build_network(config.model, jax.numpy.float32, num_classes)
+    net = build_network(config.model, jax.numpy.float32, num_classes, shape)
     process = build_process(config.model)
     labels = class_labels(args.num, num_classes)
     results, start = {}, time.time()

@@ -26,9 +26,13 @@ def get_config(arg: str | None = None):
     m.sigma_data = 0.5  # EDM's data std (Table 1); digits in [-1, 1] have std ~0.8
     m.arch = "unet"  # unet (images) | mlp (2-D points)
     m.channels = 32  # UNet base width (sized for a 2-core CPU run)
-    m.channel_mult = (1, 2)  # widths per resolution: 8x8 -> 32, 4x4 -> 64
+    # widths per level (x channels) and the sides that get self-attention; () fits them to the
+    # images (jaxmodels.layers.unet.fit_levels): 8x8 digits (1, 2) and (4,), i.e. 32 channels
+    # at 8x8 and 64 at 4x4 with attention; 28x28 (1, 2, 2) and (14, 7); 32x32 (1, 2, 2, 2) and
+    # (16, 4). Set them to override; (0,) for no attention.
+    m.channel_mult = ()
+    m.attn_resolutions = ()
     m.num_blocks = 1  # residual blocks per resolution
-    m.attn_resolutions = (4,)  # self-attention at 4x4
     m.num_heads = 2  # attention heads
     m.dropout = 0.1  # dropout in residual blocks (EDM uses 0.10-0.13 on CIFAR-10)
     m.embedding = "positional"  # noise embedding: positional | fourier

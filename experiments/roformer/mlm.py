@@ -42,7 +42,9 @@ def get_config(arg=None):
 
     d = c.data
     d.path = ""  # a local UTF-8 text file; empty: the embedded corpus
-    d.tokenizer = "byte"  # byte | sentencepiece
+    # byte | sentencepiece (data.spm_model) | the path of a tokenizer.json, a SentencePiece
+    # .model or an HF directory holding one
+    d.tokenizer = "byte"
     d.spm_model = ""  # SentencePiece model for tokenizer=sentencepiece
     d.seq_len = 128  # tokens per packed row (documents kept apart by segment ids)
     d.validation_fraction = 0.05  # held-out share

@@ -5,6 +5,10 @@ Fourier embedding and a two-layer MLP; an optional class label (with a "null" la
 ``num_classes`` for classifier-free guidance) is embedded and added. Residual blocks apply the
 embedding as an adaptive scale/shift after the first GroupNorm, skips are scaled by 1/sqrt(2),
 and self-attention runs at the resolutions in ``attn_resolutions``.
+
+:func:`fit_levels` sizes the levels to an image: how many halvings its side allows, the width
+multiplier of each level and where attention runs (8x8 digits: 8, 4; 28x28 MNIST: 28, 14, 7;
+32x32 CIFAR-10: 32, 16, 8, 4, as DDPM's).
 """
 
 from __future__ import annotations
@@ -57,6 +61,29 @@ def _norm(dtype, channels, name=None):
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("channels",)),
         name=name,
     )
+
+
+def level_sides(height: int, width: int, min_side: int = 4) -> tuple[int, ...]:
+    """The heights of a UNet's levels on ``height`` x ``width`` inputs: the sides are halved
+    while both are even and both halves at least ``min_side`` (8 -> 8, 4; 28 -> 28, 14, 7;
+    32 -> 32, 16, 8, 4)."""
+    sides = [(height, width)]
+    while not (sides[-1][0] % 2 or sides[-1][1] % 2) and min(sides[-1]) // 2 >= min_side:
+        sides.append((sides[-1][0] // 2, sides[-1][1] // 2))
+    return tuple(h for h, _ in sides)
+
+
+def fit_levels(height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(channel_mult, attn_resolutions)`` for ``height`` x ``width`` inputs: a level per
+    :func:`level_sides`, widths (1, 2, 2, ...) (DDPM's CIFAR-10 UNet: (1, 2, 2, 2), Ho et al.
+    2020, App. B) and self-attention at the first downsampled level of side 16 or less (DDPM:
+    16x16 on 32x32 images) and at the lowest level, where DDPM's middle block attends. 8x8
+    digits: (1, 2), (4,); 28x28: (1, 2, 2), (14, 7); 32x32: (1, 2, 2, 2), (16, 4); one level
+    (an odd side): (1,), no attention."""
+    sides = level_sides(height, width)
+    small = [s for s in sides[1:] if s <= 16]
+    attn = tuple(dict.fromkeys(small[:1] + [sides[-1]])) if len(sides) > 1 else ()
+    return (1,) + (2,) * (len(sides) - 1), attn
 
 
 def positional_embedding(c_noise_B, dim: int, max_positions: int = 10000):

@@ -13,8 +13,9 @@ from jaxmodels.config import load_config
 from jaxmodels.data import toy2d
 from jaxmodels.data.image_data import data_config, image_data
 from jaxmodels.evaluate import generative
-from jaxmodels.layers.unet import UNet
+from jaxmodels.layers.unet import UNet, fit_levels
 from jaxmodels.models.diffusion import data, sample, task
+from jaxmodels.models.diffusion.model import build_network
 from jaxmodels.samplers import analytic
 
 
@@ -77,6 +78,54 @@ def test_unet_shapes_and_logical_axes():
     assert not any("SelfAttention" in k for k in specs["ResBlock_0"])
     out = jax.eval_shape(net.apply, nn.unbox(variables), *args)
     assert out.shape == x.shape and out.dtype == jnp.float32
+
+
+def _abstract_params(net, shape, num_classes):
+    """The parameter shapes of ``net`` on (1, *shape) inputs, and its output's abstract value."""
+    args = (
+        jnp.zeros((1, *shape)),
+        jnp.zeros((1,)),
+        jnp.zeros((1,), jnp.int32) if num_classes else None,
+    )
+    out, variables = jax.eval_shape(net.init_with_output, jax.random.key(0), *args)
+    return jax.tree.map(lambda x: x.shape, nn.unbox(variables)["params"]), out
+
+
+def test_unet_levels_fit_the_image():
+    """The digits config sizes its UNet from the image: on 8x8 digits the network documented in
+    docs/diffusion.md (the explicit (1, 2) widths with attention at 4x4, 659,937 parameters),
+    on 28x28 grey and 32x32 RGB images three and four levels with attention at 14/7 and 16/4."""
+    m = load_config("experiments/diffusion/digits.py").model
+    assert (tuple(m.channel_mult), tuple(m.attn_resolutions)) == ((), ())  # fitted
+    assert fit_levels(8, 8) == ((1, 2), (4,))
+    assert fit_levels(28, 28) == ((1, 2, 2), (14, 7))
+    assert fit_levels(32, 32) == ((1, 2, 2, 2), (16, 4))  # DDPM's CIFAR-10 levels
+    assert fit_levels(27, 27) == ((1,), ())  # an odd side: one level
+    digits, _ = _abstract_params(build_network(m, jnp.float32, 10, (8, 8, 1)), (8, 8, 1), 10)
+    explicit = UNet(32, (1, 2), 1, (4,), 2, 0.1, "positional", 10)
+    assert digits == _abstract_params(explicit, (8, 8, 1), 10)[0]
+    assert sum(np.prod(s) for s in jax.tree.leaves(digits, is_leaf=_is_shape)) == 659_937
+    for shape, low, high in (((28, 28, 1), 0.8e6, 1.6e6), ((32, 32, 3), 1.0e6, 2.2e6)):
+        params, out = _abstract_params(build_network(m, jnp.float32, 0, shape), shape, 0)
+        assert low < sum(np.prod(s) for s in jax.tree.leaves(params, is_leaf=_is_shape)) < high
+        assert out.shape == (1, *shape)
+        attends = [k for k, v in params.items() if "SelfAttention_0" in v]
+        assert len(attends) == 7  # both attended levels: 1 block down + 2 up; the lowest + middle
+    m.channel_mult = (1, 2, 2, 2)
+    with pytest.raises(
+        ValueError, match=r"channel_mult=\(1, 2, 2, 2\) has 4 levels.*28 -> 14 -> 7"
+    ):
+        build_network(m, jnp.float32, 0, (28, 28, 1))
+    m.channel_mult, m.attn_resolutions = (), (4,)  # the digits' attention side, not MNIST's
+    with pytest.raises(ValueError, match=r"attn_resolutions=\(4,\).*sides \(28, 14, 7\)"):
+        build_network(m, jnp.float32, 0, (28, 28, 1))
+    m.attn_resolutions = (0,)  # no attention
+    params, _ = _abstract_params(build_network(m, jnp.float32, 0, (28, 28, 1)), (28, 28, 1), 0)
+    assert not [k for k, v in params.items() if "SelfAttention_0" in v]
+
+
+def _is_shape(x):
+    return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
 
 def _train(name, workdir):
@@ -188,7 +237,8 @@ def test_class_conditional_smoke_config_on_a_folder_of_mixed_sizes(tmp_path):
     eval_batch = next(iter(t.eval_data(0, 1)))
     loss, grad_sq, eval_loss = step(params, batch, eval_batch, jax.random.key(1))
     assert np.isfinite(loss) and np.isfinite(eval_loss) and np.isfinite(grad_sq) and grad_sq > 0
-    assert np.isfinite(t.evaluate(params, jax.random.key(2))["fd_pixels"])
+    metrics = t.evaluate(params, jax.random.key(2))
+    assert np.isfinite(metrics["fd_pixels"]) and 0 <= metrics["fd_floor"] < metrics["fd_pixels"]
     config.data.path = _mixed_size_folder(tmp_path / "flat", 4)
     with pytest.raises(ValueError, match="class_conditional=True needs labelled data"):
         task.build_task(config, None)

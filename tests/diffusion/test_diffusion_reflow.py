@@ -169,7 +169,7 @@ def test_the_teacher_is_read_from_the_checkpoint_named(round_one):
     from jaxmodels.models.diffusion.model import build_network
 
     config = _round()
-    net = build_network(config.model, jnp.float32, 0)
+    net = build_network(config.model, jnp.float32, 0, (2,))
     for path, step in ((round_one / "checkpoints" / "1", "1"), (round_one, "2")):
         config.reflow.teacher = str(path)
         saved = ocp.StandardCheckpointer().restore(round_one / "checkpoints" / step / "state")

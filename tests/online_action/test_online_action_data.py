@@ -29,7 +29,12 @@ def test_feature_dir_layout_with_json_and_text_splits(tmp_path):
     (tmp_path / "test.txt").write_text("c\n\n")
     train = data.read_sessions(str(tmp_path / "data_info.json"), "train", "THUMOS")
     assert train == ["a", "b"]
-    assert data.read_sessions(str(tmp_path / "test.txt"), "test") == ["c"]
+    assert data.read_sessions(str(tmp_path / "{split}.txt"), "test") == ["c"]
+    with pytest.raises(FileNotFoundError, match=r"split_file='.*train.txt' does not exist"):
+        data.read_sessions(str(tmp_path / "{split}.txt"), "train")
+    # one list for both splits would evaluate on the training videos: refused, naming the key
+    with pytest.raises(ValueError, match=r"config.data.split_file='.*test.txt'.*\{split\}"):
+        data.read_sessions(str(tmp_path / "test.txt"), "test")
     videos = data.load_feature_dir(str(tmp_path), train, ["rgb", "flow"])
     assert [x.shape for x in videos.features] == [(10, 5), (7, 5)]
     np.testing.assert_array_equal(videos.features[1][:, :3], np.load(tmp_path / "rgb" / "b.npy"))

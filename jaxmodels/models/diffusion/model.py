@@ -7,7 +7,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxmodels.layers.unet import NoiseEmbedding, UNet
+from jaxmodels.layers.unet import NoiseEmbedding, UNet, fit_levels, level_sides
 from jaxmodels.models.diffusion import processes
 
 
@@ -40,16 +40,46 @@ class DenoiserMLP(nn.Module):
         return dense(x_BxE.shape[-1], ("embed", None))(nn.silu(h)).astype(jnp.float32)
 
 
-def build_network(m, dtype, num_classes: int):
-    """The raw network F from ``config.model`` (``num_classes`` > 0 adds a null label)."""
+def build_network(m, dtype, num_classes: int, shape: tuple[int, ...]):
+    """The raw network F from ``config.model`` for examples of ``shape`` ((H, W, C) images or
+    (E,) points); ``num_classes`` > 0 adds a null label."""
     if m.arch == "unet":
+        channel_mult, attn_resolutions = unet_levels(m, shape)
         return UNet(
-            m.channels, tuple(m.channel_mult), m.num_blocks, tuple(m.attn_resolutions),
+            m.channels, channel_mult, m.num_blocks, attn_resolutions,
             m.num_heads, m.dropout, m.embedding, num_classes, dtype,
         )  # fmt: skip
     if m.arch == "mlp":
         return DenoiserMLP(m.width, m.depth, m.embedding, num_classes, dtype)
     raise ValueError(f"model.arch={m.arch!r}: choose unet or mlp")
+
+
+def unet_levels(m, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``model.channel_mult`` and ``model.attn_resolutions``, each fitted to the (H, W, C)
+    images (:func:`jaxmodels.layers.unet.fit_levels`) when it is ``()``; a ``channel_mult``
+    with more levels than the sides halve evenly into, or an attention side (other than 0,
+    "none") that no level has, fails naming the key."""
+    if len(shape) != 3:
+        raise ValueError(f"model.arch='unet' needs (H, W, C) images, not examples of {shape}")
+    fitted_mult, fitted_attn = fit_levels(*shape[:2])
+    channel_mult = tuple(m.channel_mult) or fitted_mult
+    attn_resolutions = tuple(m.attn_resolutions) or fitted_attn
+    sides = level_sides(*shape[:2], min_side=1)
+    if len(channel_mult) > len(sides):
+        halvings = " -> ".join(map(str, sides))
+        raise ValueError(
+            f"config.model.channel_mult={channel_mult} has {len(channel_mult)} levels, but "
+            f"{shape[0]}x{shape[1]} images halve evenly only to {halvings} ({len(sides)} "
+            "levels); set fewer, or () to fit the levels to the images"
+        )
+    used = sides[: len(channel_mult)]
+    if set(attn_resolutions) - {0} - set(used):
+        raise ValueError(
+            f"config.model.attn_resolutions={attn_resolutions}: the levels of "
+            f"{shape[0]}x{shape[1]} images with channel_mult={channel_mult} have sides {used}; "
+            "name some of them, (0,) for no attention, or () to fit them to the images"
+        )
+    return channel_mult, attn_resolutions
 
 
 def build_process(m) -> processes.Process:

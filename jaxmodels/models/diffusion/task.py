@@ -56,13 +56,21 @@ def class_count(dataset, class_conditional: bool) -> int:
 def make_quality(dataset, held_out, width: float, labelled: bool):
     """``(samples, labels) -> metrics``, the offline quality of samples for ``dataset``: the
     digits' classifier FD (with accuracy when ``labelled``), the toys' mixture metrics, or the
-    Frechet distance of pooled pixels to the held-out images (read once, in chunks)."""
+    Frechet distance of pooled pixels to the held-out images (read once, in chunks), beside
+    its floor: the same distance for as many real training images as there are samples."""
+
+    def features(images):
+        chunks = (images[i : i + 256] for i in range(0, len(images), 256))
+        return np.concatenate([pooled_pixels(data.scale(c, dataset.levels, 0.0)) for c in chunks])
 
     @functools.cache
     def reference_features():
-        x = held_out.images
-        chunks = (x[i : i + 256] for i in range(0, len(x), 256))
-        return np.concatenate([pooled_pixels(data.scale(c, dataset.levels, 0.0)) for c in chunks])
+        return features(held_out.images)
+
+    @functools.cache
+    def fd_floor(n: int) -> float:
+        train = dataset.split("train").images
+        return generative.frechet_distance_of(features(train[:n]), reference_features())
 
     def quality(samples, labels) -> dict[str, float]:
         samples = data.undo_dequantize(samples, dataset.levels, width)
@@ -73,7 +81,7 @@ def make_quality(dataset, held_out, width: float, labelled: bool):
             mixture = toy2d.mixture(dataset.toy)
             return generative.mixture_quality(samples, mixture, held_out.images)
         fd = generative.frechet_distance_of(pooled_pixels(samples), reference_features())
-        return {"fd_pixels": fd}
+        return {"fd_pixels": fd, "fd_floor": fd_floor(len(samples))}
 
     return quality
 
@@ -86,9 +94,9 @@ def build_task(config, mesh) -> Task:
     m, s = config.model, config.sample
     dataset = image_data(config.data)
     num_classes = class_count(dataset, m.class_conditional)
-    net = build_network(m, jnp.dtype(config.train.compute_dtype), num_classes)
-    process = build_process(m)
     shape, held_out = dataset.shape, dataset.split("eval")
+    net = build_network(m, jnp.dtype(config.train.compute_dtype), num_classes, shape)
+    process = build_process(m)
     generate = sample.make_generate(net, process, s, shape, num_classes)
     width = data.bin_width(dataset, config.data.dequantize)
     r = config.get("reflow")
@@ -124,7 +132,7 @@ def build_task(config, mesh) -> Task:
         elif dataset.source == "digits":
             sample.save_grid(images, path)
         else:
-            image_files.save_grid((images + 1) / 2, path)
+            image_files.save_grid((images + 1) / 2, path, scale=max(2, 32 // shape[0]))
         metrics = run_evals(params, jax.random.fold_in(rng, 1)) if run_evals else {}
         with open(os.path.join(workdir, "sample_metrics.json"), "w") as f:
             json.dump({"sampler": s.sampler, "steps": s.steps, **metrics}, f, indent=1)
@@ -154,7 +162,7 @@ def evaluators(config, net, process, generate, quality, dataset, width, num_clas
     """The evaluators this family offers ``config.evals`` (each built only when chosen):
 
     - ``quality``: ``sample.eval_num`` samples scored by ``quality`` (fd, accuracy, ... on
-      digits; fd, data_logp, ... on the toys; fd_pixels on your images);
+      digits; fd, data_logp, ... on the toys; fd_pixels and fd_floor on your images);
     - ``likelihood``: PF-ODE bits/dim of the first ``sample.likelihood_num`` held-out images
       (0: all);
     - ``reflow``: straightness and the quality of 1- and 2-step Euler samples (Liu et al.

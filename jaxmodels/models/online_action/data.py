@@ -6,7 +6,8 @@ A dataset is a list of videos, each a features array (L x D) and a per-frame tar
 * :func:`load_feature_dir`: the on-disk layout of the TRN / LSTR code bases, one
   ``<feature_dir>/<session>.npy`` per feature stream (concatenated along D, e.g. RGB and flow)
   and one ``<target_dir>/<session>.npy``, with split lists from ``data_info.json``
-  (``{dataset: {"train_session_set": [...], "test_session_set": [...]}}``) or a text file.
+  (``{dataset: {"train_session_set": [...], "test_session_set": [...]}}``) or a text file per
+  split (``lists/{split}.txt``).
 * :func:`synthetic_streams`: embedded, generated class-conditioned feature segments with
   background between, temporally sparse and confusable evidence, distractors and precursors.
 * :func:`sensor_streams`: real smart-watch recordings (BasicMotions, UEA archive; shipped inside
@@ -52,7 +53,22 @@ class Videos:
 
 
 def read_sessions(split_file: str, split: str, dataset: str | None = None) -> list[str]:
-    """Session names of ``split`` from a TRN/LSTR ``data_info.json`` or a one-per-line text file."""
+    """Session names of ``split`` from a TRN/LSTR ``data_info.json``, or from a text file of one
+    session a line per split, ``{split}`` in its path standing for the split's name
+    (``lists/{split}.txt``: ``lists/train.txt``, ``lists/test.txt``)."""
+    if not split_file:
+        raise ValueError(
+            "config.data.split_file is empty: name a data_info.json or lists/{split}.txt"
+        )
+    if not split_file.endswith(".json"):
+        if "{split}" not in split_file:  # one list would make the held-out videos the training ones
+            raise ValueError(
+                f"config.data.split_file={split_file!r}: a text list names one split's sessions; "
+                "write one list per split and put {split} in the path (lists/{split}.txt reads "
+                "lists/<data.train_split>.txt and lists/<data.eval_split>.txt), or give a "
+                "data_info.json"
+            )
+        split_file = split_file.replace("{split}", split)
     if not os.path.isfile(split_file):
         raise FileNotFoundError(f"config.data.split_file={split_file!r} does not exist")
     if not split_file.endswith(".json"):
