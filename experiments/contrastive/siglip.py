@@ -32,6 +32,9 @@ def get_config(arg: str | None = None):
     m.remat_policy = "none"  # none | full | dots_saveable | ... (layers.transformer.REMAT_POLICIES)
     m.scan_layers = False  # scan over encoder blocks (faster compiles for deep towers)
 
+    # an HF CLIPModel / SiglipModel directory to start from fixes the towers and the loss: use
+    # experiments/contrastive/hf.py, which leaves those keys to it (here they must agree)
+    c.init.hf = ""
     m.image = img = base_image()
     img.pool = "map"  # SigLIP pools with a MAP head
     m.text = base_text()

@@ -33,6 +33,7 @@ class Pretrained:
     model: Any  # the family's module, built from config.json alone
     tokenizer: Any | None  # the directory's tokenizer (data.tokenizers.find_tokenizer), or None
     read_params: Callable[[], dict]  # reads and converts the weights (nested, unboxed)
+    hf_config: Any = None  # the directory's transformers config (what the module was built from)
 
 
 def importer_for(
@@ -68,7 +69,23 @@ def load_pretrained(
         ckpt = read(path, key=key)
         return converter(ckpt.config, ckpt.state)[1]
 
-    return Pretrained(converter.build(head.config), head.tokenizer, read_params)
+    return Pretrained(converter.build(head.config), head.tokenizer, read_params, head.config)
+
+
+def encoder_kwargs(hf_config, activation: str | None = None) -> dict:
+    """The shared towers' (ViT, text transformers) sizes from an HF encoder config (CLIP, SigLIP,
+    BLIP vision or text): width, depth, MLP width, heads, norm epsilon, ``activation`` (default:
+    ``hidden_act`` as it is), XLA attention."""
+    c = hf_config
+    return dict(
+        width=c.hidden_size,
+        depth=c.num_hidden_layers,
+        mlp_dim=c.intermediate_size,
+        num_heads=c.num_attention_heads,
+        activation=activation or c.hidden_act,
+        norm_eps=c.layer_norm_eps,
+        attention_impl="xla",
+    )
 
 
 def token_inputs(hf_config) -> tuple:

@@ -105,3 +105,9 @@ def torch_dense(params: Mapping, name: str) -> dict:
     """``nn.Dense`` params -> ``{name.weight, name.bias}`` (the bias where there is one)."""
     out = {f"{name}.weight": torch_linear(params["kernel"])}
     return out | ({f"{name}.bias": np.asarray(params["bias"])} if "bias" in params else {})
+
+
+def torch_norm(params: Mapping, name: str) -> dict:
+    """LayerNorm / RMSNorm params -> ``{name.weight, name.bias}`` (the bias where there is one)."""
+    out = {f"{name}.weight": np.asarray(params["scale"])}
+    return out | ({f"{name}.bias": np.asarray(params["bias"])} if "bias" in params else {})

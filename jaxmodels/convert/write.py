@@ -40,7 +40,8 @@ def write_pretrained(
     from safetensors.numpy import save
 
     check_out_dir(out_dir, key=key)
-    tensors = {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
+    # np.require keeps a 0-d tensor 0-d (np.ascontiguousarray makes it 1-d: CLIP's logit_scale)
+    tensors = {k: np.require(v, np.float32, "C") for k, v in state.items()}
     blobs = {
         "config.json": (json.dumps(dict(hf_config), indent=2, sort_keys=True) + "\n").encode(),
         "model.safetensors": save(tensors, metadata={"format": "pt"}),

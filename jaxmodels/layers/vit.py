@@ -4,8 +4,9 @@ Pre-LN encoder blocks (ViT eq. 2-3; the shared :mod:`jaxmodels.layers.transforme
 LayerNorm, GELU MLP and biases), patch embedding as a strided convolution (eq. 1), learned
 or fixed 2-D sin-cos positions (MAE/big_vision ``posemb_sincos_2d``), and pooling by class token
 (``cls``), global average (``gap``) or multihead attention pooling (``map``, Lee et al., 2019;
-used by SigLIP). Parameters carry logical axis names; activations are constrained to
-``(batch, length, embed)``.
+used by SigLIP). CLIP's variant (Radford et al., 2021) drops the patch embedding's bias
+(``patch_bias=False``) and normalises the embedded tokens before the blocks (``pre_norm``).
+Parameters carry logical axis names; activations are constrained to ``(batch, length, embed)``.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class MAPHead(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str = "auto"
+    activation: str = "gelu_tanh"  # its MLP's activation (the tower's)
+    norm_eps: float = 1e-6  # its LayerNorm's epsilon (the tower's)
 
     @nn.compact
     def __call__(self, x_BxSxE):
@@ -134,8 +137,8 @@ class MAPHead(nn.Module):
             **kw,
         )
         x = attn(probe_Bx1xE, AttentionInputs(encoded_BxSxE=x_BxSxE))
-        h = make_norm("layernorm", epsilon=1e-6, name="norm", **kw)(x)
-        x = x + MLP(self.mlp_dim, activation="gelu_tanh", use_bias=True, name="mlp", **kw)(h)
+        h = make_norm("layernorm", epsilon=self.norm_eps, name="norm", **kw)(x)
+        x = x + MLP(self.mlp_dim, activation=self.activation, use_bias=True, name="mlp", **kw)(h)
         return x[:, 0]
 
 
@@ -151,6 +154,8 @@ class ViT(nn.Module):
     pool: str = "map"  # map | gap | cls | none (all tokens, B x T x width)
     activation: str = "gelu_tanh"  # MLP activation (BLIP's ViT: exact "gelu")
     norm_eps: float = 1e-6  # LayerNorm epsilon (BLIP's ViT: 1e-5)
+    patch_bias: bool = True  # a bias in the patch embedding (CLIP's has none)
+    pre_norm: bool = False  # LayerNorm of the embedded tokens before the blocks (CLIP's ln_pre)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str = "auto"  # auto | xla | cudnn | splash (jaxmodels.layers.attention)
@@ -171,6 +176,7 @@ class ViT(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=conv_init,
+            use_bias=self.patch_bias,
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="embedding",
         )(images_BxHxWxC.astype(self.dtype))
@@ -186,6 +192,9 @@ class ViT(nn.Module):
             x = jnp.concatenate(
                 [jnp.broadcast_to(cls.astype(self.dtype), (b, 1, self.width)), x], 1
             )
+        if self.pre_norm:
+            kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+            x = make_norm("layernorm", epsilon=self.norm_eps, name="pre_norm", **kw)(x)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         block = encoder_config(
             self.width,
@@ -225,6 +234,8 @@ class ViT(nn.Module):
                 self.mlp_dim,
                 self.num_heads,
                 attention_impl=self.attention_impl,
+                activation=self.activation,
+                norm_eps=self.norm_eps,
                 name="map_head",
                 **kw,
             )

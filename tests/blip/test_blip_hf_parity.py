@@ -90,3 +90,22 @@ def test_captioning_logits_match_hf():
     assert got.shape == (B, L, 50)
 
     np.testing.assert_allclose(got, out, atol=1e-4, rtol=1e-4)
+
+
+def test_captioner_loads_from_save_pretrained(tmp_path):
+    """``save_pretrained`` leaves the tied LM head out of the safetensors file: the importer
+    takes the word embedding in its place, and the directory equals the model in memory."""
+    from safetensors.numpy import load_file
+
+    hf = _randomise(transformers.BlipForConditionalGeneration(_config()))
+    hf.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    assert "text_decoder.cls.predictions.decoder.weight" not in saved
+    model, params = from_hf(str(tmp_path))
+    want_model, want = from_hf(hf)
+    assert model == want_model
+    pixels, ids, mask = _inputs(2)
+    np.testing.assert_array_equal(
+        _jax(model, params, "caption_logits", pixels, ids, mask),
+        _jax(want_model, want, "caption_logits", pixels, ids, mask),
+    )

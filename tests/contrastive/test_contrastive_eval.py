@@ -120,7 +120,7 @@ def test_zero_shot_on_a_labelled_folder_equals_brute_force(tmp_path, colour_fold
     zcls = []
     for c in sorted(COLOURS):
         prompts = [t.format(c.replace("_", " ")) for t in TEMPLATES["clip_imagenet"]]
-        ids, lengths = contrastive_data.tokenize(prompts, config.model.text.max_len)
+        ids, lengths = ByteTokenizer().encode_batch(prompts, config.model.text.max_len)
         ztxt = apply({"params": params}, ids, lengths, method=TwoTowers.encode_text)
         zcls.append(np.mean(ztxt, axis=0) / np.linalg.norm(np.mean(ztxt, axis=0)))
     scores = np.asarray(zimg) @ np.stack(zcls).T

@@ -15,8 +15,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmodels.convert.fill import Importer, importer
-from jaxmodels.convert.torch_weights import attention, dense, layer_norm, linear, mlp, weight
+from jaxmodels.convert.fill import Importer, encoder_kwargs, importer
+from jaxmodels.convert.torch_weights import (
+    attention,
+    dense,
+    layer_norm,
+    linear,
+    mlp,
+    to_numpy,
+    weight,
+)
 from jaxmodels.models.blip.model import BLIP
 
 ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
@@ -82,9 +90,11 @@ def _text(sd, prefix: str, depth: int, num_heads: int, decoder: bool) -> dict:
 
 
 def _lm_head(sd, word_embedding) -> dict:
-    """BERT's LM head; its output weights must be the tied word embeddings."""
+    """BERT's LM head; its output weights must be the tied word embeddings. ``save_pretrained``
+    leaves tied weights out of the safetensors file: a missing one is the word embedding."""
     p = "text_decoder.cls.predictions"
-    if not np.array_equal(weight(sd, f"{p}.decoder.weight"), word_embedding):
+    decoder = sd.get(f"{p}.decoder.weight", word_embedding)
+    if not np.array_equal(to_numpy(decoder), word_embedding):
         raise ValueError("from_hf(BLIP): LM head weights are not tied to the word embeddings")
     return {
         "lm_dense": dense(sd, f"{p}.transform.dense"),
@@ -113,27 +123,8 @@ def convert(sd, config, arch: str) -> dict:
 def build(config, arch: str) -> BLIP:
     """The BLIP module matching an HF ``BlipConfig`` (unrolled layers, XLA attention)."""
     v, t = config.vision_config, config.text_config
-    image = dict(
-        width=v.hidden_size,
-        depth=v.num_hidden_layers,
-        mlp_dim=v.intermediate_size,
-        num_heads=v.num_attention_heads,
-        patch_size=v.patch_size,
-        activation=v.hidden_act,
-        norm_eps=v.layer_norm_eps,
-        attention_impl="xla",
-    )
-    text = dict(
-        vocab_size=t.vocab_size,
-        width=t.hidden_size,
-        depth=t.num_hidden_layers,
-        mlp_dim=t.intermediate_size,
-        num_heads=t.num_attention_heads,
-        max_len=t.max_position_embeddings,
-        norm_eps=t.layer_norm_eps,
-        activation=t.hidden_act,
-        attention_impl="xla",
-    )
+    image = encoder_kwargs(v) | dict(patch_size=v.patch_size)
+    text = encoder_kwargs(t) | dict(vocab_size=t.vocab_size, max_len=t.max_position_embeddings)
     retrieval = arch == "BlipForImageTextRetrieval"
     return BLIP(
         image, text, config.image_text_hidden_size, encoder=retrieval, decoder=not retrieval

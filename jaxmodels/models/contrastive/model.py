@@ -3,7 +3,10 @@
 A ViT (:mod:`jaxmodels.layers.vit`) and a text transformer (:mod:`jaxmodels.layers.text_encoder`),
 each followed by a linear projection to ``embed_dim`` and L2 normalisation (CLIP, Radford et
 al., 2021, Fig. 3: ``I_e``, ``T_e``), plus the scalars of the loss: ``t_prime`` (t = exp(t'))
-and, for SigLIP (Zhai et al., 2023, Alg. 1), the bias ``b``.
+and, for SigLIP (Zhai et al., 2023, Alg. 1), the bias ``b``. Images arrive as uint8 and are
+normalised per channel, ``(x / 255 - image_mean) / image_std`` (the family's default maps them
+to [-1, 1]; an imported checkpoint keeps its own statistics). ``logits`` gives the pairwise
+logits ``t zimg ztxtᵀ + b`` the losses are computed from (HF's ``logits_per_image``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from jaxmodels.data.tokenizers import ByteTokenizer, make_tokenizer
 from jaxmodels.layers.text_encoder import TextTransformer
 from jaxmodels.layers.vit import ViT, decode_preset, patch_grid
+from jaxmodels.losses.contrastive import clip_temperature
 
 Dtype = Any
 
@@ -28,15 +32,16 @@ def l2_normalize(x, eps=1e-6):
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
 
-def projection_head(embed_dim, dtype, param_dtype, name):
-    """The bias-free linear map from a tower's width to the shared embedding width."""
+def projection_head(embed_dim, dtype, param_dtype, name, use_bias=False):
+    """The linear map (bias-free by default) from a tower's width to the embedding width."""
     init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", None))
     return nn.Dense(
         embed_dim,
-        use_bias=False,
+        use_bias=use_bias,
         dtype=dtype,
         param_dtype=param_dtype,
         kernel_init=init,
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
         name=name,
     )
 
@@ -51,13 +56,20 @@ class TwoTowers(nn.Module):
     b_init: float | None  # None: no bias (CLIP)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    image_mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # per channel, of pixels scaled to [0, 1]
+    image_std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    image_projection: bool = True  # False: the image tower's pooled features are the embedding
+    text_projection_bias: bool = False  # a bias in the text projection (SigLIP's text head)
 
     def setup(self):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.img = ViT(**self.image, **kw, name="img")
         self.txt = TextTransformer(**self.text, **kw, name="txt")
-        self.img_head = projection_head(self.embed_dim, **kw, name="img_head")
-        self.txt_head = projection_head(self.embed_dim, **kw, name="txt_head")
+        if self.image_projection:
+            self.img_head = projection_head(self.embed_dim, **kw, name="img_head")
+        self.txt_head = projection_head(
+            self.embed_dim, **kw, name="txt_head", use_bias=self.text_projection_bias
+        )
         const = lambda v: nn.with_logical_partitioning(nn.initializers.constant(v), ())
         self.t_prime = self.param("t_prime", const(self.t_prime_init), (), jnp.float32)
         if self.b_init is not None:
@@ -65,17 +77,33 @@ class TwoTowers(nn.Module):
 
     def encode_image(self, images_BxHxWxC):
         """uint8 images -> L2-normalised embeddings (B, embed_dim)."""
-        x = images_BxHxWxC.astype(jnp.float32) / 127.5 - 1.0
-        return l2_normalize(self.img_head(self.img(x)))
+        std = 255.0 * np.asarray(self.image_std, np.float32)
+        shift = np.asarray(self.image_mean, np.float32) / np.asarray(self.image_std, np.float32)
+        x = images_BxHxWxC.astype(jnp.float32) / std - shift
+        h = self.img(x)
+        return l2_normalize(self.img_head(h) if self.image_projection else h)
 
     def encode_text(self, tokens_BxL, lengths_B=None):
-        """Token ids and their lengths (None: no padding) -> L2-normalised (B, embed_dim)."""
+        """Token ids and their lengths (or a (B, L) attention mask; None: no padding) ->
+        L2-normalised (B, embed_dim)."""
         return l2_normalize(self.txt_head(self.txt(tokens_BxL, lengths_B)))
+
+    def bias(self):
+        """The logit bias b (0 without one: CLIP)."""
+        return self.b if self.b_init is not None else jnp.zeros((), jnp.float32)
+
+    def logits(self, images_BxHxWxC, tokens_MxL, lengths_M=None):
+        """Image-by-text logits (B, M): ``t zimg ztxtᵀ + b`` with the losses' t (CLIP's clipped
+        at 100, :func:`~jaxmodels.losses.contrastive.clip_temperature`; SigLIP's exp(t'))."""
+        zimg_BxE = self.encode_image(images_BxHxWxC)
+        ztxt_MxE = self.encode_text(tokens_MxL, lengths_M)
+        t = clip_temperature(self.t_prime) if self.b_init is None else jnp.exp(self.t_prime)
+        return t * zimg_BxE @ ztxt_MxE.T + self.bias()
 
     def __call__(self, images, tokens, lengths=None):
         """Returns ``(zimg, ztxt, t_prime, b)``, the arguments of the contrastive losses."""
-        b = self.b if self.b_init is not None else jnp.zeros((), jnp.float32)
-        return self.encode_image(images), self.encode_text(tokens, lengths), self.t_prime, b
+        zimg, ztxt = self.encode_image(images), self.encode_text(tokens, lengths)
+        return zimg, ztxt, self.t_prime, self.bias()
 
 
 def text_vocab_size(config, tokenizer) -> int:

@@ -12,10 +12,15 @@ The model is :class:`~jaxmodels.models.contrastive.model.TwoTowers`, the data
 :mod:`jaxmodels.models.contrastive.data`, the losses :mod:`jaxmodels.losses.contrastive` and
 the evaluators (``config.evals``) zero-shot accuracy and retrieval recall@K
 (:mod:`jaxmodels.evaluate`).
+
+``config.init.hf`` (an HF ``CLIPModel`` / ``SiglipModel`` directory) starts from an imported
+checkpoint instead (:func:`load_import`): its towers, loss and weights, its image size, and its
+tokenizer.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import flax.linen as nn
@@ -85,14 +90,122 @@ def batch_metrics(zimg, ztxt, t_prime, b, variant) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# config.init.hf: an imported CLIP / SigLIP
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_keys(model: TwoTowers, hf_config) -> dict:
+    """``{config key: value}`` of what an imported checkpoint fixes: sizes, pooling, the loss."""
+    image, text = model.image, model.text
+    keys = {
+        "data.image_size": hf_config.vision_config.image_size,
+        "model.variant": "clip" if model.b_init is None else "siglip",
+        "model.embed_dim": model.embed_dim,
+        "model.image.patch_size": image["patch_size"],
+        "model.image.pool": image["pool"],
+        "model.image.posemb": image["posemb"],
+        "model.text.vocab_size": text["vocab_size"],
+        "model.text.max_len": text["max_len"],  # a config may ask for shorter texts
+        "model.text.pool": text["pool"],
+        "model.text.causal": text.get("causal", False),
+    }
+    for tower, kw in (("image", image), ("text", text)):
+        keys |= {f"model.{tower}.{k}": kw[k] for k in ("width", "depth", "mlp_dim", "num_heads")}
+    return keys
+
+
+def with_checkpoint(config, pretrained):
+    """A copy of ``config`` holding the checkpoint's :func:`checkpoint_keys` where it leaves them
+    out (or 0, or ""); a value that contradicts the checkpoint stops the run, naming each key."""
+    out, misfits = copy.deepcopy(config), []
+    with out.unlocked():
+        for key, theirs in checkpoint_keys(pretrained.model, pretrained.hf_config).items():
+            *path, leaf = key.split(".")
+            node = functools.reduce(lambda d, part: d[part], path, out)
+            mine = node.get(leaf)
+            if mine is None or (mine in (0, "") and not isinstance(mine, bool)):
+                node[leaf] = theirs
+            elif mine != theirs and not (leaf == "max_len" and 0 < mine < theirs):
+                misfits.append(f"config.{key}={mine!r} (the checkpoint's: {theirs!r})")
+        if preset := out.model.image.get("preset"):  # a named size: the checkpoint's are the ones
+            misfits.append(f"config.model.image.preset={preset!r} (none: imported)")
+    if misfits:
+        raise ValueError(
+            f"config.init.hf={config.init.hf!r} fixes the model; this config contradicts it: "
+            + "; ".join(misfits)
+            + ". Leave these keys out (experiments/contrastive/hf.py) or give the checkpoint's"
+        )
+    return out
+
+
+def load_import(config):
+    """``(pretrained, config)``: ``config.init.hf``'s checkpoint
+    (:func:`jaxmodels.convert.load_pretrained`, the weights read when the run starts from them)
+    and ``config`` completed with what it fixes (:func:`with_checkpoint`); ``(None, config)``
+    without one."""
+    hf_dir = (config.get("init") or {}).get("hf", "")
+    if not hf_dir:
+        return None, config
+    from jaxmodels.convert import load_pretrained
+    from jaxmodels.models.contrastive.hf import ARCHITECTURES
+
+    pretrained = load_pretrained(hf_dir, ARCHITECTURES, key="config.init.hf")
+    return pretrained, with_checkpoint(config, pretrained)
+
+
+def imported_model(config, pretrained, tokenizer) -> TwoTowers:
+    """The imported ``TwoTowers`` with this run's dtype, attention kernel, remat policy and
+    ``model.text.mask_padding``; a tokenizer whose ids it cannot read is refused."""
+    m, model = config.model, pretrained.model
+    if m.scan_layers:
+        raise ValueError(
+            "config.init.hf imports unrolled layers: set config.model.scan_layers=False"
+        )
+    if tokenizer.vocab_size > model.text["vocab_size"]:
+        raise ValueError(
+            f"config.init.hf: the tokenizer's {tokenizer.vocab_size} ids exceed the checkpoint's "
+            f"text vocabulary of {model.text['vocab_size']}"
+        )
+    eos = model.text.get("eos_id")
+    if model.text["pool"] == "eos" and tokenizer.eos_id != eos:
+        raise ValueError(
+            f"config.init.hf: the text tower pools at eos_token_id={eos} (config.json), but the "
+            f"tokenizer's EOS is {tokenizer.eos_id}"
+        )
+    shared = dict(attention_impl=m.attention_impl, remat_policy=m.remat_policy)
+    text = model.text | shared | {"mask_padding": m.text.get("mask_padding", True)}
+    return model.clone(
+        image=model.image | shared, text=text, dtype=jnp.dtype(config.train.compute_dtype)
+    )
+
+
+def run_tokenizer(config, pretrained):
+    """The tokenizer of the run: an import's own (else ``config.data.tokenizer``, unless that is
+    the byte default, which no checkpoint reads), or ``config.data.tokenizer``'s."""
+    if pretrained is None or pretrained.tokenizer is not None:
+        return pretrained.tokenizer if pretrained else make_tokenizer(config.data)
+    if config.data.get("tokenizer", "byte") == "byte":
+        raise ValueError(
+            f"config.init.hf={config.init.hf!r} holds no tokenizer.json or SentencePiece model: "
+            "name the checkpoint's tokenizer with config.data.tokenizer"
+        )
+    return make_tokenizer(config.data)
+
+
 def build_task(config, mesh) -> Task:
     """Builds the CLIP / SigLIP task: model, loss, (image, caption) data and evaluators.
 
-    The tokenizer (``config.data.tokenizer``) sizes the text embedding and encodes the captions;
-    the towers are checked (vocabulary, image size against the patches) before any data is read.
+    The tokenizer (``config.data.tokenizer``, or an import's own) sizes the text embedding and
+    encodes the captions; the towers are checked (vocabulary, image size against the patches)
+    before any data is read.
     """
-    tokenizer = make_tokenizer(config.data)
-    model = make_model(config, tokenizer)
+    pretrained, config = load_import(config)
+    tokenizer = run_tokenizer(config, pretrained)
+    if pretrained:
+        model = imported_model(config, pretrained, tokenizer)
+    else:
+        model = make_model(config, tokenizer)
     loss = make_loss(config, mesh)
     data = contrastive_data.build(config, tokenizer)
     m = config.model
@@ -110,7 +223,9 @@ def build_task(config, mesh) -> Task:
     return Task(
         units="images",  # image-text pairs
         model=model,
+        tokenizer=tokenizer,
         init=init,
+        start_params=pretrained and pretrained.read_params,
         loss_fn=loss_fn,
         train_data=data.train,
         eval_data=data.eval,
