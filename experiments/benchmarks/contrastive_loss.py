@@ -123,8 +123,9 @@ def run_cpu(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def siglip_config(attention: str, preset: str = "B/16"):
-    """SigLIP B/16 (Zhai et al., 2023): ViT-B/16 MAP + B text tower, 64 tokens, 32k vocab."""
+def siglip_config(attention: str, preset: str = "B/16", image_size: int = 224):
+    """SigLIP B/16 (Zhai et al., 2023): ViT-B/16 MAP + B text tower, 64 tokens, 32k vocab, on
+    ``image_size`` px images."""
     from jaxmodels.layers.vit import decode_preset
 
     size = decode_preset(preset)
@@ -151,6 +152,7 @@ def siglip_config(attention: str, preset: str = "B/16"):
             causal=False,
         )
     )
+    c.data.image_size = image_size
     c.train.compute_dtype = "bfloat16"
     return c
 
@@ -214,7 +216,7 @@ def run_gpu(args) -> None:
     from jaxmodels.models.contrastive import task as contrastive_task
 
     print(f"jax {jax.__version__}, device: {jax.devices()[0].device_kind}")
-    config = siglip_config(args.attention, args.preset)
+    config = siglip_config(args.attention, args.preset, args.image_size)
     model = contrastive_model.make_model(config)
     mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
     loss = contrastive_task.make_loss(config, mesh)

@@ -129,7 +129,7 @@ def _siglip(dry: bool, part: str) -> dict:
 
     b = _bench("contrastive_loss")
     preset, px, n = ("toy/16", 32, 8) if dry else ("B/16", 224, 256)
-    config = b.siglip_config("auto" if dry else "cudnn", "Ti/16" if dry else preset)
+    config = b.siglip_config("auto" if dry else "cudnn", "Ti/16" if dry else preset, px)
     if dry:  # two blocks of width 64 per tower
         _toy_towers(config)
     model = two_towers.make_model(config)

@@ -39,7 +39,7 @@ LAYERS = {
     "glow_steps_scan": (lambda: bj.Repeat(bj.StepOfFlow, 3, {"seed": 5, "steps": 3, "hidden": 8},
                                           indexed=True), IMAGE),
     "realnvp_couplings_scan": (lambda: couplings(3, "affine", "checkerboard", "conv",
-                                                 SimpleNamespace(hidden=8, depth=1)), IMAGE),
+                                                 SimpleNamespace(width=8, depth=1)), IMAGE),
     "repeat_scan": (lambda: bj.Repeat(bj.AffineCoupling, 3, {"mask": "odd_even", "net": "mlp",
                                                              "hidden": 16, "depth": 1}), VECTOR),
 }  # fmt: skip
