@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
@@ -60,6 +59,8 @@ def jit_checked(step: Callable, *, error_sharding, out_shardings, **jit_options)
         out_shardings=(error_sharding, out_shardings),
         **jit_options,
     )
+    import chex  # only with the checks on: the trainer imports without it (the GPU suite's image)
+
     first = []
 
     def fn(state, batch):
