@@ -3,6 +3,7 @@ written in docs/architecture.md ("Who may import whom", read from that page), fa
 import each other, no private name crosses a module, and module-level imports form no cycle."""
 
 import ast
+import collections
 import pathlib
 import re
 
@@ -240,3 +241,11 @@ def test_shape_suffixes_follow_the_legend():
     assert not bad, "shape letters outside the legend, not introduced:\n" + "\n".join(
         sorted(set(bad))
     )
+
+
+def test_test_files_have_distinct_names():
+    """The test folders are not packages, so pytest imports each file by its basename: two
+    files of one name (tests/lm/test_x.py, tests/contrastive/test_x.py) fail to collect."""
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    names = collections.Counter(p.name for p in tests.rglob("test_*.py"))
+    assert not [name for name, n in names.items() if n > 1]
