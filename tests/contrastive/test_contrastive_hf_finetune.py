@@ -120,3 +120,21 @@ def test_a_contradicting_config_is_refused_naming_the_keys(clip_dir):
     config.data.image_size = 32
     with pytest.raises(ValueError, match=r"config.data.image_size=32 \(the checkpoint's: 16\)"):
         build_task(config, MESH)
+
+
+def test_an_import_evaluates_zero_shot_on_a_folder_with_no_training(
+    clip_dir, tmp_path, colour_folder
+):
+    """The clip_benchmark workflow: ``jaxmodels eval`` on an empty workdir with ``init.hf`` and
+    ``zero_shot.dir`` scores the imported weights (step 0) and writes only its metrics."""
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    folder = colour_folder(tmp_path / "colours", colours, per_class=2)
+    config = _config(clip_dir)
+    config.zero_shot.update(dir=str(folder), templates="simple")
+    config.evals = ("zero_shot",)
+    workdir = tmp_path / "zs"
+    got = loop.evaluate(config, str(workdir))
+    assert 0.0 <= got["eval_zeroshot_colours_top1"] <= 1.0
+    assert "eval_zeroshot_colours_top5" not in got  # three classes
+    assert not (workdir / "checkpoints").exists()
+    assert (workdir / "metrics.jsonl").read_text().count("eval_zeroshot_colours_top1") == 1
