@@ -188,25 +188,17 @@ GLOSSARY = {
 
 # Per family, each old key -> its canonical name (GLOSSARY). Per family because one old word meant
 # different things: model.variant was roformer's size preset but is now every family's switch.
+_TEXT_TRANSFORMER_KEYS = {  # lm and roformer share their model sizes and text data (data/text.py)
+    "model.d_model": "model.width",
+    "model.num_layers": "model.depth",
+    "model.d_ff": "model.mlp_dim",
+    "data.validation_fraction": "data.holdout",
+    "data.tfds_split": "data.train_split",
+    "data.tfds_eval_split": "data.eval_split",
+}
 OLD_KEYS = {
-    "lm": {
-        "model.d_model": "model.width",
-        "model.num_layers": "model.depth",
-        "model.d_ff": "model.mlp_dim",
-        "data.validation_fraction": "data.holdout",
-        "data.tfds_split": "data.train_split",
-        "data.tfds_eval_split": "data.eval_split",
-        "sample.num_samples": "sample.num",
-    },
-    "roformer": {
-        "model.variant": "model.preset",
-        "model.d_model": "model.width",
-        "model.num_layers": "model.depth",
-        "model.d_ff": "model.mlp_dim",
-        "data.validation_fraction": "data.holdout",
-        "data.tfds_split": "data.train_split",
-        "data.tfds_eval_split": "data.eval_split",
-    },
+    "lm": {**_TEXT_TRANSFORMER_KEYS, "sample.num_samples": "sample.num"},
+    "roformer": {"model.variant": "model.preset", **_TEXT_TRANSFORMER_KEYS},
     "contrastive": {
         "model.loss": "model.variant",
         "model.image.variant": "model.image.preset",
