@@ -34,6 +34,7 @@ RESUMABLE = (
     "sample.",
     "evals",  # which evaluators run (jaxmodels eval --config.evals=a,b on a saved run)
     "zero_shot.",  # the labelled folder of the zero_shot evaluator (--config.zero_shot.dir)
+    "model.unroll",  # flows: how the scanned steps compile, not what they compute
 )
 OVERRIDE_FLAG = "--allow_config_change"
 ABSENT = "<absent>"  # a key one of the two configs lacks

@@ -160,5 +160,12 @@ def test_scanned_steps_of_flow_equal_unrolled_ones():
     params = nn.meta.unbox(_perturbed(scanned, x, 0.0))
     unrolled(params, x, check_init=True)
     params = nn.meta.unbox(_perturbed(scanned, x, 0.2))
-    y, _ = jax.jit(scanned.apply)(params, x)
+    y, log_det = jax.jit(scanned.apply)(params, x)
     np.testing.assert_allclose(y, jax.jit(unrolled)(params, x), rtol=1e-5, atol=1e-5)
+    for unroll in (2, 3):  # the loop's unrolling changes the program, not the map
+        repeat = bj.Repeat(bj.StepOfFlow, 3, kwargs, indexed=True, unroll=unroll)
+        y_u, log_det_u = jax.jit(repeat.apply)(params, x)
+        np.testing.assert_allclose(y_u, y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(log_det_u, log_det, rtol=1e-5, atol=1e-5)
+        x_u, _ = jax.jit(lambda p, y: repeat.apply(p, y, inverse=True))(params, y_u)
+        np.testing.assert_allclose(x_u, x, rtol=1e-4, atol=1e-4)

@@ -92,6 +92,10 @@ def test_default_sizes_follow_the_input(name, shape, levels, width):
 def test_config_args_are_checked():
     with pytest.raises(ValueError, match="smok"):
         load_config("experiments/flows/glow.py:smok")
+    config = load_config("experiments/flows/glow.py:smoke")
+    config.model.unroll = -1
+    with pytest.raises(ValueError, match="config.model.unroll=-1"):
+        build_flow(config.model, (8, 8, 1))
 
 
 @pytest.mark.parametrize("name", CONFIGS)

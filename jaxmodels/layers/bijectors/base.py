@@ -79,14 +79,19 @@ class _ScanBody(nn.Module):
 
 class Repeat(nn.Module):
     """``length`` identical blocks ``block(**kwargs)`` with their own parameters, as one
-    ``nn.scan`` (compiles one block instead of ``length``); the inverse scans in reverse.
+    ``nn.scan`` (parameters stacked on a leading ``layers`` axis); the inverse scans in reverse.
     With ``indexed`` each block is also called with ``step=k`` (a traced int, 0..length-1), for
-    what differs between otherwise identical blocks (Glow's fixed 1x1-conv permutations)."""
+    what differs between otherwise identical blocks (Glow's fixed 1x1-conv permutations).
+
+    ``unroll`` blocks run per loop iteration (``jax.lax.scan``'s ``unroll``): 1 compiles one
+    block; ``length`` compiles all of them but leaves no loop, and XLA's CPU backend runs
+    convolutions inside a loop body several times slower (docs/flows.md)."""
 
     block: type
     length: int
     kwargs: Any = None
     indexed: bool = False
+    unroll: int = 1
 
     @nn.compact
     def __call__(self, x, inverse: bool = False):
@@ -96,6 +101,7 @@ class Repeat(nn.Module):
             split_rngs={"params": True},
             length=self.length,
             reverse=inverse,
+            unroll=self.unroll,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
         body = scan(self.block, dict(self.kwargs or {}), inverse, self.indexed, name="blocks")

@@ -20,6 +20,9 @@ def flows_config(args, steps: int = 3000):
     c.model.preprocess = "logit"  # center (u - 0.5) | logit (RealNVP's logit(a + (1 - 2a) u))
     c.model.logit_alpha = 0.05  # a in the logit preprocessing (RealNVP §4.1)
     c.model.init_batch = 256  # training images that initialise actnorm (Glow §3.1)
+    c.model.unroll = 0  # steps of flow per iteration of their scan; 0: all (no loop). XLA's
+    # CPU backend runs convolutions in a loop body several times slower: a 28x28 Glow step takes
+    # 0.18 CPU-s unrolled, 1.24 at 1, which compiles one step per level (docs/flows.md)
 
     # name, path, image_size, channels, holdout, split_seed, toy, num_points: the keys every
     # image family shares (jaxmodels.data.image_data.data_config)

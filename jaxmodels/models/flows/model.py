@@ -49,10 +49,18 @@ class CouplingStep(nn.Module):
         return layer(x, inverse=inverse)
 
 
+def _unroll(m, length: int) -> int:
+    """Blocks per iteration of a scan of ``length`` (``config.model.unroll``; 0: all)."""
+    unroll = m.get("unroll", 0)  # runs saved before the key: 0
+    if unroll < 0:
+        raise ValueError(f"config.model.unroll={unroll!r} must be >= 0 (0: unroll every step)")
+    return min(unroll, length) or length
+
+
 def couplings(n: int, coupling: str, mask: str, net: str, m) -> nn.Module:
-    """``n`` couplings on alternating partitions as one scan (the program holds one)."""
+    """``n`` couplings on alternating partitions as one scan (stacked parameters)."""
     kwargs = dict(coupling=coupling, mask=mask, net=net, hidden=m.width, depth=m.depth)
-    return bj.Repeat(CouplingStep, n, kwargs, indexed=True)
+    return bj.Repeat(CouplingStep, n, kwargs, indexed=True, unroll=_unroll(m, n))
 
 
 def _preprocess(m) -> nn.Module:
@@ -112,9 +120,9 @@ def realnvp(m, event_shape) -> list[nn.Module]:
 
 
 def _glow_steps(m, length: int, seed: int, mask: str, net: str) -> nn.Module:
-    """``length`` steps of flow as one scan: the training step compiles one of them."""
+    """``length`` steps of flow as one scan (stacked parameters)."""
     kwargs = dict(seed=seed, steps=length, mask=mask, net=net, hidden=m.width, depth=m.depth)
-    return bj.Repeat(bj.StepOfFlow, length, kwargs, indexed=True)
+    return bj.Repeat(bj.StepOfFlow, length, kwargs, indexed=True, unroll=_unroll(m, length))
 
 
 def _glow_level(m, level: int) -> nn.Module:
