@@ -249,3 +249,16 @@ def test_test_files_have_distinct_names():
     tests = pathlib.Path(__file__).resolve().parents[1]
     names = collections.Counter(p.name for p in tests.rglob("test_*.py"))
     assert not [name for name, n in names.items() if n > 1]
+
+
+def test_no_merge_conflict_markers_are_left():
+    """A conflicted merge committed as resolved leaves its markers in text that runs or reads
+    fine around them (a README paragraph did); none may remain in the source, tests or docs."""
+    root = PACKAGE.parent
+    markers = re.compile(r"^(<{7} |>{7} |={7}$)", re.MULTILINE)
+    files = [root / "README.md", *root.glob("docs/*.md")]
+    for folder in ("jaxmodels", "tests", "experiments", "tpu_scripts", ".ci"):
+        text = (".py", ".md", ".sh", "")  # "" for scripts such as .ci/run
+        files += [p for p in (root / folder).rglob("*") if p.is_file() and p.suffix in text]
+    bad = [str(p.relative_to(root)) for p in files if markers.search(p.read_text())]
+    assert not bad, f"merge conflict markers in: {bad}"
