@@ -87,8 +87,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Start a fresh run (step 0) from another run's parameters; a resumed run keeps its own.
     # That run's folder is only read: never its lock, never a write (jaxmodels.train.warmstart).
-    # Families that import Hugging Face checkpoints add init.hf (lm, roformer, contrastive); one
-    # or the other.
+    # Families that import Hugging Face checkpoints add init.hf (lm, roformer, contrastive, blip);
+    # one or the other.
     i = c.init = ml_collections.ConfigDict()
     i.workdir = ""  # that run's workdir (its newest checkpoint) or one: DIR/checkpoints/STEP
     i.workdir_params = "auto"  # auto (its EMA when it kept one, else params) | ema | params

@@ -6,13 +6,16 @@ A family's ``models/<family>/hf.py`` lists ``ARCHITECTURES: dict[str, Importer]`
 (:class:`Converter`, whose ``build`` alone gives the module without reading any weight).
 :func:`import_checkpoint` runs the importer of a checkpoint's architecture, refusing any other
 naming the supported ones; :func:`load_pretrained` gives a family's ``init.hf`` the module and
-the directory's tokenizer, the weights on demand.
+the directory's tokenizer, the weights on demand, and :func:`complete_config` completes the run's
+config with what the checkpoint fixes, refusing a config that contradicts it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -70,6 +73,33 @@ def load_pretrained(
         return converter(ckpt.config, ckpt.state)[1]
 
     return Pretrained(converter.build(head.config), head.tokenizer, read_params, head.config)
+
+
+def complete_config(
+    config, fixed: Mapping[str, Any], *, hint: str, fits=None, misfits: Sequence[str] = ()
+):
+    """A copy of ``config`` holding the checkpoint's ``fixed`` values (``{dotted config key:
+    value}``, e.g. ``"data.image_size"``) where it leaves them out (absent, None, 0 or ""); a
+    value that contradicts the checkpoint stops the run naming each key, with the ``misfits`` the
+    family found itself. ``fits(key, mine, theirs)`` accepts a differing value (a shorter text);
+    ``hint`` names the config file that leaves these keys out."""
+    out, found = copy.deepcopy(config), []
+    with out.unlocked():
+        for key, theirs in fixed.items():
+            *path, leaf = key.split(".")
+            node = functools.reduce(lambda d, part: d[part], path, out)
+            mine = node.get(leaf)
+            if mine is None or (mine in (0, "") and not isinstance(mine, bool)):
+                node[leaf] = theirs
+            elif mine != theirs and not (fits and fits(key, mine, theirs)):
+                found.append(f"config.{key}={mine!r} (the checkpoint's: {theirs!r})")
+    if misfits := [*found, *misfits]:
+        raise ValueError(
+            f"config.init.hf={config.init.hf!r} fixes the model; this config contradicts it: "
+            + "; ".join(misfits)
+            + f". Leave these keys out ({hint}) or give the checkpoint's"
+        )
+    return out
 
 
 def encoder_kwargs(hf_config, activation: str | None = None) -> dict:

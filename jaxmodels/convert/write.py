@@ -2,7 +2,9 @@
 
 A family's ``export`` turns its params into an HF state dict and config; :func:`write_pretrained`
 writes them (local or ``gs://``) into a directory that must not exist yet or be empty: a
-user's folder is never overwritten. Tensors are float32, contiguous, in torch's layout.
+user's folder is never overwritten. Tensors are float32, contiguous, in torch's layout. A run
+started from an HF directory (``config.init.hf``) goes back with that directory's description
+(:func:`init_hf_description`: its config and tokenizer files, the run's copy of them).
 """
 
 from __future__ import annotations
@@ -10,8 +12,33 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Description(NamedTuple):
+    """What an HF directory says of its model, beside the weights."""
+
+    hf_config: Any  # the transformers config of its config.json
+    architecture: str  # the one class config.json names
+    config_json: dict  # config.json as a dict, float32 ("dtype"): what an export writes
+    files: dict[str, bytes]  # every other file but the weights (the tokenizer's)
+
+
+def init_hf_description(config) -> Description | None:
+    """The :class:`Description` of the run's ``config.init.hf`` directory, or None without one."""
+    from jaxmodels.convert.read import description_files, hf_config, local_dir
+
+    hf_dir = (config.get("init") or {}).get("hf", "")
+    if not hf_dir:
+        return None
+    with local_dir(hf_dir, key="config.init.hf", weights=False) as local:
+        cfg, arch = hf_config(local, key="config.init.hf")
+    files = description_files(hf_dir, key="config.init.hf")
+    as_json = {**json.loads(files.pop("config.json")), "dtype": "float32"}
+    as_json.pop("torch_dtype", None)
+    return Description(cfg, arch, as_json, files)
 
 
 def check_out_dir(out_dir: str, *, key: str = "--out") -> None:

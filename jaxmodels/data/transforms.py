@@ -23,6 +23,10 @@ import numpy as np
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
 CROP_RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the random crop (Szegedy et al., 2015)
+# OpenAI CLIP's per-channel statistics of pixels in [0, 1] (Radford et al., 2021, released
+# preprocessing; transformers' OPENAI_CLIP_MEAN / _STD), also BLIP's (its BlipImageProcessor)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class BadRecord(ValueError):

@@ -23,6 +23,7 @@ from jaxmodels.data.image_text import COLORS, RELATIONS, SHAPES, render_objects
 from jaxmodels.data.tokenizers import WordTokenizer
 
 PROMPT = "a picture of "  # BLIP's captioning prompt (Sec. 4.1)
+HALF = (0.5, 0.5, 0.5)  # pixel mean and std that map [0, 1] to [-1, 1]
 NUMBERS = ("a", "two", "three")
 WORDS = (
     *NUMBERS,
@@ -121,9 +122,11 @@ def corrupt(captions, fraction: float, seed: int = 0) -> tuple[list[str], np.nda
     return out, corrupted
 
 
-def pixels(images_uint8):
-    """uint8 images (numpy or jax) as the model takes them: float32 in [-1, 1]."""
-    return images_uint8.astype(np.float32) / 127.5 - 1.0
+def pixels(images_uint8, mean=HALF, std=HALF):
+    """uint8 images (numpy or jax) as the model takes them: float32 ``(x / 255 - mean) / std``
+    per channel (the defaults: [-1, 1]; an imported BLIP's, its preprocessing's statistics)."""
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return (images_uint8.astype(np.float32) / 255.0 - mean) / std
 
 
 def save_pairs(path: str, images: np.ndarray, captions) -> None:

@@ -44,7 +44,8 @@ class Scorer:
             return self.model.apply({"params": params}, *args, method=method)
 
     def _image_fn(self, params, images):
-        tokens = self._apply(params, data.pixels(images), method=BLIP.image_tokens)
+        x = data.pixels(images, self.model.image_mean, self.model.image_std)
+        tokens = self._apply(params, x, method=BLIP.image_tokens)
         return tokens, self._apply(params, tokens, method=BLIP.image_features)
 
     def _text_fn(self, params, ids):

@@ -7,7 +7,12 @@ params)``.
 ViT with ``pool="none"``: HF's class embedding plus its position (``position_embedding[0]``)
 becomes ``cls`` and the patch positions ``pos_embedding`` (the same sum, regrouped). BERT's
 self-attention of the text model becomes ``attention`` (encoder) or ``causal_attention``
-(decoder); its cross-attention, MLP and norms keep their shared names.
+(decoder); its cross-attention, MLP and norms keep their shared names. The module normalises
+images with BLIP's preprocessing statistics (``BlipImageProcessor``: OpenAI CLIP's mean and
+std), as :func:`jaxmodels.models.blip.data.pixels` applies them.
+
+:func:`export` writes a run started from a ``BlipForConditionalGeneration`` directory back as one
+(:func:`state_dict`, the inverse of :func:`convert`).
 """
 
 from __future__ import annotations
@@ -23,8 +28,13 @@ from jaxmodels.convert.torch_weights import (
     linear,
     mlp,
     to_numpy,
+    torch_attention,
+    torch_dense,
+    torch_linear,
+    torch_norm,
     weight,
 )
+from jaxmodels.data.transforms import CLIP_MEAN, CLIP_STD
 from jaxmodels.models.blip.model import BLIP
 
 ARCHS = ("BlipForImageTextRetrieval", "BlipForConditionalGeneration")
@@ -127,7 +137,13 @@ def build(config, arch: str) -> BLIP:
     text = encoder_kwargs(t) | dict(vocab_size=t.vocab_size, max_len=t.max_position_embeddings)
     retrieval = arch == "BlipForImageTextRetrieval"
     return BLIP(
-        image, text, config.image_text_hidden_size, encoder=retrieval, decoder=not retrieval
+        image,
+        text,
+        config.image_text_hidden_size,
+        encoder=retrieval,
+        decoder=not retrieval,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
     )
 
 
@@ -143,3 +159,107 @@ ARCHITECTURES: dict[str, Importer] = {
     )
     for arch in ARCHS
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: a captioner started from BlipForConditionalGeneration -> a from_pretrained directory
+# ---------------------------------------------------------------------------------------------
+
+CAPTIONER = "BlipForConditionalGeneration"
+BERT_ATTENTION = {"query": "self.query", "key": "self.key", "value": "self.value",
+                  "out": "output.dense"}  # fmt: skip
+
+
+def vision_state(visual, depth: int) -> dict:
+    """ViT(pool="none") params -> ``vision_model.*`` (the inverse of :func:`_vision`). The class
+    token goes back as ``class_embedding`` beside a zero first position: HF adds the two."""
+    v = "vision_model"
+    pos = np.asarray(visual["pos_embedding"])
+    sd = {
+        f"{v}.embeddings.class_embedding": np.asarray(visual["cls"]),
+        f"{v}.embeddings.position_embedding": np.concatenate([np.zeros_like(pos[:, :1]), pos], 1),
+        f"{v}.embeddings.patch_embedding.weight": np.asarray(
+            visual["embedding"]["kernel"]
+        ).transpose(3, 2, 0, 1),
+        f"{v}.embeddings.patch_embedding.bias": np.asarray(visual["embedding"]["bias"]),
+    }
+    enc = visual["encoder"]
+    for i in range(depth):
+        p, layer = f"{v}.encoder.layers.{i}", enc[f"layers_{i}"]
+        attn = layer["attention"]
+        qkv = ("query", "key", "value")
+        sd[f"{p}.self_attn.qkv.weight"] = np.concatenate(
+            [torch_linear(attn[n]["kernel"]) for n in qkv]
+        )
+        sd[f"{p}.self_attn.qkv.bias"] = np.concatenate(
+            [np.asarray(attn[n]["bias"]).reshape(-1) for n in qkv]
+        )
+        sd |= torch_attention(attn, f"{p}.self_attn", {"out": "projection"})
+        sd |= torch_norm(layer["attention_norm"], f"{p}.layer_norm1")
+        sd |= torch_norm(layer["mlp_norm"], f"{p}.layer_norm2")
+        sd |= torch_dense(layer["mlp"]["up"], f"{p}.mlp.fc1")
+        sd |= torch_dense(layer["mlp"]["down"], f"{p}.mlp.fc2")
+    return sd | torch_norm(enc["final_norm"], f"{v}.post_layernorm")
+
+
+def decoder_state(text, depth: int) -> dict:
+    """The decoder's BertText params -> ``text_decoder.*`` (the inverse of :func:`_text` and
+    :func:`_lm_head`); the LM head's output weights are the word embeddings (tied)."""
+    b, head = "text_decoder.bert", "text_decoder.cls.predictions"
+    word = np.asarray(text["word"]["embedding"])
+    sd = {
+        f"{b}.embeddings.word_embeddings.weight": word,
+        f"{b}.embeddings.position_embeddings.weight": np.asarray(text["position"]),
+        f"{head}.decoder.weight": word,
+        f"{head}.bias": np.asarray(text["lm_bias"]),
+        f"{head}.decoder.bias": np.asarray(text["lm_bias"]),
+    }
+    sd |= torch_norm(text["embed_norm"], f"{b}.embeddings.LayerNorm")
+    sd |= torch_dense(text["lm_dense"], f"{head}.transform.dense")
+    sd |= torch_norm(text["lm_norm"], f"{head}.transform.LayerNorm")
+    for i in range(depth):
+        p, layer = f"{b}.encoder.layer.{i}", text["layers"][f"layers_{i}"]
+        for ours, theirs in (
+            ("causal_attention", "attention"),
+            ("cross_attention", "crossattention"),
+        ):
+            sd |= torch_attention(layer[ours], f"{p}.{theirs}", BERT_ATTENTION)
+            sd |= torch_norm(layer[f"{ours}_norm"], f"{p}.{theirs}.output.LayerNorm")
+        sd |= torch_dense(layer["mlp"]["up"], f"{p}.intermediate.dense")
+        sd |= torch_dense(layer["mlp"]["down"], f"{p}.output.dense")
+        sd |= torch_norm(layer["mlp_norm"], f"{p}.output.LayerNorm")
+    return sd
+
+
+def state_dict(params, config) -> dict[str, np.ndarray]:
+    """A captioner's BLIP params -> the ``BlipForConditionalGeneration`` state dict of
+    ``config`` (an HF ``BlipConfig``)."""
+    v, t = config.vision_config, config.text_config
+    sd = vision_state(params["visual"], v.num_hidden_layers)
+    return sd | decoder_state(params["text"], t.num_hidden_layers)
+
+
+def export(config, params, out_dir: str, tokenizer) -> list[str]:
+    """A run started from a ``BlipForConditionalGeneration`` directory (``config.init.hf``) -> a
+    directory ``from_pretrained`` loads: the run's weights, the checkpoint's config and its
+    other files (the tokenizer's; the run's copy of them). A run of the family's own BLIP (ITC,
+    ITM and a decoder sharing the encoder's weights, no HF class of that shape) is refused.
+    Returns the names of the files written."""
+    import flax.linen as nn
+    import jax
+
+    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
+
+    del tokenizer  # the checkpoint's own files go back as they came
+    source = init_hf_description(config)
+    if source is None or source.architecture != CAPTIONER:
+        raise ValueError(
+            f"export: only a blip run started from an HF {CAPTIONER} (config.init.hf) has an HF "
+            "counterpart; this run's BLIP (ITC, ITM and LM over one shared text transformer) is "
+            "the family's own"
+        )
+    check_out_dir(out_dir)
+    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
+    return write_pretrained(
+        out_dir, source.config_json, state_dict(params, source.hf_config), source.files
+    )

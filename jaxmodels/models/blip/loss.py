@@ -9,6 +9,10 @@
 - LM: the decoder predicts the caption after the prompt "a picture of " ([DEC] first), label
   smoothing 0.1, prompt tokens not scored (BLIP's captioner).
 
+A captioner (an imported ``BlipForConditionalGeneration``, which has no ITC projections, ITM
+head or bidirectional self-attention) trains L_lm alone (:func:`captioning_losses`), as BLIP
+fine-tunes its captioner (Sec. 5.2).
+
 Token ids (padding, [ENC], the prompt's length) come from the run's
 :class:`~jaxmodels.models.blip.tokens.TokenLayout`.
 """
@@ -33,7 +37,7 @@ def pretrain_losses(
     ITC against the momentum ``bank`` (:func:`momentum_itc_loss`) when one is given."""
     text, caption = jnp.asarray(batch["text"]), jnp.asarray(batch["caption"])
     pad = layout.pad_id
-    image = m.image_tokens(data.pixels(batch["image"]))
+    image = m.image_tokens(data.pixels(batch["image"], m.image_mean, m.image_std))
     mask = text != pad
     zimg, ztxt = m.image_features(image), m.text_features(text, mask)
     temp = jnp.clip(m.temp, *TEMP_RANGE)
@@ -60,11 +64,29 @@ def pretrain_losses(
     )
     itm, itm_acc = blip_losses.itm_loss(itm_logits[:n], itm_logits[n:])
 
-    logits = m.decoder_logits(image, caption, caption != pad)
-    targets = caption[:, 1:]
-    prompt = len(layout.prompt_ids) - 1  # targets predicting a prompt token are not scored
-    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= prompt)[None]
-    lm = blip_losses.lm_loss(logits[:, :-1], targets, scored, label_smoothing)
+    lm = caption_loss(m, image, caption, layout, label_smoothing)
     acc = jnp.mean(jnp.argmax(sim_i2t_BxB, axis=1) == jnp.arange(n))
     metrics = dict(itc=itc, itm=itm, lm=lm, itm_accuracy=itm_acc, batch_i2t_top1=acc, temp=temp)
     return itc + itm + lm, metrics
+
+
+def caption_loss(m: BLIP, image_BxSxE, caption_BxL, layout: TokenLayout, label_smoothing: float):
+    """L_lm of ``[DEC] prompt caption [SEP]`` rows given the image tokens: the caption and [SEP]
+    scored, the prompt and padding not."""
+    pad = layout.pad_id
+    logits = m.decoder_logits(image_BxSxE, caption_BxL, caption_BxL != pad)
+    targets = caption_BxL[:, 1:]
+    prompt = len(layout.prompt_ids) - 1  # targets predicting a prompt token are not scored
+    scored = (targets != pad) & (jnp.arange(targets.shape[1]) >= prompt)[None]
+    return blip_losses.lm_loss(logits[:, :-1], targets, scored, label_smoothing)
+
+
+def captioning_losses(
+    m: BLIP, batch, key, layout: TokenLayout, label_smoothing: float, bank=None, alpha=0.4
+):
+    """L_lm alone, a captioner's objective (run as :func:`pretrain_losses` is; ``key``, ``bank``
+    and ``alpha`` are unused: no hard negatives, no momentum model)."""
+    del key, bank, alpha
+    image = m.image_tokens(data.pixels(batch["image"], m.image_mean, m.image_std))
+    lm = caption_loss(m, image, jnp.asarray(batch["caption"]), layout, label_smoothing)
+    return lm, dict(lm=lm)

@@ -149,6 +149,10 @@ class BLIP(nn.Module):
     encoder: bool = True
     decoder: bool = True
     decode: bool = False
+    # per-channel statistics of pixels in [0, 1] that images are normalised with before the
+    # ViT (blip.data.pixels): 0.5 / 0.5 maps uint8 to [-1, 1]; an import, its preprocessing's
+    image_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, ...] = (0.5, 0.5, 0.5)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 

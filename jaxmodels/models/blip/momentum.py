@@ -19,7 +19,8 @@ from jaxmodels.models.blip.model import BLIP
 
 def unimodal_features(m: BLIP, images_uint8, text, mask):
     """The ITC features of images and texts (the momentum encoders' forward pass)."""
-    return m.image_features(m.image_tokens(data.pixels(images_uint8))), m.text_features(text, mask)
+    image = m.image_tokens(data.pixels(images_uint8, m.image_mean, m.image_std))
+    return m.image_features(image), m.text_features(text, mask)
 
 
 def momentum_distillation(model: BLIP, layout, config, loss_fn):

@@ -43,7 +43,7 @@ class Captioner:
 
     def _tokens(self, params, images):
         with nn.logical_axis_rules(self.rules):
-            x = data.pixels(images)
+            x = data.pixels(images, self.model.image_mean, self.model.image_std)
             return self.model.apply({"params": params}, x, method=BLIP.image_tokens)
 
     def _decoder_fn(self, prefill: bool):

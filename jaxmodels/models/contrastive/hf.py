@@ -26,7 +26,6 @@ standalone ``SiglipVisionModel`` / ``SiglipTextModel`` (and CLIP's) state dicts.
 from __future__ import annotations
 
 import functools
-import json
 
 import jax.numpy as jnp
 import numpy as np
@@ -44,12 +43,10 @@ from jaxmodels.convert.torch_weights import (
     torch_norm,
     weight,
 )
+from jaxmodels.data.transforms import CLIP_MEAN, CLIP_STD
 from jaxmodels.models.contrastive.model import TwoTowers
 
-# HF's per-channel statistics of pixels in [0, 1] (transformers' image_utils constants):
-# OpenAI CLIP's (Radford et al., 2021, released preprocessing) and SigLIP's [-1, 1] mapping.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# SigLIP's per-channel statistics of pixels in [0, 1]: the [-1, 1] mapping (CLIP's are OpenAI's)
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 
 # HF hidden_act -> jaxmodels.layers.mlp activation
@@ -310,21 +307,16 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     import flax.linen as nn
     import jax
 
-    from jaxmodels.convert.read import description_files, hf_config, local_dir
-    from jaxmodels.convert.write import check_out_dir, write_pretrained
+    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
 
     del tokenizer  # the checkpoint's own files go back as they came
-    hf_dir = (config.get("init") or {}).get("hf", "")
-    if not hf_dir:
+    source = init_hf_description(config)
+    if source is None:
         raise ValueError(
             "export: only a contrastive run started from an HF CLIPModel / SiglipModel "
             "(config.init.hf) has an HF counterpart; this run's towers are the family's own"
         )
     check_out_dir(out_dir)
-    with local_dir(hf_dir, key="config.init.hf", weights=False) as local:
-        cfg, arch = hf_config(local, key="config.init.hf")
-    files = description_files(hf_dir, key="config.init.hf")
-    as_json = {**json.loads(files.pop("config.json")), "dtype": "float32"}
-    as_json.pop("torch_dtype", None)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
-    return write_pretrained(out_dir, as_json, state_dict(params, cfg, arch), files)
+    state = state_dict(params, source.hf_config, source.architecture)
+    return write_pretrained(out_dir, source.config_json, state, source.files)

@@ -20,13 +20,13 @@ tokenizer.
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxmodels import evaluate
+from jaxmodels.convert.fill import complete_config
 from jaxmodels.data.tokenizers import make_tokenizer
 from jaxmodels.evaluate import zero_shot_folder
 from jaxmodels.evaluate.chunked import chunked_map
@@ -116,27 +116,19 @@ def checkpoint_keys(model: TwoTowers, hf_config) -> dict:
 
 
 def with_checkpoint(config, pretrained):
-    """A copy of ``config`` holding the checkpoint's :func:`checkpoint_keys` where it leaves them
-    out (or 0, or ""); a value that contradicts the checkpoint stops the run, naming each key."""
-    out, misfits = copy.deepcopy(config), []
-    with out.unlocked():
-        for key, theirs in checkpoint_keys(pretrained.model, pretrained.hf_config).items():
-            *path, leaf = key.split(".")
-            node = functools.reduce(lambda d, part: d[part], path, out)
-            mine = node.get(leaf)
-            if mine is None or (mine in (0, "") and not isinstance(mine, bool)):
-                node[leaf] = theirs
-            elif mine != theirs and not (leaf == "max_len" and 0 < mine < theirs):
-                misfits.append(f"config.{key}={mine!r} (the checkpoint's: {theirs!r})")
-        if preset := out.model.image.get("preset"):  # a named size: the checkpoint's are the ones
-            misfits.append(f"config.model.image.preset={preset!r} (none: imported)")
-    if misfits:
-        raise ValueError(
-            f"config.init.hf={config.init.hf!r} fixes the model; this config contradicts it: "
-            + "; ".join(misfits)
-            + ". Leave these keys out (experiments/contrastive/hf.py) or give the checkpoint's"
-        )
-    return out
+    """``config`` completed with the checkpoint's :func:`checkpoint_keys`
+    (:func:`jaxmodels.convert.fill.complete_config`: a contradiction stops the run, naming each
+    key); ``model.text.max_len`` may be shorter than the checkpoint's."""
+    misfits = []
+    if preset := config.model.image.get("preset"):  # a named size: the checkpoint's are the ones
+        misfits.append(f"config.model.image.preset={preset!r} (none: imported)")
+    return complete_config(
+        config,
+        checkpoint_keys(pretrained.model, pretrained.hf_config),
+        hint="experiments/contrastive/hf.py",
+        fits=lambda key, mine, theirs: key == "model.text.max_len" and 0 < mine < theirs,
+        misfits=misfits,
+    )
 
 
 def load_import(config):

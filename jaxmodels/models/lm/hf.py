@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -296,18 +295,13 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     architecture its model fits (:func:`native_kind`), its tokenizer's special ids in the config.
     What fits none is refused naming the misfit. Returns the names of the files written.
     """
-    from jaxmodels.convert.read import description_files, hf_config, local_dir
-    from jaxmodels.convert.write import check_out_dir, write_pretrained
+    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
 
     check_out_dir(out_dir)
     params = jax_to_numpy(params)
-    hf_dir = (config.get("init") or {}).get("hf", "")
-    if hf_dir:
-        with local_dir(hf_dir, key="config.init.hf", weights=False) as local:
-            cfg, arch = hf_config(local, key="config.init.hf")
-        files = description_files(hf_dir, key="config.init.hf")
-        as_json = {**json.loads(files.pop("config.json")), "dtype": "float32"}
-        as_json.pop("torch_dtype", None)
+    source = init_hf_description(config)
+    if source:
+        cfg, arch, as_json, files = source
         kind = arch.removesuffix("ForCausalLM")
         if kind == "Bloom":
             return write_pretrained(out_dir, as_json, bloom_state(params, cfg), files)
