@@ -1,4 +1,5 @@
-"""BLIP module: shapes of the three modes, encoder/decoder weight sharing, KV-cached decoding."""
+"""BLIP module: shapes of the three modes, encoder/decoder weight sharing, KV-cached decoding,
+the attention kernel each call chooses on a GPU."""
 
 import functools
 
@@ -113,3 +114,28 @@ def test_decoder_is_causal_and_kv_cached_decoding_matches_the_full_pass():
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-4)
     with pytest.raises(ValueError, match="needs the image tokens"):
         model.apply({"params": params}, None, ids, None, method="decoder_logits")
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_on_a_gpu_every_attention_call_chooses_cudnn_in_bf16(dtype, monkeypatch):
+    """Seen from a pretend GPU (the kernel choice; the CPU then falls back to XLA): the text
+    side's right padding reaches attention as lengths, which cuDNN takes with or without the
+    decoder's causal mask, so every call (ViT, text, encoder self/cross, decoder self/cross)
+    chooses cuDNN in bf16; float32 (the CPU configs) is refused."""
+    from jaxmodels.layers.attention import kernels
+
+    model, _, images, ids, mask = _setup()
+    choices, choose = [], kernels.choose_kernel
+
+    def spy(*args, **kwargs):
+        choices.append(choose(*args, **kwargs))
+        return choices[-1]
+
+    monkeypatch.setattr(kernels, "_platform", lambda: "gpu")
+    monkeypatch.setattr(kernels, "choose_kernel", spy)
+    jax.eval_shape(lambda: model.clone(dtype=dtype).init(jax.random.key(0), images, ids, mask))
+    assert len(choices) == 11  # per layer: 1 ViT, 2 text, 2 x 2 encoder, 2 x 2 decoder
+    if dtype == jnp.bfloat16:
+        assert set(choices) == {("cudnn", None)}, choices
+    else:  # the same inputs in float32: refused (test_attention_kernels: for the dtype)
+        assert {c.kernel for c in choices} == {"xla"}, choices
