@@ -191,7 +191,7 @@ def trn_train(dry: bool) -> dict:
     """TRN at the original size (THUMOS features): batch 32, enc 64, dec 8, hidden 4096, bf16."""
     b, model, params, (D, C, H, K), dtype = _trn(dry)
     batch, enc = (2, 8) if dry else (32, 64)
-    t = b.train_step_time(model, params, D, C, batch, enc, K, 1 if dry else 10)
+    t = b.train_step_times(model, params, D, C, batch, enc, K, 1 if dry else 10)[0]
     return {"batch": batch, "enc_steps": enc, "dec_steps": K, "hidden": H,
             "dtype": jax_name(dtype), **_rate(t, batch, "windows/s"),
             "attention": {}}  # fmt: skip
