@@ -117,25 +117,16 @@ def test_decoder_is_causal_and_kv_cached_decoding_matches_the_full_pass():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
-def test_on_a_gpu_every_attention_call_chooses_cudnn_in_bf16(dtype, monkeypatch):
-    """Seen from a pretend GPU (the kernel choice; the CPU then falls back to XLA): the text
-    side's right padding reaches attention as lengths, which cuDNN takes with or without the
-    decoder's causal mask, so every call (ViT, text, encoder self/cross, decoder self/cross)
-    chooses cuDNN in bf16; float32 (the CPU configs) is refused."""
-    from jaxmodels.layers.attention import kernels
-
+def test_on_a_gpu_every_attention_call_chooses_cudnn_in_bf16(dtype, gpu_kernel_choices):
+    """Seen from a pretend GPU: the text side's right padding reaches attention as lengths,
+    which cuDNN takes with or without the decoder's causal mask, so every call (ViT, text,
+    encoder self/cross, decoder self/cross) chooses cuDNN in bf16; float32 (the CPU configs) is
+    refused."""
     model, _, images, ids, mask = _setup()
-    choices, choose = [], kernels.choose_kernel
-
-    def spy(*args, **kwargs):
-        choices.append(choose(*args, **kwargs))
-        return choices[-1]
-
-    monkeypatch.setattr(kernels, "_platform", lambda: "gpu")
-    monkeypatch.setattr(kernels, "choose_kernel", spy)
+    gpu_kernel_choices.clear()  # what a first _setup() traced (float32)
     jax.eval_shape(lambda: model.clone(dtype=dtype).init(jax.random.key(0), images, ids, mask))
-    assert len(choices) == 11  # per layer: 1 ViT, 2 text, 2 x 2 encoder, 2 x 2 decoder
+    assert len(gpu_kernel_choices) == 11  # per layer: 1 ViT, 2 text, 2 x 2 encoder and decoder
     if dtype == jnp.bfloat16:
-        assert set(choices) == {("cudnn", None)}, choices
+        assert set(gpu_kernel_choices) == {("cudnn", None)}, gpu_kernel_choices
     else:  # the same inputs in float32: refused (test_attention_kernels: for the dtype)
-        assert {c.kernel for c in choices} == {"xla"}, choices
+        assert {c.kernel for c in gpu_kernel_choices} == {"xla"}, gpu_kernel_choices
