@@ -53,6 +53,23 @@ def variant(request):
         pytest.fail("the test takes the `variant` fixture but never calls variant(fn)")
 
 
+@pytest.fixture
+def gpu_kernel_choices(monkeypatch):
+    """Attention on a pretend GPU: yields the list of the ``KernelChoice`` each attention call
+    traced makes there (cuDNN's rules seen from the CPU, which then falls back to XLA)."""
+    from jaxmodels.layers.attention import kernels
+
+    choices, choose = [], kernels.choose_kernel
+
+    def spy(*args, **kwargs):
+        choices.append(choose(*args, **kwargs))
+        return choices[-1]
+
+    monkeypatch.setattr(kernels, "_platform", lambda: "gpu")
+    monkeypatch.setattr(kernels, "choose_kernel", spy)
+    return choices
+
+
 def _snapshot(root) -> dict[str, str]:
     """Every path under ``root``, with the SHA-256 of each file ("dir" for a folder)."""
     out = {}

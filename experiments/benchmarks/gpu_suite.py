@@ -191,7 +191,7 @@ def trn_train(dry: bool) -> dict:
     """TRN at the original size (THUMOS features): batch 32, enc 64, dec 8, hidden 4096, bf16."""
     b, model, params, (D, C, H, K), dtype = _trn(dry)
     batch, enc = (2, 8) if dry else (32, 64)
-    t = b.train_step_time(model, params, D, C, batch, enc, K, 1 if dry else 10)
+    t = b.train_step_times(model, params, D, C, batch, enc, K, 1 if dry else 10)[0]
     return {"batch": batch, "enc_steps": enc, "dec_steps": K, "hidden": H,
             "dtype": jax_name(dtype), **_rate(t, batch, "windows/s"),
             "attention": {}}  # fmt: skip
@@ -214,31 +214,31 @@ def jax_name(dtype) -> str:
 
 # ------------------------------------------------------------------ family train steps
 
-# line: (config FILE, images the suite writes (side, channels) or None, the GPU size's
-# overrides of the config, the dry run's (applied to FILE:smoke)). The GPU sizes are the
+# line: (config FILE[:ARGS], images the suite writes (side, channels) or None, the GPU size's
+# overrides of the config, the dry run's (applied to FILE:ARGS,smoke)). The GPU sizes are the
 # papers' base models; the data stays the family's (BLIP's rendered scenes and its word
-# vocabulary, not BERT's 30522 tokens) or random uint8 images at CIFAR-10's size.
+# vocabulary, not BERT's 30522 tokens) or random uint8 images at CIFAR-10's size. BLIP and the
+# UNet time their configs' ``bf16`` variant (bfloat16 compute, float32 params), the dry run too.
 # fmt: off
 FAMILY_LINES = {
     "blip_base": (
-        "experiments/blip/pretrain.py", None,
+        "experiments/blip/pretrain.py:bf16", None,
         {  # BLIP ViT-B/16 (Li et al., 2022, Sec. 4.1) + BERT-base text side, 224 px
             **{f"model.{t}.{k}": v for t in ("image", "text") for k, v in
                dict(width=768, depth=12, mlp_dim=3072, num_heads=12).items()},
             "model.image.patch_size": 16, "model.embed_dim": 256, "model.attention_impl": "cudnn",
             "data.image_size": 224, "data.train_size": 64, "data.eval_size": 16,
             "data.retrieval_size": 16, "data.caption_eval_size": 8, "data.eval_batch_size": 16,
-            "train.batch_size": 64, "train.compute_dtype": "bfloat16",
+            "train.batch_size": 64,
         },
         {},
     ),
     "diffusion_unet": (
-        "experiments/diffusion/digits.py", (32, 3),
+        "experiments/diffusion/digits.py:bf16", (32, 3),
         {  # EDM's DDPM++ CIFAR-10 UNet (Karras et al., 2022, Table 7), unconditional
             "model.width": 128, "model.channel_mult": (2, 2, 2), "model.depth": 4,
             "model.attn_resolutions": (16,), "model.num_heads": 1, "model.dropout_rate": 0.13,
             "model.class_conditional": False, "data.image_size": 32, "train.batch_size": 128,
-            "train.compute_dtype": "bfloat16",
         },
         {"model.class_conditional": False, "data.image_size": 8},
     ),
@@ -255,19 +255,21 @@ FAMILY_LINES = {
 
 
 def family_config(name: str, dry: bool, image_dir: str):
-    """The line's config: its file at the GPU size (``:smoke`` and toy data for the dry run),
-    reading the images it needs from an ``.npy`` written under ``image_dir``."""
+    """The line's config: its file at the GPU size (``smoke`` added to its args and toy data for
+    the dry run), reading the images it needs from an ``.npy`` written under ``image_dir``."""
     import numpy as np
 
     from jaxmodels.config import load_config
     from jaxmodels.train.resume import flatten
 
-    file, images, gpu, toy = FAMILY_LINES[name]
-    config = load_config(file + (":smoke" if dry else ""))
+    spec, images, gpu, toy = FAMILY_LINES[name]
+    file, _, args = spec.partition(":")
+    args = ",".join(a for a in (args, "smoke" if dry else "") if a)
+    config = load_config(f"{file}:{args}")
     overrides = toy if dry else gpu
     unknown = sorted(set(overrides) - set(flatten(config.to_dict())))
     if unknown:  # update_from_flattened_dict would add them, silently unused
-        raise KeyError(f"{name}: {file} has no key(s) {unknown}")
+        raise KeyError(f"{name}: {spec} has no key(s) {unknown}")
     config.update_from_flattened_dict(overrides)
     if images is not None:  # random uint8 images: enough rows for a batch after the holdout
         side, channels = (8, images[1]) if dry else images
@@ -315,24 +317,33 @@ def family_step(name: str, dry: bool) -> dict:
         return _core_step(*build_family(name, dry, image_dir), dry)
 
 
+def prepare_step(run, batch):
+    """The core's jitted train step of ``run`` (not yet compiled), its initial state, and
+    ``batch`` placed on the mesh as the step takes it."""
+    import jax
+
+    from jaxmodels.parallel import mesh as mesh_lib
+    from jaxmodels.train import loop
+    from jaxmodels.train import state as state_lib
+
+    with jax.set_mesh(run.mesh):
+        state = state_lib.create_state(
+            run.task.init, run.tx, jax.random.key(0), run.state_sharding,
+            use_ema=run.config.train.ema_halflife_examples > 0,
+            init_model_state=run.task.init_model_state,
+        )  # fmt: skip
+    step, shardings = loop.build_train_step(run, batch)
+    return step, state, mesh_lib.put_batch(batch, shardings)
+
+
 def _core_step(run, batch, dry: bool) -> dict:
     """Times the core's jitted train step of ``run`` on ``batch``."""
     import jax
 
     from jaxmodels.layers.attention import record_kernels
-    from jaxmodels.parallel import mesh as mesh_lib
-    from jaxmodels.train import loop
-    from jaxmodels.train import state as state_lib
 
     config = run.config
-    with jax.set_mesh(run.mesh):
-        state = state_lib.create_state(
-            run.task.init, run.tx, jax.random.key(0), run.state_sharding,
-            use_ema=config.train.ema_halflife_examples > 0,
-            init_model_state=run.task.init_model_state,
-        )  # fmt: skip
-    step, shardings = loop.build_train_step(run, batch)
-    placed = mesh_lib.put_batch(batch, shardings)
+    step, state, placed = prepare_step(run, batch)
     with record_kernels() as log:
         state, m = step(state, placed)  # traces and compiles
     jax.block_until_ready(m)

@@ -17,8 +17,8 @@ import collections
 import math
 import re
 
-_T = r"tensor<(?:[\d?]+x)*([a-z]+\d*)>"  # the element type of a tensor<16x256xbf16>
-_DOT = re.compile(rf"stablehlo\.dot_general .*: \({_T}, {_T}\) -> {_T}")
+_T = r"tensor<((?:[\d?]+x)*)([a-z]+\d*)>"  # the dims and element type of a tensor<16x256xbf16>
+_MATMUL = re.compile(rf"stablehlo\.(dot_general|convolution)\b.*: \({_T}, {_T}\) -> {_T}")
 # "%name = f32[16,256,384]{2,1,0} op(" or "%name = (f32[4]{0}, s32[4]{0}) reduce("
 _INSTR = re.compile(r"^\s*(?:ROOT )?%\S+ = (\(.*?\)|\w+\[[\d,]*\](?:\{[^}]*\})?) ([\w-]+)\(")
 _ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
@@ -49,10 +49,19 @@ def stats(lowered, compiled, big: int = 1 << 16) -> dict[str, float]:
             out["argmax_reduce"] += 1
         elif op == "while":
             out["while"] += 1
-    for a, b, result in _DOT.findall(lowered.as_text()):
-        out[f"dot_{a},{b}->{result}"] += 1
+    for op, (_, a), (_, b), result in matmuls(lowered.as_text()):
+        out[f"{op}_{a},{b}->{result}"] += 1
     out["loop_dots_big"] = loop_dots(compiled.as_text(), big)
     return dict(out)
+
+
+def matmuls(text: str) -> list[tuple[str, tuple[int, str], tuple[int, str], str]]:
+    """The dots and convolutions of a lowered (StableHLO) program, in order: ``(op, (rank,
+    dtype) of each operand, result dtype)``, ``op`` being ``dot`` or ``conv``."""
+    return [
+        ("dot" if op == "dot_general" else "conv", (a.count("x"), ta), (b.count("x"), tb), tr)
+        for op, a, ta, b, tb, _, tr in _MATMUL.findall(text)
+    ]
 
 
 def loop_dots(text: str, big: int) -> int:
@@ -91,5 +100,5 @@ def line(name: str, s: dict) -> str:
     """``name: key=value ...`` in a fixed order (missing counts are 0)."""
     keys = ["bytes_accessed_mb", "select_big", "isfinite_big", "argmax_reduce", "while"]
     keys += ["loop_dots_big"]
-    keys += sorted(k for k in s if k.startswith("dot_"))
+    keys += sorted(k for k in s if k.startswith(("dot_", "conv_")))
     return f"{name}: " + " ".join(f"{k}={s.get(k, 0)}" for k in keys)

@@ -8,7 +8,8 @@ CPU (the embedded configs' sizes: hidden 64, 64-d features, 12 classes):
 Original-size TRN (THUMOS: batch 32, enc_steps 64, dec_steps 8, hidden 4096, 3072-d features,
 22 classes; bf16 compute, f32 params, Adam; params cast to bf16 once for streaming), on a GPU:
   python experiments/benchmarks/online_action.py --preset original
-TRN's train step alone at hidden 512 (CPU-sized), or the compiled step's HLO counts:
+TRN's train step alone at hidden 512 (CPU-sized: median wall and process CPU time per step), or
+the compiled step's HLO counts:
   python experiments/benchmarks/online_action.py --preset mid --train_only
   python experiments/benchmarks/online_action.py --preset mid --hlo
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import time
 
 import flax.linen as nn
@@ -82,15 +84,26 @@ def scan_throughput(model, params, D, batch, length, iters):
     return batch * length / seconds
 
 
-def train_step_time(model, params, D, C, batch, enc_steps, dec_steps, iters):
-    """Seconds per TRN training step: forward, backward, Adam update, buffers donated."""
+def train_step_times(model, params, D, C, batch, enc_steps, dec_steps, iters):
+    """Seconds per TRN training step (forward, backward, Adam update, buffers donated), the
+    median of ``iters`` steps after the compiling one: ``(wall, process CPU, compile wall)``
+    (CPU time of every thread of the process: XLA's CPU step runs on several)."""
     step, state, x, y = build_train_step(model, params, D, C, batch, enc_steps, dec_steps)
 
     def one():
         state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
         loss.block_until_ready()
 
-    return timed(one, iters)
+    compile_s = time.perf_counter()
+    one()
+    compile_s = time.perf_counter() - compile_s
+    wall, cpu = [], []
+    for _ in range(iters):
+        t, c = time.perf_counter(), time.process_time()
+        one()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), compile_s
 
 
 def build_train_step(model, params, D, C, batch, enc_steps, dec_steps):
@@ -150,8 +163,11 @@ def main():
             throughput = scan_throughput(model, cast, D, scan_batch, scan_length, a.iters)
         train = ""
         if name == "trn":
-            seconds = train_step_time(model, params, D, C, 32, 64, K, a.iters)
-            train = f"{seconds:.3f} s (batch 32, enc_steps 64, dec_steps {K})"
+            wall, cpu, compile_s = train_step_times(model, params, D, C, 32, 64, K, a.iters)
+            train = (
+                f"{wall:.3f} s wall, {cpu:.3f} s CPU (median of {a.iters}; batch 32, enc_steps "
+                f"64, dec_steps {K}; compiled in {compile_s:.0f} s, load {os.getloadavg()[0]:.1f})"
+            )
         print(
             f"| {name} | {n / 1e6:.3g}M | {latency * 1e3:.3f} ms | "
             f"{throughput:,.0f} ({scan_batch} x {scan_length}) | {train} |",

@@ -6,7 +6,8 @@ jaxmodels eval --config experiments/blip/pretrain.py --workdir runs/blip
 jaxmodels sample --config experiments/blip/pretrain.py --workdir runs/blip
 
 Args (comma-separated): ``smoke`` (tiny, for CI); ``noisy`` (30% of the training captions
-swapped to another image's, the CapFilt experiment's noisy set). To train on a CapFilt output
+swapped to another image's, the CapFilt experiment's noisy set); ``bf16`` (bfloat16 compute with
+float32 parameters, for GPU timing: the attention then reaches cuDNN). To train on a CapFilt output
 add ``--config.data.name=file --config.data.path=runs/blip/capfilt.npz``.
 The model is a scaled-down BLIP (ViT + BERT text side) sized for a 2-core CPU.
 
@@ -26,7 +27,7 @@ from jaxmodels.evaluate import zero_shot_folder
 
 
 def get_config(arg: str | None = None):
-    args = config_args(arg, ("smoke", "noisy"))
+    args = config_args(arg, ("smoke", "noisy", "bf16"))
     c = base_config()
     c.family = "blip"
 
@@ -100,6 +101,8 @@ def get_config(arg: str | None = None):
     t.eval_every = 2700  # evaluate at the end
     t.eval_batches = 4
     t.checkpoint_every = 900
+    # activations/matmuls (params stay float32): float32 on CPU; bfloat16 (:bf16) on GPU/TPU
+    t.compute_dtype = "bfloat16" if "bf16" in args else "float32"
 
     if "smoke" in args:
         for tower in (img, txt):

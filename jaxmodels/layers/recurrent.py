@@ -9,6 +9,8 @@ Gate layouts follow PyTorch (LSTM: i, f, g, o; GRU: r, z, n), so weights copy ac
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -67,8 +69,11 @@ class DenseWeights(nn.Module):
         return kernel.astype(self.dtype), bias
 
 
-def dense(weights: tuple[jax.Array, jax.Array | None], x: jax.Array) -> jax.Array:
-    """y = x W + b with weights from :class:`DenseWeights` (already in the compute dtype)."""
+def dense(weights, x: jax.Array) -> jax.Array:
+    """y = x W + b with weights from :class:`DenseWeights` (already in the compute dtype), or
+    weights that :func:`scan_weight_grads` taps."""
+    if isinstance(weights, _Tapped):
+        return weights.tape.dense(weights, x)
     kernel, bias = weights
     y = jnp.dot(x.astype(kernel.dtype), kernel)
     return y if bias is None else y + bias
@@ -76,8 +81,123 @@ def dense(weights: tuple[jax.Array, jax.Array | None], x: jax.Array) -> jax.Arra
 
 def concat_dense(weights, xs: Sequence[jax.Array]) -> jax.Array:
     """One fused matmul of the concatenation [x_1; ...; x_n] (e.g. [input; h] for all gates)."""
-    kernel = weights[0]
-    return dense(weights, jnp.concatenate([x.astype(kernel.dtype) for x in xs], axis=-1))
+    dtype = (weights.kernel if isinstance(weights, _Tapped) else weights[0]).dtype
+    return dense(weights, jnp.concatenate([x.astype(dtype) for x in xs], axis=-1))
+
+
+# ------------------------------------------------------------------ weight gradients of a scan
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tapped:
+    """A weight inside :func:`scan_weight_grads`'s step: :func:`dense` goes through the tape."""
+
+    name: str
+    kernel: jax.Array
+    bias: jax.Array | None
+    tape: _Tape
+
+
+class _Tape:
+    """The dense calls of one traced step, by weight name in call order: each call's input, and
+    an additive zero probe on its output whose gradient is the output's gradient."""
+
+    def __init__(self, probes: dict | None = None):
+        self.probes, self.inputs, self.outputs = probes, {}, {}
+
+    def dense(self, w: _Tapped, x: jax.Array) -> jax.Array:
+        x = x.astype(w.kernel.dtype)
+        y = jnp.dot(x, w.kernel)
+        y = y if w.bias is None else y + w.bias
+        calls = self.inputs.setdefault(w.name, [])
+        if self.probes is not None:
+            y = y + self.probes[w.name][len(calls)]
+        calls.append(x)
+        self.outputs.setdefault(w.name, []).append(y)
+        return y
+
+    def weights(self, weights: dict) -> dict:
+        return {n: _Tapped(n, k, b, self) for n, (k, b) in weights.items()}
+
+
+def scan_weight_grads(step, weights: dict, carry, xs):
+    """``lax.scan(lambda c, x: step(weights, c, x), carry, xs)`` whose weight gradients are
+    computed after the backward scan, once per weight, with float32 accumulation.
+
+    Autodiff of a scan adds the gradient of every weight the step closes over into a
+    weight-sized accumulator on each backward step: a read and a write of each weight per step
+    (TRN: 64 frames x 8 decoder steps), summed in the weights' dtype (bfloat16 loses most of
+    it). Here the backward scan computes only the recurrence: each dense call of the step on
+    ``weights`` records its input ``x_t`` and adds a zero probe to its output ``y_t``, whose
+    gradient the backward scan returns as ``dy_t`` for all steps at once; then
+    ``dW = sum_t x_t^T dy_t`` and ``db = sum_t dy_t`` are one matmul and one sum per call,
+    accumulated in float32 and rounded once to the weights' dtype.
+
+    ``weights``: ``{name: (kernel, bias or None)}`` in the compute dtype (:class:`DenseWeights`);
+    ``step(w, carry, x) -> (carry, y)`` must use ``w`` only through :func:`dense` and
+    :func:`concat_dense`, and run no nested scan over them (unroll such a loop in Python). The
+    carry is floating point; non-floating leaves of ``xs`` (dropout keys) get no gradient.
+    """
+    leaves, treedef = jax.tree.flatten(xs)
+    diff = tuple(i for i, x in enumerate(leaves) if jnp.issubdtype(x.dtype, jnp.inexact))
+    rest = tuple(i for i in range(len(leaves)) if i not in diff)
+
+    def step_on_leaves(w, c, x):
+        full = dict(zip(diff, x[0], strict=True)) | dict(zip(rest, x[1], strict=True))
+        return step(w, c, treedef.unflatten([full[i] for i in range(len(leaves))]))
+
+    pick = lambda idx: [leaves[i] for i in idx]  # noqa: E731
+    return _scan_weight_grads(step_on_leaves, weights, carry, pick(diff), pick(rest))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _scan_weight_grads(step, weights, carry, xs, consts):
+    """``xs``: the floating leaves of the scanned inputs; ``consts``: the others (no gradient)."""
+    return jax.lax.scan(lambda c, x: step(weights, c, x), carry, (xs, consts))
+
+
+def _scan_forward(step, weights, carry, xs, consts):
+    def discover(c, x):
+        tape = _Tape()
+        step(tape.weights(weights), c, x)
+        return tape.outputs
+
+    first = jax.tree.map(lambda x: x[0], (xs, consts))
+    length = jax.tree.leaves((xs, consts))[0].shape[0]
+    shapes = jax.eval_shape(discover, carry, first)
+    probes = jax.tree.map(lambda s: jnp.zeros((length, *s.shape), s.dtype), shapes)
+
+    def run(c, xs, probes):
+        def body(c, inputs):
+            x, p = inputs
+            tape = _Tape(p)
+            c, y = step(tape.weights(weights), c, x)
+            return c, (y, tape.inputs)
+
+        c, (ys, inputs) = jax.lax.scan(body, c, ((xs, consts), probes))
+        return (c, ys), inputs
+
+    out, pullback, inputs = jax.vjp(run, carry, xs, probes, has_aux=True)
+    return out, (pullback, inputs, weights)
+
+
+def _scan_backward(step, residuals, ct):
+    pullback, inputs, weights = residuals
+    d_carry, d_xs, d_outputs = pullback(ct)
+    grads = {}
+    for name, (kernel, bias) in weights.items():
+        pairs = list(zip(inputs.get(name, []), d_outputs.get(name, []), strict=True))
+        dk = jnp.zeros(kernel.shape, jnp.float32)
+        db = None if bias is None else jnp.zeros(bias.shape, jnp.float32)
+        for x, dy in pairs:  # one matmul over all steps (and rows) per call
+            dk += jnp.einsum("...i,...o->io", x, dy, preferred_element_type=jnp.float32)
+            if bias is not None:
+                db += dy.sum(tuple(range(dy.ndim - 1)), dtype=jnp.float32)
+        grads[name] = (dk.astype(kernel.dtype), None if bias is None else db.astype(bias.dtype))
+    return grads, d_carry, d_xs, None
+
+
+_scan_weight_grads.defvjp(_scan_forward, _scan_backward)
 
 
 def lstm_update(gates_Bx4E: jax.Array, c_BxE: jax.Array) -> tuple[jax.Array, jax.Array]:

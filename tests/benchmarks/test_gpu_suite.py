@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxmodels.config import REPO_ROOT
@@ -64,6 +66,36 @@ def test_family_lines_build_at_base_size(tmp_path):
         assert batch["image"].shape == (B, *images[:1] * 2, images[1]), name
         n = sum(x.size for x in jax.tree.leaves(run.abstract_state.params))
         assert n > 50e6, (name, n)  # base sizes, not the CPU configs'
+        assert run.config.train.compute_dtype == "bfloat16", name  # BLIP's, the UNet's :bf16
+
+
+spec = importlib.util.spec_from_file_location("hlo_stats", BENCH / "hlo_stats.py")
+hlo_stats = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hlo_stats)
+
+
+@pytest.mark.parametrize("name", ["blip_base", "diffusion_unet"])
+def test_bf16_family_lines_compute_in_bf16_and_train(name, tmp_path):
+    """BLIP and the UNet from their configs' ``bf16`` variant (the dry run's toy size): float32
+    params, every token- or pixel-level dot and convolution of the lowered step in bfloat16
+    (attention's q, k, v included: what cuDNN needs), and three steps with a finite loss."""
+    run, batch = suite.build_family(name, True, str(tmp_path))
+    assert run.config.train.compute_dtype == "bfloat16"
+    step, state, placed = suite.prepare_step(run, batch)
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    lowered = step.lower(state, placed)
+    ops = hlo_stats.matmuls(lowered.as_text())
+    assert sum(a[1] == b[1] == "bf16" for _, a, b, _ in ops) >= 10, ops
+    # two float32 operands only on per-example rows (BLIP's ITC similarities of normalised
+    # features); jax's XLA attention takes bf16 q, k, v into a float32 softmax (on a GPU, cuDNN)
+    f32 = [(op, a, b) for op, a, b, _ in ops if a[1] == b[1] == "f32"]
+    assert all(max(a[0], b[0]) <= 2 for _, a, b in f32), f32
+    if name == "diffusion_unet":
+        assert {(a[1], b[1]) for op, a, b, _ in ops if op == "conv"} == {("bf16", "bf16")}
+    compiled = lowered.compile()
+    for _ in range(3):
+        state, m = compiled(state, placed)
+        assert np.isfinite(float(m["loss"])) and float(m["finite"]) == 1.0, m
 
 
 def test_lines_run_in_the_issues_order_within_the_budget():

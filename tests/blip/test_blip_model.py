@@ -1,4 +1,5 @@
-"""BLIP module: shapes of the three modes, encoder/decoder weight sharing, KV-cached decoding."""
+"""BLIP module: shapes of the three modes, encoder/decoder weight sharing, KV-cached decoding,
+the attention kernel each call chooses on a GPU."""
 
 import functools
 
@@ -113,3 +114,19 @@ def test_decoder_is_causal_and_kv_cached_decoding_matches_the_full_pass():
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-4)
     with pytest.raises(ValueError, match="needs the image tokens"):
         model.apply({"params": params}, None, ids, None, method="decoder_logits")
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_on_a_gpu_every_attention_call_chooses_cudnn_in_bf16(dtype, gpu_kernel_choices):
+    """Seen from a pretend GPU: the text side's right padding reaches attention as lengths,
+    which cuDNN takes with or without the decoder's causal mask, so every call (ViT, text,
+    encoder self/cross, decoder self/cross) chooses cuDNN in bf16; float32 (the CPU configs) is
+    refused."""
+    model, _, images, ids, mask = _setup()
+    gpu_kernel_choices.clear()  # what a first _setup() traced (float32)
+    jax.eval_shape(lambda: model.clone(dtype=dtype).init(jax.random.key(0), images, ids, mask))
+    assert len(gpu_kernel_choices) == 11  # per layer: 1 ViT, 2 text, 2 x 2 encoder and decoder
+    if dtype == jnp.bfloat16:
+        assert set(gpu_kernel_choices) == {("cudnn", None)}, gpu_kernel_choices
+    else:  # the same inputs in float32: refused (test_attention_kernels: for the dtype)
+        assert {c.kernel for c in gpu_kernel_choices} == {"xla"}, gpu_kernel_choices

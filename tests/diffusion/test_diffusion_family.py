@@ -80,6 +80,20 @@ def test_unet_shapes_and_logical_axes():
     assert out.shape == x.shape and out.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("arg", ["bf16,smoke", "smoke"])
+def test_unet_attention_chooses_cudnn_on_a_gpu_in_bf16(arg, gpu_kernel_choices):
+    """The ``:bf16`` config's UNet computes in bfloat16 (float32 params, float32 out), so its
+    self-attention (at 8x8 in the smoke config) chooses cuDNN on a GPU; float32 does not."""
+    config = _config("digits", arg)
+    net = build_network(config.model, jnp.dtype(config.train.compute_dtype), 10, (8, 8, 1))
+    args = (jnp.zeros((2, 8, 8, 1)), jnp.zeros((2,)), jnp.zeros((2,), jnp.int32))
+    out, variables = jax.eval_shape(net.init_with_output, jax.random.key(0), *args)
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    assert out.dtype == jnp.float32
+    kernels = [c.kernel for c in gpu_kernel_choices]
+    assert kernels and set(kernels) == {"cudnn" if "bf16" in arg else "xla"}, kernels
+
+
 def _abstract_params(net, shape, num_classes):
     """The parameter shapes of ``net`` on (1, *shape) inputs, and its output's abstract value."""
     args = (

@@ -16,28 +16,33 @@ def _keep(lengths, S):
     return jnp.arange(S)[None, :] < jnp.asarray(lengths)[:, None]
 
 
+@pytest.mark.parametrize("L", [8, 160])  # 160, causal: the CPU's blockwise kernel (3 blocks)
 @pytest.mark.parametrize("causal", [False, True])
-def test_kernel_lengths_equal_mask(causal):
+def test_kernel_lengths_equal_mask(causal, L):
+    """Right padding as lengths gives the mask's output exactly (the CPU kernels build the
+    same mask from the lengths), and keys past the length are never read."""
     rng = np.random.default_rng(0)
-    q = rng.normal(size=(3, 8, 4, 8)).astype(np.float32)
-    k, v = rng.normal(size=(2, 3, 8, 2, 8)).astype(np.float32)  # 2 kv heads (GQA)
-    want = dot_product_attention(q, k, v, causal=causal, mask=_keep(LENGTHS, 8)[:, None, None])
-    got = dot_product_attention(q, k, v, causal=causal, kv_lengths_B=LENGTHS)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    lengths = LENGTHS * L // 8
+    q = rng.normal(size=(3, L, 4, 8)).astype(np.float32)
+    k, v = rng.normal(size=(2, 3, L, 2, 8)).astype(np.float32)  # 2 kv heads (GQA)
+    want = dot_product_attention(q, k, v, causal=causal, mask=_keep(lengths, L)[:, None, None])
+    got = dot_product_attention(q, k, v, causal=causal, kv_lengths_B=lengths)
+    np.testing.assert_array_equal(got, want)
     # keys past the length are ignored: changing them changes nothing
-    k2 = np.where(_keep(LENGTHS, 8)[..., None, None], k, 9.0)
-    got2 = dot_product_attention(q, k2, v, causal=causal, kv_lengths_B=LENGTHS)
-    np.testing.assert_allclose(got2, got, rtol=1e-6, atol=1e-6)
+    k2 = np.where(_keep(lengths, L)[..., None, None], k, 9.0)
+    got2 = dot_product_attention(q, k2, v, causal=causal, kv_lengths_B=lengths)
+    np.testing.assert_array_equal(got2, got)
 
 
-@pytest.mark.parametrize("scan,position,attention", [
-    (False, NOPE, "softmax"), (True, NOPE, "softmax"),
-    (False, PositionOptions(name="shaw", shaw_max_distance=4), "softmax"),
-    (False, PositionOptions(name="rope"), "linear"),
+@pytest.mark.parametrize("scan,position,attention,causal", [
+    (False, NOPE, "softmax", False), (True, NOPE, "softmax", False),
+    (False, NOPE, "softmax", True),  # BLIP's decoder: causal self-attention + right padding
+    (False, PositionOptions(name="shaw", shaw_max_distance=4), "softmax", False),
+    (False, PositionOptions(name="rope"), "linear", False),
 ])  # fmt: skip
-def test_stack_lengths_equal_mask(scan, position, attention):
+def test_stack_lengths_equal_mask(scan, position, attention, causal):
     """Through the block stack, and the Shaw and linear paths that fold lengths into a mask."""
-    cfg = BlockConfig(16, 2, 32, position=position, attention=attention, causal=False)
+    cfg = BlockConfig(16, 2, 32, position=position, attention=attention, causal=causal)
     stack = TransformerStack(cfg, 2, scan_layers=scan)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 8, 16)), jnp.float32)
     params = stack.init(jax.random.key(0), x)

@@ -1,5 +1,7 @@
 """TRN / IDN / GRU / MLP detectors: parity with PyTorch references, streaming == scan."""
 
+import importlib.util
+
 import chex
 import flax.linen as nn
 import jax
@@ -8,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from jaxmodels.config import REPO_ROOT
 from jaxmodels.models.online_action import model as oa
+
+BENCH = REPO_ROOT / "experiments" / "benchmarks"
 
 B, L, D, C = 2, 9, 6, 5
 
@@ -69,8 +74,8 @@ def _copy_linear(lin, p):
     lin.bias.data = _t(p["bias"])
 
 
-def test_trn_matches_pytorch_reference():
-    F, H, K = 7, 12, 3
+def _trn_and_torch(F=7, H=12, K=3):
+    """A TRN with larger-than-init weights and the PyTorch reference holding the same ones."""
     model = oa.TRN(D, C, width=H, fusion_size=F, dec_steps=K)
     x = _x()
     p = _init(model, x)
@@ -92,11 +97,67 @@ def test_trn_matches_pytorch_reference():
     ref.dec_cell.weight_ih.data = _t(dec[:H]).T.contiguous()
     ref.dec_cell.weight_hh.data = _t(dec[H:]).T.contiguous()
     ref.dec_cell.bias_ih.data, ref.dec_cell.bias_hh.data = _t(p["dec"]["bias"]), torch.zeros(4 * H)
+    return model, p, x, ref
+
+
+def test_trn_matches_pytorch_reference():
+    model, p, x, ref = _trn_and_torch()
     out, _ = _apply(model, p, x)
     with torch.no_grad():
         enc_ref, dec_ref = ref(_t(x))
     np.testing.assert_allclose(out["scores"], enc_ref.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out["future_scores"], dec_ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_trn_gradients_match_pytorch_autograd():
+    """TRN's weight gradients are computed after the backward scan (``scan_weight_grads``), not
+    accumulated inside it: every parameter's gradient against PyTorch autograd, float32."""
+    F, H = 7, 12
+    model, p, x, ref = _trn_and_torch(F, H)
+    rng = np.random.default_rng(0)
+    ct_enc, ct_dec = rng.normal(size=(B, L, C)), rng.normal(size=(B, L, 3, C))
+
+    def loss(p):
+        out, _ = model.apply({"params": p}, x)
+        return jnp.sum(out["scores"] * ct_enc) + jnp.sum(out["future_scores"] * ct_dec)
+
+    g = jax.jit(jax.grad(loss))(p)
+    enc_ref, dec_ref = ref(_t(x))
+    ((enc_ref * _t(ct_enc)).sum() + (dec_ref * _t(ct_dec)).sum()).backward()
+    grad = lambda w: w.grad.numpy().T  # noqa: E731  (torch weights are out x in)
+    want = {n: (grad(getattr(ref, n).weight), getattr(ref, n).bias.grad.numpy()) for n in
+            ("input_linear", "classifier", "hx_trans", "cx_trans", "fusion_linear",
+             "future_linear")}  # fmt: skip
+    enc, dec = ref.enc_cell, ref.dec_cell
+    want["enc_x"] = (grad(enc.weight_ih)[:F], enc.bias_ih.grad.numpy())
+    want["enc_fh"] = (np.concatenate([grad(enc.weight_ih)[F:], grad(enc.weight_hh)]), None)
+    want["dec"] = (np.concatenate([grad(dec.weight_ih), grad(dec.weight_hh)]), dec.bias_ih.grad)
+    for name, (kernel, bias) in want.items():
+        scale = np.abs(kernel).max()
+        np.testing.assert_allclose(g[name]["kernel"], kernel, atol=2e-5 * scale, err_msg=name)
+        if bias is not None:
+            np.testing.assert_allclose(g[name]["bias"], np.asarray(bias), atol=2e-5 * scale)
+
+
+def test_trn_backward_scan_has_no_weight_sized_matmul():
+    """Plain autodiff of a scan computes each closed-over weight's gradient (a weight-sized dot,
+    then an add into an accumulator) on every backward step, as the control shows; TRN's
+    weight-gradient dots run once, outside the loops."""
+    spec = importlib.util.spec_from_file_location("hlo_stats", BENCH / "hlo_stats.py")
+    hlo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hlo)
+    H = 64
+    w = jnp.eye(H)
+    plain = lambda w: jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), jnp.ones((B, H)), None, 4)
+    control = jax.jit(jax.grad(lambda w: plain(w)[0].sum())).lower(w).compile().as_text()
+    assert hlo.loop_dots(control, H * H) >= 1
+    model = oa.TRN(D, C, width=H, fusion_size=H, dec_steps=2)
+    x = _x()
+    p = _init(model, x)
+    grad = jax.jit(jax.grad(lambda p: model.apply({"params": p}, x)[0]["scores"].sum()))
+    text = grad.lower(p).compile().as_text()
+    assert "body=" in text, "no while loop: the scans were not found"
+    assert hlo.loop_dots(text, H * H) == 0
 
 
 def test_lstm_is_trn_without_decoder_and_matches_pytorch():

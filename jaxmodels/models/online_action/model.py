@@ -32,6 +32,7 @@ from jaxmodels.layers.recurrent import (
     gru_update,
     idu_update,
     lstm_update,
+    scan_weight_grads,
 )
 
 Dtype = Any
@@ -50,12 +51,18 @@ def _time_major(x):
     return jnp.swapaxes(x, 0, 1)
 
 
-def _scan(step, carry, xs_BxL, key, num_keys):
-    """Runs ``step(carry, (x_t, keys_t))`` over the time axis of batch-major ``xs``."""
+def _scan(step, carry, xs_BxL, key, num_keys, weights=None):
+    """Runs ``step(carry, x_t, keys_t)`` over the time axis of batch-major ``xs``; with
+    ``weights``, ``step(weights, carry, x_t, keys_t)`` under :func:`scan_weight_grads` (the
+    weights' gradients computed once, after the backward scan)."""
     xs = jax.tree.map(_time_major, xs_BxL)
     length = jax.tree.leaves(xs)[0].shape[0]
     keys = None if key is None else jax.random.split(key, (length, num_keys))
-    carry, ys = jax.lax.scan(lambda c, x: step(c, x[0], x[1]), carry, (xs, keys))
+    if weights is None:
+        carry, ys = jax.lax.scan(lambda c, x: step(c, x[0], x[1]), carry, (xs, keys))
+    else:
+        body = lambda w, c, x: step(w, c, x[0], x[1])  # noqa: E731
+        carry, ys = scan_weight_grads(body, weights, carry, (xs, keys))
     return carry, jax.tree.map(_time_major, ys)
 
 
@@ -146,17 +153,17 @@ class TRN(_Detector):
 
         dh = jax.nn.relu(dense(w["hx_trans"], h))
         dc = jax.nn.relu(dense(w["cx_trans"], c)).astype(jnp.float32)
-        init = (dh, dc, jnp.zeros_like(dh), jnp.zeros(state["future"].shape, jnp.float32))
+        carry = (dh, dc, jnp.zeros_like(dh), jnp.zeros(state["future"].shape, jnp.float32))
         masks = None  # decoder dropout masks of all dec_steps drawn at once: K x 2 x B x H
         if keys is not None:
             masks = dropout_mask(keys[2], (self.dec_steps, 2) + dh.shape, rate, dh.dtype)
-            masks = (masks[:, 0], masks[:, 1])
-        (_, _, _, future), dec_scores = jax.lax.scan(
-            decoder, init, masks, length=self.dec_steps, unroll=True
-        )
-        future = (future / self.dec_steps).astype(self.dtype)
+        dec_scores = []
+        for k in range(self.dec_steps):  # unrolled in Python: scan_weight_grads taps each call
+            carry, score = decoder(carry, None if masks is None else (masks[k, 0], masks[k, 1]))
+            dec_scores.append(score)
+        future = (carry[3] / self.dec_steps).astype(self.dtype)
         new_state = dict(h=h, c=c, future=future)
-        return new_state, (enc_score, jnp.swapaxes(dec_scores, 0, 1))
+        return new_state, (enc_score, jnp.stack(dec_scores, axis=1))
 
     def __call__(self, x_BxLxE, state=None, *, deterministic=True):
         x = self._inputs(x_BxLxE)
@@ -165,9 +172,7 @@ class TRN(_Detector):
         state = self.init_state(x.shape[0]) if state is None else state
         w = self._weights()
         xg = self._encoder_inputs(x, k_in)
-        state, (scores, future_scores) = _scan(
-            functools.partial(self._step, w), state, xg, k_scan, 3
-        )
+        state, (scores, future_scores) = _scan(self._step, state, xg, k_scan, 3, weights=w)
         return dict(scores=scores, future_scores=future_scores), state
 
     def step(self, state, x_BxE):
