@@ -60,6 +60,13 @@ def _jax(model, params, method, pixels, ids, mask):
     return np.asarray(model.apply({"params": params}, images, ids, mask, method=method))
 
 
+def _hf_caption_logits(hf, pixels, ids, mask):
+    """The HF captioner's logits of NCHW pixels and ids with their attention mask."""
+    args = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+    with torch.no_grad():
+        return hf(pixel_values=torch.tensor(pixels), **args).logits.numpy()
+
+
 def test_retrieval_itm_and_itc_match_hf():
     hf = _randomise(transformers.BlipForImageTextRetrieval(_config()))
     pixels, ids, mask = _inputs()
@@ -80,12 +87,7 @@ def test_captioning_logits_match_hf():
     hf = _randomise(transformers.BlipForConditionalGeneration(_config()))
     pixels, ids, mask = _inputs(1)
     model, params = from_hf(hf)
-    with torch.no_grad():
-        out = hf(
-            pixel_values=torch.tensor(pixels),
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-        ).logits.numpy()
+    out = _hf_caption_logits(hf, pixels, ids, mask)
     got = _jax(model, params, "caption_logits", pixels, ids, mask)
     assert got.shape == (B, L, 50)
 
@@ -131,11 +133,6 @@ def test_a_directory_normalises_with_its_preprocessor_config(tmp_path):
     got = np.asarray(family_pixels(images, model.image_mean, model.image_std))
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, atol=1e-6)
     _, ids, mask = _inputs(4)
-    with torch.no_grad():
-        out = hf(
-            pixel_values=torch.tensor(want),
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-        ).logits.numpy()
+    out = _hf_caption_logits(hf, want, ids, mask)
     got = _jax(model, params, "caption_logits", got.transpose(0, 3, 1, 2), ids, mask)
     np.testing.assert_allclose(got, out, atol=1e-4, rtol=1e-4)
