@@ -5,10 +5,9 @@ state) -> (TwoTowers, params)``. Call the module as the family does, on uint8 im
 channels-last (it normalises them with the checkpoint's statistics: a directory's
 ``preprocessor_config.json`` ``image_mean`` / ``image_std`` when it has one, else the
 architecture's below; an in-memory ``transformers`` model has no image processor attached, so
-it takes the architecture's) and token ids with HF's
-attention mask: ``apply(v, images, ids, mask, method="logits")`` is HF's ``logits_per_image``,
-``method="encode_image"`` / ``"encode_text"`` HF's ``get_image_features`` /
-``get_text_features`` after L2 normalisation.
+it takes the architecture's) and token ids with HF's attention mask: ``apply(v, images, ids,
+mask, method="logits")`` is HF's ``logits_per_image``, ``method="encode_image"`` /
+``"encode_text"`` HF's ``get_image_features`` / ``get_text_features`` after L2 normalisation.
 
 - CLIP (HF ``modeling_clip.py``): a ViT with a bias-free patch embedding, a class token whose
   position is folded into it (``cls = class_embedding + position_embedding[0]``, as the BLIP
@@ -305,10 +304,9 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     """A run started from a CLIP / SigLIP directory (``config.init.hf``) -> a directory that
     ``transformers``' ``from_pretrained`` loads, with the run's weights and the checkpoint's
     config and tokenizer files (the run's copy of them), and a ``preprocessor_config.json``
-    holding the run's image statistics (``CLIPImageProcessor`` / ``SiglipImageProcessor``
-    load it). A run of the family's own towers has
-    no HF counterpart (its byte text tower, its ViT variants) and is refused. Returns the names
-    of the files written."""
+    holding the run's image statistics (``CLIPImageProcessor`` / ``SiglipImageProcessor`` load
+    it). A run of the family's own towers has no HF counterpart (its byte text tower, its ViT
+    variants) and is refused. Returns the names of the files written."""
     import flax.linen as nn
     import jax
 
@@ -330,11 +328,12 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
     arch = source.architecture
     state = state_dict(params, source.hf_config, arch)
-    files = with_preprocessor(source, ARCHITECTURES[arch].build, processor(source.hf_config, arch))
+    defaults = processor_defaults(source.hf_config, arch)
+    files = with_preprocessor(source, ARCHITECTURES[arch].build, defaults)
     return write_pretrained(out_dir, source.config_json, state, files)
 
 
-def processor(config, arch: str) -> dict:
+def processor_defaults(config, arch: str) -> dict:
     """The HF image processor of ``arch`` for ``config``'s image size: CLIP resizes the shorter
     side and crops the centre, SigLIP resizes to the square (their classes' defaults)."""
     n = config.vision_config.image_size
