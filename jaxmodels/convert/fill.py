@@ -7,7 +7,9 @@ A family's ``models/<family>/hf.py`` lists ``ARCHITECTURES: dict[str, Importer]`
 :func:`import_checkpoint` runs the importer of a checkpoint's architecture, refusing any other
 naming the supported ones; :func:`load_pretrained` gives a family's ``init.hf`` the module and
 the directory's tokenizer, the weights on demand, and :func:`complete_config` completes the run's
-config with what the checkpoint fixes, refusing a config that contradicts it.
+config with what the checkpoint fixes, refusing a config that contradicts it. Both give a module
+that normalises images (``image_mean`` / ``image_std`` fields) the statistics of the directory's
+``preprocessor_config.json`` when it has one (:func:`with_image_processing`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmodels.convert.read import Checkpoint, read
+from jaxmodels.convert.read import Checkpoint, ImageProcessing, read
 
 Importer = Callable[[Any, dict[str, np.ndarray]], tuple[nn.Module, dict]]
 
@@ -54,8 +56,34 @@ def importer_for(
 def import_checkpoint(
     ckpt: Checkpoint, architectures: Mapping[str, Importer], *, key: str = "from_hf"
 ) -> tuple[nn.Module, dict]:
-    """``architectures[ckpt.architecture](config, state)``; another architecture is refused."""
-    return importer_for(ckpt.architecture, architectures, key=key)(ckpt.config, ckpt.state)
+    """``architectures[ckpt.architecture](config, state)``, the module normalising images as the
+    checkpoint's ``preprocessor_config.json`` says (:func:`with_image_processing`); another
+    architecture is refused."""
+    model, params = importer_for(ckpt.architecture, architectures, key=key)(ckpt.config, ckpt.state)
+    return with_image_processing(model, ckpt.config, ckpt.images, key=key), params
+
+
+def with_image_processing(
+    model: nn.Module, hf_config, images: ImageProcessing | None, *, key: str = "from_hf"
+) -> nn.Module:
+    """``model`` with the ``image_mean`` / ``image_std`` of a directory's
+    ``preprocessor_config.json`` (:func:`jaxmodels.convert.read.image_processing`) in place of
+    its architecture's; unchanged without the file, or for a module with no such fields. An
+    image size the file fixes (``crop_size``, else ``size``) must be config.json's
+    ``vision_config.image_size``: the towers' positions are of that grid."""
+    fields = {f.name for f in dataclasses.fields(model)}
+    if images is None or not {"image_mean", "image_std"} <= fields:
+        return model
+    vision = getattr(hf_config, "vision_config", None)
+    side = getattr(vision, "image_size", None)
+    if images.size and side and images.size != (side, side):
+        h, w = images.size
+        raise ValueError(
+            f"{key}: {images.file} gives the model {h}x{w} images ({images.size_key}), but "
+            f"config.json's vision_config.image_size is {side}: the two files disagree"
+        )
+    stats = {"image_mean": images.mean, "image_std": images.std}
+    return model.clone(**{k: v for k, v in stats.items() if v is not None})
 
 
 def load_pretrained(
@@ -64,7 +92,9 @@ def load_pretrained(
     """``path`` (an HF directory, local or gs://) as one of ``architectures``: the module and
     tokenizer from its config and tokenizer files now, the weights when ``read_params()`` is
     called (a run starting from them: ``Task.start_params``; never a run restoring its own
-    checkpoint). Another architecture is refused naming the supported ones."""
+    checkpoint). Another architecture is refused naming the supported ones. A module normalising
+    images takes the statistics of the directory's ``preprocessor_config.json``
+    (:func:`with_image_processing`)."""
     head = read(path, key=key, weights=False)
     converter = importer_for(head.architecture, architectures, key=key)
 
@@ -72,7 +102,8 @@ def load_pretrained(
         ckpt = read(path, key=key)
         return converter(ckpt.config, ckpt.state)[1]
 
-    return Pretrained(converter.build(head.config), head.tokenizer, read_params, head.config)
+    model = with_image_processing(converter.build(head.config), head.config, head.images, key=key)
+    return Pretrained(model, head.tokenizer, read_params, head.config)
 
 
 def complete_config(

@@ -4,16 +4,22 @@
 and safetensors weights (``model.safetensors`` or a sharded index): local, or in an object store
 (``gs://bucket/dir``, copied to a local temporary folder first, since safetensors reads local
 files). Nothing is downloaded from a hub. The state is float32 numpy; what it means is the
-business of the family whose ``models/<family>/hf.py`` lists the architecture.
+business of the family whose ``models/<family>/hf.py`` lists the architecture. A directory's
+``preprocessor_config.json`` (an HF image processor) gives its images' normalisation
+(:func:`image_processing`); an in-memory model has no image processor (``transformers`` keeps
+that in a separate object), so it has none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +33,7 @@ class Checkpoint:
     architecture: str  # e.g. "LlamaForCausalLM": the class name of the model
     state: dict[str, np.ndarray]  # the state dict, float32 numpy
     tokenizer: Any | None = None  # the directory's tokenizer (data.tokenizers), when it has one
+    images: ImageProcessing | None = None  # its preprocessor_config.json, when it has one
 
 
 # Files of an HF directory that hold weights; every other file (config.json, the tokenizer's
@@ -46,8 +53,9 @@ def read(src: Any, *, key: str = "from_hf", weights: bool = True) -> Checkpoint:
     building the module takes, for a run that restores its own checkpoint.
     """
     if isinstance(src, str | os.PathLike):
+        images = image_processing(os.fspath(src), key=key)
         with local_dir(os.fspath(src), key=key, weights=weights) as local:
-            return _read_dir(local, key, weights)
+            return dataclasses.replace(_read_dir(local, key, weights), images=images)
     if not hasattr(src, "state_dict") or not hasattr(src, "config"):
         raise TypeError(f"{key} expects a transformers model or a directory, got {type(src)}")
     state = {k: v.detach().float().cpu().numpy() for k, v in src.state_dict().items()}
@@ -113,6 +121,93 @@ def hf_config(path: str, *, key: str = "from_hf"):
     if len(archs) != 1:
         raise ValueError(f"{key}: {cfg_file} must name exactly one architecture, got {archs}")
     return config, archs[0]
+
+
+PREPROCESSOR = "preprocessor_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageProcessing:
+    """A directory's image normalisation as a module applies it to ``x / 255`` (``x`` the uint8
+    pixels): ``(x / 255 - mean) / std`` per channel. ``None`` leaves the architecture's own."""
+
+    file: str  # the preprocessor_config.json it came from (errors name it)
+    mean: tuple[float, ...] | None  # image_mean (0 when do_normalize is false)
+    std: tuple[float, ...] | None  # image_std (1 when do_normalize is false), every one > 0
+    size: tuple[int, int] | None  # (height, width) the processor gives the model, when it is fixed
+    size_key: str = ""  # the key that fixes it: crop_size (center crop) or size
+
+
+def image_processing(path: str, *, key: str = "from_hf") -> ImageProcessing | None:
+    """The normalisation of ``path/preprocessor_config.json`` (local or gs://), or ``None`` when
+    the directory has no such file (the architecture's default statistics then apply).
+
+    ``image_mean`` / ``image_std`` are 3 numbers each, std > 0; ``do_normalize: false`` means
+    mean 0 and std 1; a rescale other than HF's default ``x / 255`` (``do_rescale``,
+    ``rescale_factor``) is folded into them. A malformed file is refused naming it and the key.
+    """
+    from etils import epath
+
+    file = epath.Path(path) / PREPROCESSOR
+    if not file.is_file():
+        return None
+    where = f"{key}: {os.fspath(file)}"
+    try:
+        spec = json.loads(file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{where} is not JSON ({e})") from e
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} holds {type(spec).__name__}, not a JSON object")
+    flag = functools.partial(_flag, spec, where)
+    mean, std = (_channels(spec, k, where) for k in ("image_mean", "image_std"))
+    if not flag("do_normalize"):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    factor = spec.get("rescale_factor", 1 / 255) if flag("do_rescale") else 1.0
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 0:
+        raise ValueError(f"{where}: rescale_factor={factor!r} must be a number > 0")
+    unit = 255.0 * factor  # the processor's pixels x * factor are (x / 255) * unit
+    if not math.isclose(unit, 1.0, rel_tol=1e-6):
+        if mean is None or std is None:
+            raise ValueError(
+                f"{where}: rescale_factor={factor!r} (do_rescale) with no image_mean / image_std "
+                "to fold it into: give both"
+            )
+        mean, std = (tuple(v / unit for v in stats) for stats in (mean, std))
+    size_key = "crop_size" if flag("do_center_crop", "crop_size" in spec) else "size"
+    size = _hw(spec.get(size_key), size_key, where)
+    return ImageProcessing(os.fspath(file), mean, std, size, size_key if size else "")
+
+
+def _flag(spec: Mapping, where: str, name: str, default: bool = True) -> bool:
+    value = spec.get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {name}={value!r} must be true or false")
+    return value
+
+
+def _channels(spec: Mapping, name: str, where: str) -> tuple[float, ...] | None:
+    """``spec[name]``: three finite numbers (std: each > 0), or ``None`` when absent."""
+    value = spec.get(name)
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == 3
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ok = ok and all(math.isfinite(v) and (name != "image_std" or v > 0) for v in value)
+    if not ok:
+        what = "3 numbers > 0" if name == "image_std" else "3 finite numbers"
+        raise ValueError(f"{where}: {name}={value!r} must be {what} (one per RGB channel)")
+    return tuple(float(v) for v in value)
+
+
+def _hw(value, name: str, where: str) -> tuple[int, int] | None:
+    """HF's size forms: ``n`` or ``{"height": h, "width": w}`` -> (h, w); ``shortest_edge`` and
+    the like fix no output size (``None``)."""
+    if value is None or (isinstance(value, dict) and not {"height", "width"} & set(value)):
+        return None
+    hw = (value.get("height"), value.get("width")) if isinstance(value, dict) else (value, value)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw):
+        raise ValueError(f"{where}: {name}={value!r} must be a size > 0 or height and width")
+    return hw
 
 
 class MissingHFError(ImportError):

@@ -4,7 +4,8 @@ A family's ``export`` turns its params into an HF state dict and config; :func:`
 writes them (local or ``gs://``) into a directory that must not exist yet or be empty: a
 user's folder is never overwritten. Tensors are float32, contiguous, in torch's layout. A run
 started from an HF directory (``config.init.hf``) goes back with that directory's description
-(:func:`init_hf_description`: its config and tokenizer files, the run's copy of them).
+(:func:`init_hf_description`: its config and tokenizer files, the run's copy of them), its
+``preprocessor_config.json`` stating the run's image normalisation (:func:`with_preprocessor`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ class Description(NamedTuple):
     architecture: str  # the one class config.json names
     config_json: dict  # config.json as a dict, float32 ("dtype"): what an export writes
     files: dict[str, bytes]  # every other file but the weights (the tokenizer's)
+    images: Any = None  # its preprocessor_config.json (convert.read.ImageProcessing), or None
 
 
 def init_hf_description(config) -> Description | None:
     """The :class:`Description` of the run's ``config.init.hf`` directory, or None without one."""
-    from jaxmodels.convert.read import description_files, hf_config, local_dir
+    from jaxmodels.convert.read import description_files, hf_config, image_processing, local_dir
 
     hf_dir = (config.get("init") or {}).get("hf", "")
     if not hf_dir:
@@ -38,7 +40,28 @@ def init_hf_description(config) -> Description | None:
     files = description_files(hf_dir, key="config.init.hf")
     as_json = {**json.loads(files.pop("config.json")), "dtype": "float32"}
     as_json.pop("torch_dtype", None)
-    return Description(cfg, arch, as_json, files)
+    images = image_processing(hf_dir, key="config.init.hf")
+    return Description(cfg, arch, as_json, files, images)
+
+
+def with_preprocessor(source: Description, build, defaults: Mapping) -> dict[str, bytes]:
+    """``source.files`` with a ``preprocessor_config.json`` normalising images as the run does:
+    ``build(hf_config)``'s module with the directory's statistics
+    (:func:`jaxmodels.convert.fill.with_image_processing`, the run's own: a run never changes
+    them), rescaled by 1/255. The directory's file keeps its other keys (resize, crop,
+    resampling: the image size is config.json's, as in the run); without one, ``defaults`` (the
+    HF image processor class and its sizes for the checkpoint's image size) stand in."""
+    from jaxmodels.convert.fill import with_image_processing
+    from jaxmodels.convert.read import PREPROCESSOR
+
+    model = build(source.hf_config)
+    model = with_image_processing(model, source.hf_config, source.images, key="config.init.hf")
+    own = source.files.get(PREPROCESSOR)
+    spec = json.loads(own) if own is not None else dict(defaults)
+    spec |= dict(do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+                 image_mean=list(model.image_mean), image_std=list(model.image_std))  # fmt: skip
+    text = json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    return {**source.files, PREPROCESSOR: text.encode()}
 
 
 def check_out_dir(out_dir: str, *, key: str = "--out") -> None:

@@ -16,7 +16,6 @@ from jax.sharding import AxisType
 import jaxmodels
 from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.data.tokenizers import find_tokenizer
-from jaxmodels.data.transforms import CLIP_MEAN, CLIP_STD
 from jaxmodels.hf import from_hf
 from jaxmodels.models.blip import data
 from jaxmodels.models.blip import hf as blip_hf
@@ -27,6 +26,7 @@ from jaxmodels.train import loop
 
 SIZE, TABLE = 24, 32  # image side (3x3 patches of 8), the decoder's position table
 MESH = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
+STATS = dict(image_mean=(0.3, 0.6, 0.2), image_std=(0.2, 0.4, 0.35))  # its preprocessor's
 TOWER = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2)
 
 
@@ -53,6 +53,7 @@ def _save(path, tokenizer_dir, arch="BlipForConditionalGeneration"):
                 p.copy_(torch.randn_like(p) * 0.2)
     model.tie_weights()
     model.save_pretrained(path)
+    transformers.BlipImageProcessor(size=SIZE, **STATS).save_pretrained(path)  # not BLIP's stats
     return path
 
 
@@ -87,7 +88,7 @@ def test_the_import_fixes_the_captioner_and_its_tokenizer(blip_dir):
     task = build_task(_config(blip_dir), MESH)
     model = task.model
     assert (model.encoder, model.decoder) == (False, True)  # L_lm alone: no ITC / ITM parts
-    assert (model.image_mean, model.image_std) == (CLIP_MEAN, CLIP_STD)  # BLIP's preprocessing
+    assert (model.image_mean, model.image_std) == tuple(STATS.values())  # preprocessor_config
     assert model.image["width"] == 32 and model.text["max_len"] == TABLE
     assert task.tokenizer.vocab_size == 600  # the directory's own WordPiece vocabulary
     _, want = from_hf(str(blip_dir))
@@ -130,6 +131,10 @@ def test_export_loads_in_transformers_with_the_runs_logits(blip_dir, run_dir, tm
         ).logits.numpy()
     print("max |logit difference|:", np.max(np.abs(np.asarray(got) - out)))
     np.testing.assert_allclose(got, out, atol=1e-4)
+    processor = transformers.AutoProcessor.from_pretrained(tmp_path / "out").image_processor
+    stats = [processor.image_mean, processor.image_std]  # the run's, as the export says them
+    np.testing.assert_allclose(stats, [run.module.image_mean, run.module.image_std], rtol=1e-7)
+    assert processor.size == {"height": SIZE, "width": SIZE}
     _, start = from_hf(str(blip_dir))
     moved = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), run.params, start)
     assert max(jax.tree.leaves(moved)) > 1e-4  # the export holds the fine-tuned weights

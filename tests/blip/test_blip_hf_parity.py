@@ -60,6 +60,13 @@ def _jax(model, params, method, pixels, ids, mask):
     return np.asarray(model.apply({"params": params}, images, ids, mask, method=method))
 
 
+def _hf_caption_logits(hf, pixels, ids, mask):
+    """The HF captioner's logits of NCHW pixels and ids with their attention mask."""
+    args = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+    with torch.no_grad():
+        return hf(pixel_values=torch.tensor(pixels), **args).logits.numpy()
+
+
 def test_retrieval_itm_and_itc_match_hf():
     hf = _randomise(transformers.BlipForImageTextRetrieval(_config()))
     pixels, ids, mask = _inputs()
@@ -80,12 +87,7 @@ def test_captioning_logits_match_hf():
     hf = _randomise(transformers.BlipForConditionalGeneration(_config()))
     pixels, ids, mask = _inputs(1)
     model, params = from_hf(hf)
-    with torch.no_grad():
-        out = hf(
-            pixel_values=torch.tensor(pixels),
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-        ).logits.numpy()
+    out = _hf_caption_logits(hf, pixels, ids, mask)
     got = _jax(model, params, "caption_logits", pixels, ids, mask)
     assert got.shape == (B, L, 50)
 
@@ -109,3 +111,28 @@ def test_captioner_loads_from_save_pretrained(tmp_path):
         _jax(model, params, "caption_logits", pixels, ids, mask),
         _jax(want_model, want, "caption_logits", pixels, ids, mask),
     )
+
+
+def test_a_directory_normalises_with_its_preprocessor_config(tmp_path):
+    """A captioner directory's ``preprocessor_config.json`` gives the module its statistics: the
+    family's pixels of uint8 images are the checkpoint's own processor's, and so are the logits
+    (an in-memory model has no processor: BLIP's defaults)."""
+    from jaxmodels.data.transforms import CLIP_MEAN
+    from jaxmodels.models.blip.data import pixels as family_pixels
+
+    mean, std = [0.3, 0.6, 0.2], [0.2, 0.4, 0.35]
+    hf = _randomise(transformers.BlipForConditionalGeneration(_config()))
+    hf.save_pretrained(tmp_path)
+    proc = transformers.BlipImageProcessor(image_mean=mean, image_std=std, size=SIZE)
+    proc.save_pretrained(tmp_path)
+    model, params = from_hf(str(tmp_path))
+    assert (model.image_mean, model.image_std) == (tuple(mean), tuple(std))
+    assert from_hf(hf)[0].image_mean == CLIP_MEAN
+    images = np.random.default_rng(3).integers(0, 256, (B, SIZE, SIZE, 3), dtype=np.uint8)
+    want = proc(list(images), do_resize=False, return_tensors="np")["pixel_values"]
+    got = np.asarray(family_pixels(images, model.image_mean, model.image_std))
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, atol=1e-6)
+    _, ids, mask = _inputs(4)
+    out = _hf_caption_logits(hf, want, ids, mask)
+    got = _jax(model, params, "caption_logits", got.transpose(0, 3, 1, 2), ids, mask)
+    np.testing.assert_allclose(got, out, atol=1e-4, rtol=1e-4)

@@ -21,6 +21,7 @@ from jaxmodels.train import loop
 
 SIZE, MAX_LEN = 16, 24
 MESH = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"), (AxisType.Auto,) * 3)
+STATS = dict(image_mean=[0.3, 0.6, 0.2], image_std=[0.2, 0.4, 0.35])  # CLIP's preprocessor
 TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 
 
@@ -37,6 +38,8 @@ def _save(path, tokenizer_dir, kind: str):
         text["bos_token_id"] = tok.bos_id
         cfg = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
         model = transformers.CLIPModel(cfg)
+        processor = dict(size={"shortest_edge": SIZE}, crop_size=SIZE, **STATS)
+        transformers.CLIPImageProcessor(**processor).save_pretrained(path)  # not CLIP's stats
     else:
         cfg = transformers.SiglipConfig(text_config=text, vision_config=vision)
         model = transformers.SiglipModel(cfg)
@@ -81,6 +84,8 @@ def test_finetunes_then_exports_to_transformers(kind, request, tmp_path):
     else:  # SigLIP reads texts padded to max_len whole, as it was trained
         assert (text["pool"], text["mask_padding"], task.model.b_init) == ("final", False, -10.0)
     assert task.tokenizer.vocab_size == text["vocab_size"]  # the directory's own tokenizer
+    if kind == "clip":  # its preprocessor_config.json's statistics (SigLIP: the default 0.5)
+        assert [list(task.model.image_mean), list(task.model.image_std)] == list(STATS.values())
     _, want = from_hf(str(hf_dir))
     jax.tree.map(np.testing.assert_array_equal, task.start_params(), want)
 
@@ -107,6 +112,9 @@ def test_finetunes_then_exports_to_transformers(kind, request, tmp_path):
             pixel_values=torch.tensor(px.astype(np.float32).transpose(0, 3, 1, 2)),
         )
     np.testing.assert_allclose(got, out.logits_per_image.numpy(), atol=1e-4)
+    processor = transformers.AutoProcessor.from_pretrained(tmp_path / "export").image_processor
+    stats = [processor.image_mean, processor.image_std]  # the run's, as the export says them
+    np.testing.assert_allclose(stats, [m.image_mean, m.image_std], rtol=1e-7)
     moved = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), run.params, want)
     assert max(jax.tree.leaves(moved)) > 1e-4  # the export holds the fine-tuned weights
 

@@ -1,5 +1,7 @@
 """``from_hf(CLIPModel | SiglipModel)``: logits and features equal HF's (random init, CPU)."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -7,6 +9,8 @@ import torch
 from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
 from jaxmodels.config import load_config
+from jaxmodels.convert.read import image_processing
+from jaxmodels.data.transforms import CLIP_MEAN
 from jaxmodels.hf import from_hf
 from jaxmodels.models.contrastive import hf as contrastive_hf
 from jaxmodels.models.contrastive.model import TwoTowers, l2_normalize, make_model
@@ -136,3 +140,108 @@ def test_export_refuses_a_native_run(tmp_path):
     with pytest.raises(ValueError, match="only a contrastive run started from an HF"):
         contrastive_hf.export(config, {}, str(tmp_path / "out"), None)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The directory's preprocessor_config.json: its statistics, checked, and written back by export
+# ---------------------------------------------------------------------------------------------
+
+MEAN, STD = [0.3, 0.6, 0.2], [0.2, 0.4, 0.35]  # neither CLIP's nor SigLIP's
+
+
+def saved_clip(path, **processor):
+    """A random CLIP saved with ``save_pretrained``, and ``CLIPImageProcessor(**processor)``'s
+    ``preprocessor_config.json`` when ``processor`` is given; the HF model and processor."""
+    from transformers import CLIPImageProcessor
+
+    hf = hf_model("clip")
+    hf.save_pretrained(path)
+    proc = CLIPImageProcessor(**{"size": {"shortest_edge": SIZE}, "crop_size": SIZE, **processor})
+    if processor:
+        proc.save_pretrained(path)
+    return hf, proc
+
+
+def test_a_directory_normalises_with_its_preprocessor_config(tmp_path):
+    """``from_hf(dir)`` and ``init.hf`` take the file's mean and std; the logits on uint8 images
+    are HF's on what the checkpoint's own image processor makes of them."""
+    from jaxmodels.convert import load_pretrained
+
+    hf, proc = saved_clip(tmp_path, image_mean=MEAN, image_std=STD)
+    model, params = from_hf(str(tmp_path))
+    assert (model.image_mean, model.image_std) == (tuple(MEAN), tuple(STD))
+    assert from_hf(hf)[0].image_mean == CLIP_MEAN  # in memory: no image processor, CLIP's own
+    assert load_pretrained(str(tmp_path), contrastive_hf.ARCHITECTURES).model == model
+    images, ids, mask = inputs(np.random.default_rng(2))
+    px = proc(list(images), do_resize=False, do_center_crop=False, return_tensors="pt")
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), **px)
+    got = model.apply({"params": params}, images, ids, mask, method="logits")
+    np.testing.assert_allclose(got, out.logits_per_image.numpy(), rtol=0, atol=1e-4)
+
+
+def test_rescaling_and_no_normalisation_fold_into_the_statistics(tmp_path):
+    """HF's ``x * rescale_factor`` (or raw ``x``) and ``do_normalize`` become the module's
+    ``(x / 255 - mean) / std``."""
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"do_rescale": false, "image_mean": [127.5, 51, 0], "image_std": [127.5, 255, 25.5]}'
+    )
+    got = image_processing(str(tmp_path))
+    np.testing.assert_allclose([got.mean, got.std], [[0.5, 0.2, 0], [0.5, 1, 0.1]])
+    (tmp_path / "preprocessor_config.json").write_text('{"do_normalize": false}')
+    got = image_processing(str(tmp_path))
+    assert (got.mean, got.std, got.size) == ((0, 0, 0), (1, 1, 1), None)
+    assert image_processing(str(tmp_path / "no_such_dir")) is None
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"image_std": [0.5, 0.0, 0.5]}, r"image_std=\[0.5, 0.0, 0.5\] must be 3 numbers > 0"),
+        ({"image_mean": [0.5, 0.5]}, r"image_mean=\[0.5, 0.5\] must be 3 finite numbers"),
+        ({"image_mean": "0.5"}, "image_mean='0.5' must be 3 finite numbers"),
+        ({"do_normalize": "yes"}, "do_normalize='yes' must be true or false"),
+        ({"rescale_factor": 0}, "rescale_factor=0 must be a number > 0"),
+        ({"do_center_crop": False, "size": 0}, "size=0 must be a size > 0"),
+        ({"crop_size": {"height": 16}}, r"crop_size=\{'height': 16\} must be a size > 0 or"),
+    ],
+)
+def test_a_malformed_preprocessor_config_is_refused_naming_the_key(tmp_path, spec, match):
+    hf_model("clip").save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=rf"preprocessor_config.json: {match}"):
+        from_hf(str(tmp_path))
+
+
+def test_a_preprocessor_config_that_contradicts_config_json_is_refused(tmp_path):
+    saved_clip(tmp_path, image_mean=MEAN, crop_size=2 * SIZE)
+    with pytest.raises(ValueError, match=r"32x32 images \(crop_size\), but config.json's "):
+        from_hf(str(tmp_path))
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="preprocessor_config.json is not JSON"):
+        from_hf(str(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_export_writes_the_runs_image_processor(tmp_path, kind):
+    """The exported ``preprocessor_config.json`` loads in ``transformers`` with the run's
+    statistics and image size: the directory's own, else the architecture's defaults."""
+    import transformers
+
+    hf_dir = tmp_path / "ckpt"
+    if kind == "clip":
+        saved_clip(hf_dir, image_mean=MEAN, image_std=STD)
+    else:
+        hf_model(kind).save_pretrained(hf_dir)
+    model, params = from_hf(str(hf_dir))
+    config = load_config("experiments/contrastive/hf.py:smoke")
+    config.init.hf = str(hf_dir)
+    written = contrastive_hf.export(config, params, str(tmp_path / "out"), None)
+    assert "preprocessor_config.json" in written
+    proc = transformers.AutoImageProcessor.from_pretrained(tmp_path / "out")
+    want = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}[kind]
+    assert type(proc).__name__.startswith(want)
+    stats = [proc.image_mean, proc.image_std]
+    np.testing.assert_allclose(stats, [model.image_mean, model.image_std], rtol=1e-7)
+    assert proc.do_normalize and proc.do_rescale
+    assert image_processing(str(tmp_path / "out")).size == (SIZE, SIZE)

@@ -186,6 +186,21 @@ def test_hf_directory_on_gs_imports_like_the_local_one(gcs, tmp_path):
         load_pretrained("gs://bkt/missing")
 
 
+def test_a_preprocessor_config_on_gs_is_read_and_checked(gcs):
+    """An HF directory's image statistics (``preprocessor_config.json``) read from ``gs://``."""
+    from jaxmodels.convert.read import image_processing
+
+    file = _gs("pp/preprocessor_config.json")
+    file.write_text('{"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5, 0.5, 0.5], "size": 8}')
+    got = image_processing("gs://bkt/pp")
+    assert (got.mean, got.std, got.size) == ((0.1, 0.2, 0.3), (0.5,) * 3, (8, 8))
+    assert got.file == "gs://bkt/pp/preprocessor_config.json"
+    file.write_text('{"image_std": [1, 1, 0]}')
+    with pytest.raises(ValueError, match=r"gs://bkt/pp/preprocessor_config.json: image_std="):
+        image_processing("gs://bkt/pp")
+    assert image_processing("gs://bkt/none") is None
+
+
 def test_webdataset_shards_on_gs_read_like_local_ones(gcs, tmp_path):
     """Tar shards on ``gs://`` index from their headers and read by ranged requests."""
     from jaxmodels.data import files, webdataset

@@ -8,8 +8,10 @@ ViT with ``pool="none"``: HF's class embedding plus its position (``position_emb
 becomes ``cls`` and the patch positions ``pos_embedding`` (the same sum, regrouped). BERT's
 self-attention of the text model becomes ``attention`` (encoder) or ``causal_attention``
 (decoder); its cross-attention, MLP and norms keep their shared names. The module normalises
-images with BLIP's preprocessing statistics (``BlipImageProcessor``: OpenAI CLIP's mean and
-std), as :func:`jaxmodels.models.blip.data.pixels` applies them.
+images, as :func:`jaxmodels.models.blip.data.pixels` applies them, with the statistics of a
+directory's ``preprocessor_config.json`` when it has one, else BLIP's (``BlipImageProcessor``:
+OpenAI CLIP's mean and std; always for an in-memory ``transformers`` model, which carries no
+image processor).
 
 :func:`export` writes a run started from a ``BlipForConditionalGeneration`` directory back as one
 (:func:`state_dict`, the inverse of :func:`convert`).
@@ -242,13 +244,19 @@ def state_dict(params, config) -> dict[str, np.ndarray]:
 def export(config, params, out_dir: str, tokenizer) -> list[str]:
     """A run started from a ``BlipForConditionalGeneration`` directory (``config.init.hf``) -> a
     directory ``from_pretrained`` loads: the run's weights, the checkpoint's config and its
-    other files (the tokenizer's; the run's copy of them). A run of the family's own BLIP (ITC,
-    ITM and a decoder sharing the encoder's weights, no HF class of that shape) is refused.
-    Returns the names of the files written."""
+    other files (the tokenizer's; the run's copy of them), and a ``preprocessor_config.json``
+    with the run's image statistics (``BlipImageProcessor`` loads it). A run of the family's own
+    BLIP (ITC, ITM and a decoder sharing the encoder's weights, no HF class of that shape) is
+    refused. Returns the names of the files written."""
     import flax.linen as nn
     import jax
 
-    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
+    from jaxmodels.convert.write import (
+        check_out_dir,
+        init_hf_description,
+        with_preprocessor,
+        write_pretrained,
+    )
 
     del tokenizer  # the checkpoint's own files go back as they came
     source = init_hf_description(config)
@@ -260,6 +268,8 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
         )
     check_out_dir(out_dir)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
-    return write_pretrained(
-        out_dir, source.config_json, state_dict(params, source.hf_config), source.files
-    )
+    n = source.hf_config.vision_config.image_size
+    defaults = dict(image_processor_type="BlipImageProcessor", size=dict(height=n, width=n))
+    files = with_preprocessor(source, lambda c: build(c, CAPTIONER), defaults)
+    state = state_dict(params, source.hf_config)
+    return write_pretrained(out_dir, source.config_json, state, files)

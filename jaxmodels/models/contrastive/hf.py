@@ -2,10 +2,12 @@
 
 ``ARCHITECTURES`` maps ``CLIPModel`` and ``SiglipModel`` to their importers, ``(hf_config,
 state) -> (TwoTowers, params)``. Call the module as the family does, on uint8 images
-channels-last (it normalises them with the checkpoint's statistics) and token ids with HF's
-attention mask: ``apply(v, images, ids, mask, method="logits")`` is HF's ``logits_per_image``,
-``method="encode_image"`` / ``"encode_text"`` HF's ``get_image_features`` /
-``get_text_features`` after L2 normalisation.
+channels-last (it normalises them with the checkpoint's statistics: a directory's
+``preprocessor_config.json`` ``image_mean`` / ``image_std`` when it has one, else the
+architecture's below; an in-memory ``transformers`` model has no image processor attached, so
+it takes the architecture's) and token ids with HF's attention mask: ``apply(v, images, ids,
+mask, method="logits")`` is HF's ``logits_per_image``, ``method="encode_image"`` /
+``"encode_text"`` HF's ``get_image_features`` / ``get_text_features`` after L2 normalisation.
 
 - CLIP (HF ``modeling_clip.py``): a ViT with a bias-free patch embedding, a class token whose
   position is folded into it (``cls = class_embedding + position_embedding[0]``, as the BLIP
@@ -13,11 +15,11 @@ attention mask: ``apply(v, images, ids, mask, method="logits")`` is HF's ``logit
   (``post_layernorm``, applied to every token, then the class token pooled: the same as HF's
   norm of the pooled token); a causal text tower pooled at the first ``eos_token_id``, or at the
   largest id when the config says ``eos_token_id=2`` (HF's rule for old configs); bias-free
-  projections; t' = ``logit_scale``. Images normalised with OpenAI's mean and std.
+  projections; t' = ``logit_scale``. Images normalised by default with OpenAI's mean and std.
 - SigLIP (HF ``modeling_siglip.py``): a ViT with learned positions and no class token, pooled
   by the MAP head; a bidirectional text tower pooled at the final position, its ``head`` (with a
   bias) the text projection, no image projection; t' = ``logit_scale``, b = ``logit_bias``.
-  Images normalised with mean 0.5 and std 0.5.
+  Images normalised by default with mean 0.5 and std 0.5.
 
 The ViT / text tower converters :func:`vision_params` and :func:`text_params` also read the
 standalone ``SiglipVisionModel`` / ``SiglipTextModel`` (and CLIP's) state dicts.
@@ -301,13 +303,19 @@ def state_dict(params, config, arch: str) -> dict[str, np.ndarray]:
 def export(config, params, out_dir: str, tokenizer) -> list[str]:
     """A run started from a CLIP / SigLIP directory (``config.init.hf``) -> a directory that
     ``transformers``' ``from_pretrained`` loads, with the run's weights and the checkpoint's
-    config and tokenizer files (the run's copy of them). A run of the family's own towers has
-    no HF counterpart (its byte text tower, its ViT variants) and is refused. Returns the names
-    of the files written."""
+    config and tokenizer files (the run's copy of them), and a ``preprocessor_config.json``
+    holding the run's image statistics (``CLIPImageProcessor`` / ``SiglipImageProcessor`` load
+    it). A run of the family's own towers has no HF counterpart (its byte text tower, its ViT
+    variants) and is refused. Returns the names of the files written."""
     import flax.linen as nn
     import jax
 
-    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
+    from jaxmodels.convert.write import (
+        check_out_dir,
+        init_hf_description,
+        with_preprocessor,
+        write_pretrained,
+    )
 
     del tokenizer  # the checkpoint's own files go back as they came
     source = init_hf_description(config)
@@ -318,5 +326,18 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
         )
     check_out_dir(out_dir)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
-    state = state_dict(params, source.hf_config, source.architecture)
-    return write_pretrained(out_dir, source.config_json, state, source.files)
+    arch = source.architecture
+    state = state_dict(params, source.hf_config, arch)
+    defaults = processor_defaults(source.hf_config, arch)
+    files = with_preprocessor(source, ARCHITECTURES[arch].build, defaults)
+    return write_pretrained(out_dir, source.config_json, state, files)
+
+
+def processor_defaults(config, arch: str) -> dict:
+    """The HF image processor of ``arch`` for ``config``'s image size: CLIP resizes the shorter
+    side and crops the centre, SigLIP resizes to the square (their classes' defaults)."""
+    n = config.vision_config.image_size
+    if arch == "CLIPModel":
+        return dict(image_processor_type="CLIPImageProcessor", size=dict(shortest_edge=n),
+                    crop_size=dict(height=n, width=n), do_center_crop=True)  # fmt: skip
+    return dict(image_processor_type="SiglipImageProcessor", size=dict(height=n, width=n))
