@@ -13,7 +13,7 @@ from jaxmodels.models.flows.defaults import ARGS, flows_config
 
 def get_config(arg: str | None = None):
     args = config_args(arg, ARGS)
-    c = flows_config(args, steps=4000)  # cheap steps: a few more than RealNVP and Glow
+    c = flows_config(args)
     c.model.variant = "nice"
     c.model.prior = "logistic"  # NICE §3.4: the logistic prior, better-behaved gradients
     c.model.preprocess = "logit"  # RealNVP's logit; NICE §5.1 models the dequantised [0, 1)

@@ -8,11 +8,8 @@ from jaxmodels.data.image_data import data_config
 ARGS = ("smoke", "toy2d")
 
 
-def flows_config(args, steps: int = 3000):
-    """The shared part of the flows configs: digits by default, ``toy2d`` for 2-D points.
-
-    ``steps`` is the full run's ``train.steps``: set here, before the ``smoke`` values, so that
-    ``smoke`` always wins."""
+def flows_config(args):
+    """The shared part of the flows configs: digits by default, ``toy2d`` for 2-D points."""
     c = base_config()
     c.family = "flows"
 
@@ -33,7 +30,7 @@ def flows_config(args, steps: int = 3000):
     c.sample.num = 100  # samples per grid
     c.sample.temperatures = (1.0, 0.8, 0.6)  # one PNG grid samples_T<T>.png per temperature
 
-    c.train.steps = steps
+    c.train.steps = 3000
     c.train.batch_size = 64
     c.train.optimizer = "adam"
     c.train.learning_rate = 1e-3
