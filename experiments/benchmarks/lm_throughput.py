@@ -8,8 +8,8 @@ measured under the same load.
 
     # CPU, jaxmodels beside PyTorch (the 2-core comparison):
     python experiments/benchmarks/lm_throughput.py --sizes cpu --torch
-    # separate against fused q/k/v and gate/up projections, interleaved (add --hlo: dot counts)
-    python experiments/benchmarks/lm_throughput.py --sizes cpu --variants fused=1
+    # fused (the config's default) against separate q/k/v and gate/up, interleaved (--hlo: dots)
+    python experiments/benchmarks/lm_throughput.py --sizes cpu --fused 1 --variants fused=0
     # one H100/H200, the 436M model in bf16 with cuDNN attention:
     python experiments/benchmarks/lm_throughput.py --sizes 436m --peak_tflops 989
 
@@ -77,7 +77,8 @@ def _lm_config(s: dict, args):
     c.data.seq_len, c.train.batch_size = s["seq"], s["batch"]
     c.train.compute_dtype = args.dtype
     c.train.param_dtype, c.train.opt_state_dtype = args.param_dtype, args.opt_state_dtype
-    m.fused_projections = bool(int(getattr(args, "fused", 0)))
+    if getattr(args, "fused", None) is not None:  # else the config's default
+        m.fused_projections = bool(int(args.fused))
     c.train.warmup_steps = 10
     return c
 
@@ -302,7 +303,7 @@ def main(argv=None):
     p.add_argument("--param_dtype", default="float32", help="train.param_dtype")
     p.add_argument("--opt_state_dtype", default="float32", help="train.opt_state_dtype")
     p.add_argument("--attention", default="auto", help="attention_impl: auto|xla|cudnn|splash")
-    p.add_argument("--fused", type=int, default=0, help="1: fused q/k/v and gate/up projections")
+    p.add_argument("--fused", type=int, default=None, help="0|1: separate|fused q/k/v, gate/up")
     p.add_argument("--scan", action="store_true", help="scan over layers")
     p.add_argument("--remat", default="none", help="remat policy (none, dots_saveable, full)")
     p.add_argument("--peak_tflops", type=float, default=0.0, help="device peak for MFU")

@@ -24,6 +24,7 @@ MESHES = {
 def _lm_config():
     config = load_config("experiments/lm/rope_lm.py:smoke")
     config.model.update(width=64, num_heads=8, num_kv_heads=8, mlp_dim=128)
+    config.model.fused_projections = False  # separate q/k/v and gate/up; lm_fused: fused
     return config
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.config import DEFAULT_RULES
+from jaxmodels.config import DEFAULT_RULES, base_config
 from jaxmodels.layers.attention.module import fuse_qkv, split_qkv
 from jaxmodels.layers.transformer import (
     BlockConfig,
@@ -19,6 +19,7 @@ from jaxmodels.layers.transformer import (
     fuse_projections,
     split_projections,
 )
+from jaxmodels.train import optim
 
 B, L, E = 2, 8, 32
 # GQA (8 query heads in 2 groups of 4), q/k/v biases (Qwen2): the layout's hardest case
@@ -57,6 +58,24 @@ def test_fused_equals_separate_given_the_same_weights(name, scan, variant):
     # float32 round-off only: the fused matmuls sum in another order (a few 1e-6 after 2 layers)
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
     chex.assert_trees_all_equal(split_projections(fused_params), params)
+
+
+def test_weight_decay_reaches_the_same_weights_fused_or_not():
+    """AdamW decays kernels, never biases: a fused bias ([K, G + 2, D], [2, F]) is no matrix."""
+    t = base_config().train
+    t.update(weight_decay=0.1, grad_clip=0.0, warmup_steps=0)
+    tx = optim.make_optimizer(t)
+    cfg = CONFIGS["mha_geglu_biases"]
+    params = nn.unbox(TransformerStack(cfg, 1).init(jax.random.key(0), jnp.zeros((1, 2, E))))
+    decayed = {}
+    for fused, p in (("no", params["params"]), ("yes", fuse_projections(params["params"]))):
+        zeros = jax.tree.map(jnp.zeros_like, p)
+        updates, _ = tx.update(zeros, tx.init(p), p)  # zero gradients: only the decay moves
+        decayed[fused] = jax.tree.map(lambda u: u != 0, updates)
+    moved = lambda tree: jax.tree.map(lambda d: bool(d.any()), tree)  # noqa: E731
+    assert moved(split_projections(decayed["yes"])) == moved(decayed["no"])
+    layer = moved(decayed["no"])["layers_0"]
+    assert layer["attention"]["query"] == {"kernel": True, "bias": False}
 
 
 def test_fused_layout_groups_queries_with_their_key_value_head():

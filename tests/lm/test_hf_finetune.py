@@ -8,8 +8,6 @@ Once trained, the run samples and exports with its own config.json after that di
 
 import shutil
 
-import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +17,7 @@ import jaxmodels
 from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.data.tokenizers import HFTokenizer
 from jaxmodels.hf import from_hf
-from jaxmodels.models.lm import hf as lm_hf
+from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm.model import DecoderLM
 from jaxmodels.models.lm.task import build_task
 from jaxmodels.train import loop
@@ -60,36 +58,6 @@ def llama_dir(tmp_path_factory):
     return path, hf
 
 
-def test_fused_run_starts_from_the_import_and_exports_it(llama_dir, tmp_path):
-    """``model.fused_projections=True`` with ``init.hf``: the run starts from the imported
-    weights fused (HF's logits) and exports them as HF's separate projections."""
-    import torch
-    import transformers
-
-    path, hf = llama_dir
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    config = load_config("experiments/lm/rope_lm.py:smoke")
-    config.init.hf, config.data.path = str(path), str(corpus)
-    config.model.attention_impl, config.model.fused_projections = "xla", True
-    task = build_task(config)
-    start = task.start_params()
-    shapes = nn.unbox(jax.eval_shape(task.init, jax.random.key(0)))
-    chex.assert_trees_all_equal_shapes(start, shapes)
-    assert "qkv" in start["decoder"]["layers_0"]["attention"]
-    ids = np.arange(3, 12)[None]
-    with torch.no_grad():
-        want = hf(torch.as_tensor(ids)).logits.numpy()
-    got = task.model.apply({"params": start}, jnp.asarray(ids))
-    chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)  # torch vs XLA matmuls
-    lm_hf.export(config, start, str(tmp_path / "export"), task.tokenizer)
-    exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
-    with torch.no_grad():
-        chex.assert_trees_all_close(
-            exported(torch.as_tensor(ids)).logits.numpy(), want, atol=1e-6, rtol=1e-6
-        )  # the same weights back in the same PyTorch model
-
-
 def test_import_equals_hf_then_finetunes_samples_and_exports(llama_dir, tmp_path):
     import torch
     import transformers
@@ -116,8 +84,9 @@ def test_import_equals_hf_then_finetunes_samples_and_exports(llama_dir, tmp_path
     config.train.steps, config.train.eval_every, config.train.sample_at_end = 3, 3, False
     config.sample.prompts = ("The quick",)  # one prompt: one decode compilation
     validate(config)
+    assert config.model.fused_projections  # the default: the import's q/k/v, gate/up fused
     start = build_task(config).start_params()  # what training starts from
-    jax.tree.map(np.testing.assert_array_equal, start, params)
+    jax.tree.map(np.testing.assert_array_equal, start, fuse_projections(params))
     workdir = tmp_path / "run"
     last = loop.train(config, str(workdir))
     assert np.isfinite(last["loss"]) and np.isfinite(last["eval_loss"])
