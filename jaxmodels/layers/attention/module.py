@@ -155,7 +155,9 @@ class MultiHeadAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = nn.initializers.xavier_uniform()
 
-    def _proj(self, features, names, name: str, kernel_init=None) -> Projection:
+    def _proj(
+        self, features: tuple[int, ...], names: tuple[str, ...], name: str, kernel_init=None
+    ) -> Projection:
         return Projection(
             features,
             ("embed", *names),
