@@ -34,6 +34,8 @@ DEFAULT_RULES = (
     ("heads", "tensor"),
     ("kv_heads", "tensor"),
     ("head_dim", None),
+    ("qkv", None),  # a fused q/k/v kernel's [queries..., key, value] axis (per kv head)
+    ("gate_up", None),  # a fused gate/up kernel's [gate, up] axis
     ("vocab", "tensor"),
     ("layers", None),
     ("channels", None),

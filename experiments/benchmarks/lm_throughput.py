@@ -8,6 +8,8 @@ measured under the same load.
 
     # CPU, jaxmodels beside PyTorch (the 2-core comparison):
     python experiments/benchmarks/lm_throughput.py --sizes cpu --torch
+    # fused (the config's default) against separate q/k/v and gate/up, interleaved (--hlo: dots)
+    python experiments/benchmarks/lm_throughput.py --sizes cpu --fused 1 --variants fused=0
     # one H100/H200, the 436M model in bf16 with cuDNN attention:
     python experiments/benchmarks/lm_throughput.py --sizes 436m --peak_tflops 989
 
@@ -75,6 +77,8 @@ def _lm_config(s: dict, args):
     c.data.seq_len, c.train.batch_size = s["seq"], s["batch"]
     c.train.compute_dtype = args.dtype
     c.train.param_dtype, c.train.opt_state_dtype = args.param_dtype, args.opt_state_dtype
+    if getattr(args, "fused", None) is not None:  # else the config's default
+        m.fused_projections = bool(int(args.fused))
     c.train.warmup_steps = 10
     return c
 
@@ -273,14 +277,16 @@ def print_hlo(args) -> None:
     spec = importlib.util.spec_from_file_location("hlo_stats", f"{HERE}/hlo_stats.py")
     hlo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hlo)
+    args.dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     for name in args.sizes.split(","):
         s = _size(name, args)
-        for dtype in [args.dtype or "float32"] + [v for v in args.variants.split(",") if v]:
+        for dtype in [args.dtype] + [v for v in args.variants.split(",") if v]:
             variant = _variant(args, f"jaxmodels:{dtype}")
             train_step, st, batch = build_jax_step(s, variant)
             lowered = train_step.lower(st, batch)
             stats = hlo.stats(lowered, lowered.compile())
-            print(hlo.line(f"{name} {variant.dtype}", stats), flush=True)
+            label = dtype if dtype == variant.dtype else f"{variant.dtype} {dtype}"
+            print(hlo.line(f"{name} {label}", stats), flush=True)
             del st
             jax.clear_caches()
 
@@ -297,11 +303,12 @@ def main(argv=None):
     p.add_argument("--param_dtype", default="float32", help="train.param_dtype")
     p.add_argument("--opt_state_dtype", default="float32", help="train.opt_state_dtype")
     p.add_argument("--attention", default="auto", help="attention_impl: auto|xla|cudnn|splash")
+    p.add_argument("--fused", type=int, default=None, help="0|1: separate|fused q/k/v, gate/up")
     p.add_argument("--scan", action="store_true", help="scan over layers")
     p.add_argument("--remat", default="none", help="remat policy (none, dots_saveable, full)")
     p.add_argument("--peak_tflops", type=float, default=0.0, help="device peak for MFU")
     p.add_argument("--torch", action="store_true", help="also time PyTorch eager (CPU)")
-    p.add_argument("--variants", default="", help="extra jaxmodels runs, e.g. bfloat16")
+    p.add_argument("--variants", default="", help="extra jaxmodels runs, e.g. bfloat16,fused=1")
     p.add_argument("--hlo", action="store_true", help="count the compiled step's ops, no timing")
     args = p.parse_args(argv)
     if args.hlo:

@@ -54,6 +54,7 @@ def get_config(arg=None):
     m.remat_policy = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable
     m.attention = "softmax"  # softmax | linear (Katharopoulos et al. 2020; RoPE as RoFormer eq. 19)
     m.attention_impl = "auto"  # softmax kernel: auto | xla | cudnn | splash (layers/attention.py)
+    m.fused_projections = True  # one matmul for q/k/v, one for gate/up (docs/lm.md: timings)
     p = m.position = ml_collections.ConfigDict()  # jaxmodels.layers.positions.PositionOptions
     p.name = "rope"  # none | learned | sinusoidal | shaw | t5 | alibi | rope | xpos
     p.rope_base = 10000.0  # RoPE theta base (RoFormer eq. 15)

@@ -2,7 +2,8 @@
 
 ``swiglu``/``geglu`` are the gated units of Shazeer 2020 ("GLU Variants Improve Transformer",
 eq. 5-6): ``FFN(x) = (act(x W) * x V) W2``; ``gelu``/``gelu_tanh``/``relu`` are the
-two-matrix MLP of Vaswani et al. 2017 (eq. 2) with the given activation.
+two-matrix MLP of Vaswani et al. 2017 (eq. 2) with the given activation. ``fused=True`` computes
+a gated unit's ``x W`` and ``x V`` with one matmul (param ``gate_up``, see :func:`fuse_gate_up`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxmodels.layers.attention.module import Projection
 
 Dtype = Any
 
@@ -48,6 +51,24 @@ def dense(
     )
 
 
+def fuse_gate_up(gate: jax.Array, up: jax.Array) -> jax.Array:
+    """``[..., F]`` twice -> ``[..., 2, F]`` (gate, then up): a kernel ``[E, F]`` becomes
+    ``[E, 2, F]``, a bias ``[2, F]``. The ``mlp`` axis stays last, so tensor parallelism gives
+    each device the gate and up columns of the same hidden units, as it does unfused."""
+    return jnp.stack([gate, up], axis=-2)
+
+
+def _gate_up_init(init: Callable) -> Callable:
+    """Initialises the flat ``[E, 2 F]`` fused kernel as two separate ``init([E, F])``."""
+
+    def f(key, shape, dtype=jnp.float32):
+        E, F = shape[0], shape[1] // 2
+        k_gate, k_up = jax.random.split(key)
+        return fuse_gate_up(init(k_gate, (E, F), dtype), init(k_up, (E, F), dtype)).reshape(shape)
+
+    return f
+
+
 class MLP(nn.Module):
     """Feed-forward block; ``activation`` is ``swiglu``/``geglu`` (gated) or an ungated name."""
 
@@ -55,6 +76,7 @@ class MLP(nn.Module):
     activation: str = "swiglu"
     use_bias: bool = False
     dropout_rate: float = 0.0
+    fused: bool = False  # gated: one projection for gate and up (param "gate_up")
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = nn.initializers.xavier_uniform()
@@ -68,12 +90,17 @@ class MLP(nn.Module):
         act = ACTIVATIONS[act_name]
         kw = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
         kw["kernel_init"] = self.kernel_init
-        up = dense(self.d_ff, ("embed", "mlp"), name="up", **kw)(x_BxLxE)
-        if self.activation in GATED:
+        if self.activation in GATED and self.fused:
+            kw["kernel_init"] = _gate_up_init(self.kernel_init)
+            names = ("embed", "gate_up", "mlp")
+            gate_up = Projection((2, self.d_ff), names, name="gate_up", **kw)(x_BxLxE)
+            h_BxLxF = act(gate_up[..., 0, :]) * gate_up[..., 1, :]
+        elif self.activation in GATED:
+            up = dense(self.d_ff, ("embed", "mlp"), name="up", **kw)(x_BxLxE)
             gate = dense(self.d_ff, ("embed", "mlp"), name="gate", **kw)(x_BxLxE)
             h_BxLxF = act(gate) * up
         else:
-            h_BxLxF = act(up)
+            h_BxLxF = act(dense(self.d_ff, ("embed", "mlp"), name="up", **kw)(x_BxLxE))
         h_BxLxF = nn.with_logical_constraint(h_BxLxF, ("batch", "length", "mlp"))
         h_BxLxF = nn.Dropout(self.dropout_rate)(h_BxLxF, deterministic=deterministic)
         return dense(x_BxLxE.shape[-1], ("mlp", "embed"), name="down", **kw)(h_BxLxF)

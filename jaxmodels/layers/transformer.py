@@ -10,11 +10,17 @@ is one :class:`~jaxmodels.layers.attention.AttentionInputs`, passed whole to eve
 :class:`TransformerStack` runs ``num_layers`` blocks either unrolled (params ``layers_0``,
 ``layers_1``...) or under ``nn.scan`` (params stacked on a leading logical axis ``"layers"``,
 one compiled block), each optionally rematerialised with a named checkpoint policy.
+
+``BlockConfig.fused_projections`` computes self-attention's q/k/v with one matmul and a gated
+MLP's gate/up with another (params ``qkv`` and ``gate_up`` instead of ``query``/``key``/
+``value`` and ``gate``/``up``); :func:`fuse_projections` and :func:`split_projections` convert
+a parameter tree between the two layouts (HF import and export use the separate one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxmodels.layers.attention import DEFAULT_INPUTS, AttentionInputs, MultiHeadAttention
-from jaxmodels.layers.mlp import MLP
+from jaxmodels.layers.attention.module import fuse_qkv, split_qkv
+from jaxmodels.layers.mlp import MLP, fuse_gate_up
 from jaxmodels.layers.norms import make_norm
 from jaxmodels.layers.positions.options import NOPE, PositionOptions
 
@@ -61,6 +68,7 @@ class BlockConfig:
     attention: str = "softmax"  # softmax | linear (self-attention; cross-attention is softmax)
     attention_impl: str = "auto"  # auto | xla | cudnn | splash
     dropout_rate: float = 0.0  # residual and MLP dropout
+    fused_projections: bool = False  # one matmul for self-attention's q/k/v, one for gate/up
     cross_attention: bool = False  # add a cross-attention sub-layer over `encoded`
     # param name of the self-attention sub-layer (and "<name>_norm" of its norm): blocks that
     # differ only there share every other weight (BLIP's text encoder and decoder, Sec. 3.1)
@@ -69,6 +77,37 @@ class BlockConfig:
     def __post_init__(self):
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+
+
+_QKV, _GATE_UP = ("query", "key", "value"), ("gate", "up")
+
+
+def fuse_projections(params: Mapping, name: str = "") -> Any:
+    """A parameter tree with separate projections -> ``fused_projections=True``'s: in every
+    module, ``query``/``key``/``value`` -> ``qkv`` (:func:`fuse_qkv`; not in a
+    ``cross_attention``, which stays separate) and ``gate``/``up`` -> ``gate_up``
+    (:func:`fuse_gate_up`). Unrolled and scanned (stacked) layers alike."""
+    if not isinstance(params, Mapping):
+        return params
+    out = {k: fuse_projections(v, k) for k, v in params.items()}
+    for fused, parts, fuse in (("qkv", _QKV, fuse_qkv), ("gate_up", _GATE_UP, fuse_gate_up)):
+        if all(p in out for p in parts) and not (fused == "qkv" and name == "cross_attention"):
+            pieces = [out.pop(p) for p in parts]
+            out[fused] = {k: fuse(*(p[k] for p in pieces)) for k in pieces[0]}
+    return out
+
+
+def split_projections(params: Mapping) -> Any:
+    """The inverse of :func:`fuse_projections` (a tree without fused params is returned as is)."""
+    if not isinstance(params, Mapping):
+        return params
+    out = {k: split_projections(v) for k, v in params.items() if k not in ("qkv", "gate_up")}
+    for fused, parts in (("qkv", _QKV), ("gate_up", _GATE_UP)):
+        if fused in params:
+            split = {k: split_qkv(a) if fused == "qkv" else (a[..., 0, :], a[..., 1, :])
+                     for k, a in params[fused].items()}  # fmt: skip
+            out |= {p: {k: s[i] for k, s in split.items()} for i, p in enumerate(parts)}
+    return out
 
 
 class TransformerBlock(nn.Module):
@@ -107,6 +146,7 @@ class TransformerBlock(nn.Module):
             position=NOPE if cross else c.position,
             attention="softmax" if cross else c.attention,
             attention_impl=c.attention_impl,
+            fused_qkv=c.fused_projections,  # self-attention only (cross keeps its own k/v)
             decode=self.decode,  # cross-attention caches the encoded keys/values
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -136,6 +176,7 @@ class TransformerBlock(nn.Module):
             activation=c.activation,
             use_bias=c.use_bias,
             dropout_rate=c.dropout_rate,
+            fused=c.fused_projections,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="mlp",

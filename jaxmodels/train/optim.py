@@ -30,8 +30,11 @@ def learning_rate_schedule(t) -> optax.Schedule:
 
 
 def _decay_mask(params):
-    """Weight decay on matrices and kernels only, never on biases, norms or scalars."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """Weight decay on matrices and kernels only, never on biases (per-head and fused
+    projections' biases are 2-D or 3-D), norms or scalars."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.ndim >= 2 and getattr(path[-1], "key", None) != "bias", params
+    )
 
 
 def make_optimizer(t) -> optax.GradientTransformation:

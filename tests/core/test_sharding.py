@@ -24,10 +24,22 @@ MESHES = {
 def _lm_config():
     config = load_config("experiments/lm/rope_lm.py:smoke")
     config.model.update(width=64, num_heads=8, num_kv_heads=8, mlp_dim=128)
+    config.model.fused_projections = False  # separate q/k/v and gate/up; lm_fused: fused
     return config
 
 
-CONFIGS = {"mlp": lambda: load_config("experiments/mlp/digits.py:smoke"), "lm": _lm_config}
+def _lm_fused_config():
+    """Fused q/k/v and gate/up, GQA: 8 query heads in 4 groups that tensor=4 splits whole."""
+    config = _lm_config()
+    config.model.update(num_kv_heads=4, fused_projections=True)
+    return config
+
+
+CONFIGS = {
+    "mlp": lambda: load_config("experiments/mlp/digits.py:smoke"),
+    "lm": _lm_config,
+    "lm_fused": _lm_fused_config,
+}
 
 
 def _train(family, sizes, devices, steps=3, slice_of=None):
@@ -67,9 +79,11 @@ def _reference(family):
     return _REFERENCE[family]
 
 
-CASES = [("mlp", m) for m in sorted(MESHES)] + [
-    ("lm", m) for m in ("data", "fsdp", "tensor", "fsdp+tensor")
-]
+CASES = (
+    [("mlp", m) for m in sorted(MESHES)]
+    + [("lm", m) for m in ("data", "fsdp", "tensor", "fsdp+tensor")]
+    + [("lm_fused", m) for m in ("fsdp+tensor", "data+tensor")]
+)
 
 
 @pytest.mark.parametrize("family,name", CASES)
@@ -85,6 +99,11 @@ def test_sharded_equals_single_device(family, name):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
     )
+    if family == "lm_fused":  # [E, K, G + 2, D] and [E, 2, F]: by kv-head group, hidden unit
+        layer = state.params["decoder"]["layers_0"]
+        assert tuple(layer["attention"]["qkv"]["kernel"].sharding.spec) == (
+            "fsdp", "tensor", None, None)  # fmt: skip
+        assert tuple(layer["mlp"]["gate_up"]["kernel"].sharding.spec) == ("fsdp", None, "tensor")
     if family != "mlp":
         return
     spec = state.params["Dense_1"]["kernel"].sharding.spec  # logical ("embed", "mlp")

@@ -5,6 +5,8 @@ drawn at random too (HF initialises them to ones, Gemma's to zeros), so a norm r
 Gemma's ``1 + w`` or a q/k norm left out shows.
 """
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 import transformers
 
 from jaxmodels.hf import from_hf
+from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm.model import DecoderLM
 
 ATOL = 1e-4
@@ -65,6 +68,15 @@ def test_causal_lm_parity(kind, left):
     model, params = from_hf(hf)
     assert isinstance(model, DecoderLM) and model.logits
     assert max_logit_diff(hf, model, params, *padded_batch(left=left)) <= ATOL
+
+
+@pytest.mark.parametrize("kind", ["Llama", *sorted(ARCHS)])
+def test_fused_projections_parity(kind):
+    """``fused_projections=True`` with the imported weights fused: HF's logits still."""
+    hf = hf_model(kind)
+    model, params = from_hf(hf)
+    fused = model.clone(block=dataclasses.replace(model.block, fused_projections=True))
+    assert max_logit_diff(hf, fused, fuse_projections(params), *padded_batch()) <= ATOL
 
 
 def test_base_model_returns_the_hidden_state():

@@ -16,6 +16,7 @@ import jaxmodels
 from jaxmodels import main
 from jaxmodels.config import load_config
 from jaxmodels.hf import from_hf
+from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm import hf as lm_hf
 from jaxmodels.models.lm.model import make_model
 from jaxmodels.train import loop
@@ -57,10 +58,15 @@ def test_native_run_exports_as_llama(tmp_path, monkeypatch, capsys):
     assert "exists and is not an empty directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", [*sorted(ARCHS), "Llama"])
-def test_export_inverts_the_import(kind):
+@pytest.mark.parametrize(
+    "kind,fused",
+    [(k, False) for k in [*sorted(ARCHS), "Llama"]] + [("Llama", True), ("Qwen2", True)],
+)
+def test_export_inverts_the_import(kind, fused):
+    """Also from fused projections (``fused_projections=True``; Qwen2: q/k/v biases)."""
     hf = hf_model(kind)
     model, params = from_hf(hf)
+    params = fuse_projections(params) if fused else params
     lay = lm_hf.layout(hf.config, kind)
     state = lm_hf.decoder_state(lm_hf.jax_to_numpy(params), lay, model.num_layers)
     want = {k: v.numpy() for k, v in hf.state_dict().items()}

@@ -17,6 +17,7 @@ import jaxmodels
 from jaxmodels.config import load_config, saved_config, validate
 from jaxmodels.data.tokenizers import HFTokenizer
 from jaxmodels.hf import from_hf
+from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm.model import DecoderLM
 from jaxmodels.models.lm.task import build_task
 from jaxmodels.train import loop
@@ -83,8 +84,9 @@ def test_import_equals_hf_then_finetunes_samples_and_exports(llama_dir, tmp_path
     config.train.steps, config.train.eval_every, config.train.sample_at_end = 3, 3, False
     config.sample.prompts = ("The quick",)  # one prompt: one decode compilation
     validate(config)
+    assert config.model.fused_projections  # the default: the import's q/k/v, gate/up fused
     start = build_task(config).start_params()  # what training starts from
-    jax.tree.map(np.testing.assert_array_equal, start, params)
+    jax.tree.map(np.testing.assert_array_equal, start, fuse_projections(params))
     workdir = tmp_path / "run"
     last = loop.train(config, str(workdir))
     assert np.isfinite(last["loss"]) and np.isfinite(last["eval_loss"])

@@ -46,6 +46,40 @@ def _flat_init(init: Callable, n_in: int) -> Callable:
     return f
 
 
+def fuse_qkv(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """``[..., N, D]``, ``[..., K, D]``, ``[..., K, D]`` -> ``[..., K, G + 2, D]`` (``G = N / K``).
+
+    Row ``j`` of the ``K`` axis holds key/value head ``j``'s group: its ``G`` query heads
+    ``j G .. j G + G - 1`` (the heads GQA shares it with), its key, its value. Works on kernels
+    (``[E, heads, D]``), biases (``[heads, D]``) and scanned stacks (a leading layer axis).
+    """
+    *lead, N, D = q.shape
+    K = k.shape[-2]
+    q = q.reshape(*lead, K, N // K, D)
+    return jnp.concatenate([q, k[..., None, :], v[..., None, :]], axis=-2)
+
+
+def split_qkv(qkv: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The inverse of :func:`fuse_qkv`: ``[..., K, G + 2, D]`` -> q ``[..., K G, D]``, k, v."""
+    *lead, K, G2, D = qkv.shape
+    G = G2 - 2
+    return qkv[..., :G, :].reshape(*lead, K * G, D), qkv[..., G, :], qkv[..., G + 1, :]
+
+
+def _qkv_init(init: Callable, N: int, K: int, D: int) -> Callable:
+    """Initialises the flat ``[E, K (G + 2) D]`` fused kernel as three separate projections
+    ``init([E, N D])``, ``init([E, K D])`` twice, fused: the same distribution as unfused."""
+
+    def f(key, shape, dtype=jnp.float32):
+        E = shape[0]
+        kq, kk, kv = jax.random.split(key, 3)
+        q = init(kq, (E, N * D), dtype).reshape(E, N, D)
+        k, v = (init(r, (E, K * D), dtype).reshape(E, K, D) for r in (kk, kv))
+        return fuse_qkv(q, k, v).reshape(shape)
+
+    return f
+
+
 class Projection(nn.Module):
     """``y = x W + b`` contracting the last ``n_in`` axes of ``x``; ``W: [*in, *features]``."""
 
@@ -93,6 +127,13 @@ class MultiHeadAttention(nn.Module):
     the call whose inputs carry ``encoded_BxSxE`` (the prefill) stores its keys and values
     (``cross_key``/``cross_value`` ``[B, S, K, D]``), and later calls, with
     ``encoded_BxSxE=None`` (and the same ``encoded_mask_BxS``, if any), read them.
+
+    ``fused_qkv=True`` computes self-attention's q, k and v with one matmul: params ``qkv``
+    (kernel ``[E, K, G + 2, D]``, bias ``[K, G + 2, D]``, ``G = N / K``; layout in
+    :func:`fuse_qkv`) instead of ``query``/``key``/``value``. Each key/value head's group
+    (its queries, key and value) is one row of the ``kv_heads`` axis, so tensor parallelism
+    splits whole groups over devices as it splits the heads unfused. Cross-attention keeps
+    separate projections (its keys and values read another sequence).
     """
 
     num_heads: int
@@ -108,21 +149,37 @@ class MultiHeadAttention(nn.Module):
     position: PositionOptions = PositionOptions()  # rope/xpos rotate q, k; shaw acts inside
     attention: str = "softmax"  # softmax | linear (attention.linear, RoFormer eq. 19)
     attention_impl: str = "auto"  # auto | xla | cudnn | splash | blockwise (attention.kernels)
+    fused_qkv: bool = False  # one projection for self-attention's q, k, v (param "qkv")
     decode: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = nn.initializers.xavier_uniform()
 
-    def _proj(self, heads: int, head_dim: int, axis: str, name: str) -> Projection:
+    def _proj(
+        self, features: tuple[int, ...], names: tuple[str, ...], name: str, kernel_init=None
+    ) -> Projection:
         return Projection(
-            (heads, head_dim),
-            ("embed", axis, "head_dim"),
+            features,
+            ("embed", *names),
             use_bias=self.use_bias or self.qkv_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
+            kernel_init=kernel_init or self.kernel_init,
             name=name,
         )
+
+    def _kv(self, x_BxSxE: jax.Array, K: int, D: int) -> tuple[jax.Array, jax.Array]:
+        names = ("kv_heads", "head_dim")
+        return tuple(self._proj((K, D), names, n)(x_BxSxE) for n in ("key", "value"))
+
+    def _qkv(self, x_BxTxE: jax.Array, N: int, K: int, D: int):
+        """q ``[B, T, N, D]``, k and v ``[B, T, K, D]`` of self-attention, fused or not."""
+        if not self.fused_qkv:
+            q = self._proj((N, D), ("heads", "head_dim"), "query")(x_BxTxE)
+            return (q, *self._kv(x_BxTxE, K, D))
+        init = _qkv_init(self.kernel_init, N, K, D)
+        names = ("kv_heads", "qkv", "head_dim")
+        return split_qkv(self._proj((K, N // K + 2, D), names, "qkv", init)(x_BxTxE))
 
     def _shaw(self, q, k, v, q_pos_BxT, k_pos_BxS, mask, bias):
         """Shaw et al. 2018 eqs. 3-6 with per-layer clipped relative embeddings (GQA repeated)."""
@@ -181,12 +238,11 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"num_heads={N} must be a multiple of num_kv_heads={K}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
-        q = self._proj(N, D, "heads", "query")(x_BxTxE)
         if self.cross:
+            q = self._proj((N, D), ("heads", "head_dim"), "query")(x_BxTxE)
             k, v = self._cross_kv(inputs.encoded_BxSxE, K, D)
         else:
-            k = self._proj(K, D, "kv_heads", "key")(x_BxTxE)
-            v = self._proj(K, D, "kv_heads", "value")(x_BxTxE)
+            q, k, v = self._qkv(x_BxTxE, N, K, D)
         if self.qk_norm:
             kw = dict(epsilon=self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
             q = RMSNorm(axis_name="head_dim", name="query_norm", **kw)(q)
@@ -226,8 +282,7 @@ class MultiHeadAttention(nn.Module):
                 )
             cache = self.variables["cache"]
             return cache["cross_key"], cache["cross_value"]
-        k = self._proj(K, D, "kv_heads", "key")(encoded_BxSxE)
-        v = self._proj(K, D, "kv_heads", "value")(encoded_BxSxE)
+        k, v = self._kv(encoded_BxSxE, K, D)
         if self.decode:
             self.variable("cache", "cross_key", lambda: k).value = k
             self.variable("cache", "cross_value", lambda: v).value = v

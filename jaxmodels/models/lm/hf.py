@@ -37,7 +37,7 @@ from jaxmodels.convert.torch_weights import (
     weight,
 )
 from jaxmodels.layers.positions import PositionOptions
-from jaxmodels.layers.transformer import BlockConfig
+from jaxmodels.layers.transformer import BlockConfig, split_projections
 from jaxmodels.models.lm.model import DecoderLM
 
 
@@ -412,9 +412,10 @@ def _index(tree, i: int):
 
 def decoder_state(params: Mapping, lay: Layout, num_layers: int) -> dict[str, np.ndarray]:
     """``DecoderLM`` params -> the HF state dict of a Llama-like ``*ForCausalLM`` (the inverse
-    of the importer: Gemma's norm scales go back to ``w`` of ``1 + w``)."""
+    of the importer: Gemma's norm scales go back to ``w`` of ``1 + w``; fused projections are
+    split, as HF keeps q/k/v and gate/up apart)."""
     offset = 1.0 if lay.gemma else 0.0
-    dec = params["decoder"]
+    dec = split_projections(params["decoder"])
     sd = {"model.embed_tokens.weight": params["embedding"],
           "model.norm.weight": dec["final_norm"]["scale"] - offset}  # fmt: skip
     gated = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
@@ -435,8 +436,9 @@ def decoder_state(params: Mapping, lay: Layout, num_layers: int) -> dict[str, np
 
 def bloom_state(params: Mapping, config) -> dict[str, np.ndarray]:
     """``DecoderLM`` params of an imported Bloom -> its HF state dict (the fused q/k/v rows
-    interleaved per head again)."""
+    interleaved per head again; fused projections split first)."""
     N, E = config.n_head, config.hidden_size
+    params = {**params, "decoder": split_projections(params["decoder"])}
 
     def norm(p):
         return {"weight": p["scale"], "bias": p["bias"]}

@@ -146,6 +146,7 @@ def make_model(config, vocab_size: int, **overrides) -> DecoderLM:
         sliding_window=m.get("sliding_window", 0) or None,
         attention_impl=m.attention_impl,
         dropout_rate=m.dropout_rate,
+        fused_projections=m.get("fused_projections", False),
     )
     kw = dict(
         vocab_size=vocab_size,

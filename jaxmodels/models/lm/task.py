@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jaxmodels import evaluate
 from jaxmodels.data.tokenizers import padded_vocab
 from jaxmodels.layers.flops import transformer_train_flops
+from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm.loss import lm_metrics
 from jaxmodels.models.lm.model import DecoderLM, make_model
 from jaxmodels.models.lm.sample import make_sampler
@@ -35,18 +36,29 @@ def load_causal_lm(hf_dir: str):
 
 
 def imported_model(config, pretrained) -> DecoderLM:
-    """The imported ``DecoderLM`` with this run's dtype, kernel, dropout and remat choices."""
+    """The imported ``DecoderLM`` with this run's dtype, kernel, dropout, remat and projection
+    fusion choices."""
     m = config.model
     if m.scan_layers:
         raise ValueError(
             "config.init.hf imports unrolled layers: set config.model.scan_layers=False"
         )
     block = dataclasses.replace(
-        pretrained.model.block, attention_impl=m.attention_impl, dropout_rate=m.dropout_rate
+        pretrained.model.block,
+        attention_impl=m.attention_impl,
+        dropout_rate=m.dropout_rate,
+        fused_projections=m.get("fused_projections", False),
     )
     return pretrained.model.clone(
         block=block, remat_policy=m.remat_policy, dtype=jnp.dtype(config.train.compute_dtype)
     )
+
+
+def start_params(model: DecoderLM, pretrained):
+    """Reads the imported weights in ``model``'s layout (fused with ``fused_projections``)."""
+    if not model.block.fused_projections:
+        return pretrained.read_params
+    return lambda: fuse_projections(pretrained.read_params())
 
 
 def extrapolation(config, model: DecoderLM, data):
@@ -109,7 +121,7 @@ def build_task(config, mesh=None) -> Task:
         units_per_example=L,
         flops_per_example=train_flops(model, init, L),
         init=init,
-        start_params=pretrained and pretrained.read_params,
+        start_params=pretrained and start_params(model, pretrained),
         loss_fn=loss_fn,
         train_data=iterator_fn(ArraySource(data.train), config, train=True),
         batch_axes={k: ("batch", "length") for k in ROW_FIELDS},
