@@ -83,7 +83,7 @@ def nice(m, event_shape) -> list[nn.Module]:
     S is an actnorm on the flattened vector: exp(S) per dimension plus a bias (which the
     additive couplings could supply anyway, so the family of maps is NICE's), initialised from
     the data (Glow §3.1) instead of S = 0 and learnt at three times Adam's step (see ActNorm).
-    On MNIST S must reach about 7 for the always-black pixels (a 900-fold expansion), which
+    On centred MNIST pixels S must reach about 7 for the always-black ones (900-fold), which
     Adam at 1e-3 would need thousands of steps to learn from 0."""
     dim = _dims(event_shape)
     layers = couplings(m.num_couplings, "additive", m.mask, "mlp", m)
