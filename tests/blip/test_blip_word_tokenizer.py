@@ -25,7 +25,8 @@ def _inputs(tmp_path):
         records = []
         for i, caption in enumerate(captions):
             text = json.dumps({"caption": caption}) if s else caption
-            records.append((f"{s}{i:03d}", {"png": b"not read", "json" if s else "txt": text.encode()}))
+            member = {"json" if s else "txt": text.encode()}
+            records.append((f"{s}{i:03d}", {"png": b"not read", **member}))
         write_shard(str(tmp_path / f"{s:05d}.tar"), records)
     (tmp_path / "more.txt").write_text("Three Sevens, one zero\n\nthe number seven\n")
     args = [str(tmp_path / "00000.tar"), str(tmp_path / "more.txt")]
