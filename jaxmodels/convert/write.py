@@ -64,6 +64,25 @@ def with_preprocessor(source: Description, build, defaults: Mapping) -> dict[str
     return {**source.files, PREPROCESSOR: text.encode()}
 
 
+def host_float32(params) -> dict:
+    """Nested params (jax arrays, maybe boxed) as float32 numpy: what an export writes."""
+    import flax.linen as nn
+    import jax
+
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
+
+
+def imported_source(config, out_dir: str, architectures, refusal: str) -> Description:
+    """The :class:`Description` of a run started from an HF directory (``config.init.hf``) of
+    one of ``architectures``, ``out_dir`` checked (:func:`check_out_dir`). A run started from
+    anything else has no HF counterpart: ``refusal`` says why, and nothing is written."""
+    source = init_hf_description(config)
+    if source is None or source.architecture not in architectures:
+        raise ValueError(f"export: {refusal}")
+    check_out_dir(out_dir)
+    return source
+
+
 def check_out_dir(out_dir: str, *, key: str = "--out") -> None:
     """Refuses an ``out_dir`` that exists and holds anything (or is a file)."""
     from etils import epath

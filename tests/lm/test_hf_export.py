@@ -15,6 +15,7 @@ import transformers
 import jaxmodels
 from jaxmodels import main
 from jaxmodels.config import load_config
+from jaxmodels.convert.write import host_float32
 from jaxmodels.hf import from_hf
 from jaxmodels.layers.transformer import fuse_projections
 from jaxmodels.models.lm import hf as lm_hf
@@ -68,7 +69,7 @@ def test_export_inverts_the_import(kind, fused):
     model, params = from_hf(hf)
     params = fuse_projections(params) if fused else params
     lay = lm_hf.layout(hf.config, kind)
-    state = lm_hf.decoder_state(lm_hf.jax_to_numpy(params), lay, model.num_layers)
+    state = lm_hf.decoder_state(host_float32(params), lay, model.num_layers)
     want = {k: v.numpy() for k, v in hf.state_dict().items()}
     if hf.config.tie_word_embeddings:
         want.pop("lm_head.weight")
@@ -82,7 +83,7 @@ def test_bloom_export_inverts_the_import():
     cfg = transformers.BloomConfig(vocab_size=53, hidden_size=24, n_layer=2, n_head=6)
     hf = transformers.BloomForCausalLM(cfg).eval()
     _, params = from_hf(hf)
-    state = lm_hf.bloom_state(lm_hf.jax_to_numpy(params), cfg)
+    state = lm_hf.bloom_state(host_float32(params), cfg)
     want = {k: v.numpy() for k, v in hf.state_dict().items() if k != "lm_head.weight"}
     assert sorted(state) == sorted(want)
     for k, v in want.items():

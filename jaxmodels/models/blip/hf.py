@@ -248,26 +248,20 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     with the run's image statistics (``BlipImageProcessor`` loads it). A run of the family's own
     BLIP (ITC, ITM and a decoder sharing the encoder's weights, no HF class of that shape) is
     refused. Returns the names of the files written."""
-    import flax.linen as nn
-    import jax
-
     from jaxmodels.convert.write import (
-        check_out_dir,
-        init_hf_description,
+        host_float32,
+        imported_source,
         with_preprocessor,
         write_pretrained,
     )
 
     del tokenizer  # the checkpoint's own files go back as they came
-    source = init_hf_description(config)
-    if source is None or source.architecture != CAPTIONER:
-        raise ValueError(
-            f"export: only a blip run started from an HF {CAPTIONER} (config.init.hf) has an HF "
-            "counterpart; this run's BLIP (ITC, ITM and LM over one shared text transformer) is "
-            "the family's own"
-        )
-    check_out_dir(out_dir)
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
+    refusal = (
+        f"only a blip run started from an HF {CAPTIONER} (config.init.hf) has an HF counterpart; "
+        "this run's BLIP (ITC, ITM and LM over one shared text transformer) is the family's own"
+    )
+    source = imported_source(config, out_dir, (CAPTIONER,), refusal)
+    params = host_float32(params)
     n = source.hf_config.vision_config.image_size
     defaults = dict(image_processor_type="BlipImageProcessor", size=dict(height=n, width=n))
     files = with_preprocessor(source, lambda c: build(c, CAPTIONER), defaults)

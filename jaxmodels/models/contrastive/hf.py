@@ -307,25 +307,20 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     holding the run's image statistics (``CLIPImageProcessor`` / ``SiglipImageProcessor`` load
     it). A run of the family's own towers has no HF counterpart (its byte text tower, its ViT
     variants) and is refused. Returns the names of the files written."""
-    import flax.linen as nn
-    import jax
-
     from jaxmodels.convert.write import (
-        check_out_dir,
-        init_hf_description,
+        host_float32,
+        imported_source,
         with_preprocessor,
         write_pretrained,
     )
 
     del tokenizer  # the checkpoint's own files go back as they came
-    source = init_hf_description(config)
-    if source is None:
-        raise ValueError(
-            "export: only a contrastive run started from an HF CLIPModel / SiglipModel "
-            "(config.init.hf) has an HF counterpart; this run's towers are the family's own"
-        )
-    check_out_dir(out_dir)
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
+    refusal = (
+        "only a contrastive run started from an HF CLIPModel / SiglipModel (config.init.hf) has "
+        "an HF counterpart; this run's towers are the family's own"
+    )
+    source = imported_source(config, out_dir, tuple(ARCHITECTURES), refusal)
+    params = host_float32(params)
     arch = source.architecture
     state = state_dict(params, source.hf_config, arch)
     defaults = processor_defaults(source.hf_config, arch)

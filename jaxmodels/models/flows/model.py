@@ -51,7 +51,7 @@ class CouplingStep(nn.Module):
 
 def _unroll(m, length: int) -> int:
     """Blocks per iteration of a scan of ``length`` (``config.model.unroll``; 0: all)."""
-    unroll = m.get("unroll", 0)  # runs saved before the key: 0
+    unroll = getattr(m, "unroll", 0)  # runs saved before the key: 0
     if unroll < 0:
         raise ValueError(f"config.model.unroll={unroll!r} must be >= 0 (0: unroll every step)")
     return min(unroll, length) or length

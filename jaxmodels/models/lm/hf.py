@@ -295,14 +295,19 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     architecture its model fits (:func:`native_kind`), its tokenizer's special ids in the config.
     What fits none is refused naming the misfit. Returns the names of the files written.
     """
-    from jaxmodels.convert.write import check_out_dir, init_hf_description, write_pretrained
+    from jaxmodels.convert.write import (
+        check_out_dir,
+        host_float32,
+        init_hf_description,
+        write_pretrained,
+    )
 
     check_out_dir(out_dir)
-    params = jax_to_numpy(params)
+    params = host_float32(params)
     source = init_hf_description(config)
     if source:
-        cfg, arch, as_json, files = source
-        kind = arch.removesuffix("ForCausalLM")
+        cfg, as_json, files = source.hf_config, source.config_json, source.files
+        kind = source.architecture.removesuffix("ForCausalLM")
         if kind == "Bloom":
             return write_pretrained(out_dir, as_json, bloom_state(params, cfg), files)
         state = decoder_state(params, layout(cfg, kind), cfg.num_hidden_layers)
@@ -315,14 +320,6 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     lay = Layout(kind, qkv_bias=b.qkv_bias, qk_norm=b.qk_norm, sliding_window=b.sliding_window,
                  gemma=kind == "Gemma")  # fmt: skip
     return write_pretrained(out_dir, as_json, decoder_state(params, lay, model.num_layers))
-
-
-def jax_to_numpy(params) -> dict:
-    """Nested params (jax arrays, maybe boxed) as float32 numpy."""
-    import flax.linen as nn
-    import jax
-
-    return jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), nn.unbox(params))
 
 
 def native_kind(model: DecoderLM) -> str:
