@@ -36,6 +36,12 @@ from jaxmodels.convert.torch_weights import (
     torch_norm,
     weight,
 )
+from jaxmodels.convert.write import (
+    host_float32,
+    imported_source,
+    with_preprocessor,
+    write_pretrained,
+)
 from jaxmodels.data.transforms import CLIP_MEAN, CLIP_STD
 from jaxmodels.models.blip.model import BLIP
 
@@ -248,13 +254,6 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     with the run's image statistics (``BlipImageProcessor`` loads it). A run of the family's own
     BLIP (ITC, ITM and a decoder sharing the encoder's weights, no HF class of that shape) is
     refused. Returns the names of the files written."""
-    from jaxmodels.convert.write import (
-        host_float32,
-        imported_source,
-        with_preprocessor,
-        write_pretrained,
-    )
-
     del tokenizer  # the checkpoint's own files go back as they came
     refusal = (
         f"only a blip run started from an HF {CAPTIONER} (config.init.hf) has an HF counterpart; "

@@ -45,6 +45,12 @@ from jaxmodels.convert.torch_weights import (
     torch_norm,
     weight,
 )
+from jaxmodels.convert.write import (
+    host_float32,
+    imported_source,
+    with_preprocessor,
+    write_pretrained,
+)
 from jaxmodels.data.transforms import CLIP_MEAN, CLIP_STD
 from jaxmodels.models.contrastive.model import TwoTowers
 
@@ -307,13 +313,6 @@ def export(config, params, out_dir: str, tokenizer) -> list[str]:
     holding the run's image statistics (``CLIPImageProcessor`` / ``SiglipImageProcessor`` load
     it). A run of the family's own towers has no HF counterpart (its byte text tower, its ViT
     variants) and is refused. Returns the names of the files written."""
-    from jaxmodels.convert.write import (
-        host_float32,
-        imported_source,
-        with_preprocessor,
-        write_pretrained,
-    )
-
     del tokenizer  # the checkpoint's own files go back as they came
     refusal = (
         "only a contrastive run started from an HF CLIPModel / SiglipModel (config.init.hf) has "
