@@ -58,6 +58,11 @@ def fuse_gate_up(gate: jax.Array, up: jax.Array) -> jax.Array:
     return jnp.stack([gate, up], axis=-2)
 
 
+def split_gate_up(gate_up: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The inverse of :func:`fuse_gate_up`: ``[..., 2, F]`` -> gate ``[..., F]``, up."""
+    return gate_up[..., 0, :], gate_up[..., 1, :]
+
+
 def _gate_up_init(init: Callable) -> Callable:
     """Initialises the flat ``[E, 2 F]`` fused kernel as two separate ``init([E, F])``."""
 
@@ -94,7 +99,8 @@ class MLP(nn.Module):
             kw["kernel_init"] = _gate_up_init(self.kernel_init)
             names = ("embed", "gate_up", "mlp")
             gate_up = Projection((2, self.d_ff), names, name="gate_up", **kw)(x_BxLxE)
-            h_BxLxF = act(gate_up[..., 0, :]) * gate_up[..., 1, :]
+            gate, up = split_gate_up(gate_up)
+            h_BxLxF = act(gate) * up
         elif self.activation in GATED:
             up = dense(self.d_ff, ("embed", "mlp"), name="up", **kw)(x_BxLxE)
             gate = dense(self.d_ff, ("embed", "mlp"), name="gate", **kw)(x_BxLxE)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from jaxmodels.layers.attention import DEFAULT_INPUTS, AttentionInputs, MultiHeadAttention
 from jaxmodels.layers.attention.module import fuse_qkv, split_qkv
-from jaxmodels.layers.mlp import MLP, fuse_gate_up
+from jaxmodels.layers.mlp import MLP, fuse_gate_up, split_gate_up
 from jaxmodels.layers.norms import make_norm
 from jaxmodels.layers.positions.options import NOPE, PositionOptions
 
@@ -79,7 +79,11 @@ class BlockConfig:
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
 
 
-_QKV, _GATE_UP = ("query", "key", "value"), ("gate", "up")
+# fused param name, the separate ones it replaces, fuse, split
+_FUSED = (
+    ("qkv", ("query", "key", "value"), fuse_qkv, split_qkv),
+    ("gate_up", ("gate", "up"), fuse_gate_up, split_gate_up),
+)
 
 
 def fuse_projections(params: Mapping, name: str = "") -> Any:
@@ -90,7 +94,7 @@ def fuse_projections(params: Mapping, name: str = "") -> Any:
     if not isinstance(params, Mapping):
         return params
     out = {k: fuse_projections(v, k) for k, v in params.items()}
-    for fused, parts, fuse in (("qkv", _QKV, fuse_qkv), ("gate_up", _GATE_UP, fuse_gate_up)):
+    for fused, parts, fuse, _ in _FUSED:
         if all(p in out for p in parts) and not (fused == "qkv" and name == "cross_attention"):
             pieces = [out.pop(p) for p in parts]
             out[fused] = {k: fuse(*(p[k] for p in pieces)) for k in pieces[0]}
@@ -101,12 +105,12 @@ def split_projections(params: Mapping) -> Any:
     """The inverse of :func:`fuse_projections` (a tree without fused params is returned as is)."""
     if not isinstance(params, Mapping):
         return params
-    out = {k: split_projections(v) for k, v in params.items() if k not in ("qkv", "gate_up")}
-    for fused, parts in (("qkv", _QKV), ("gate_up", _GATE_UP)):
+    fused_names = [f[0] for f in _FUSED]
+    out = {k: split_projections(v) for k, v in params.items() if k not in fused_names}
+    for fused, parts, _, split in _FUSED:
         if fused in params:
-            split = {k: split_qkv(a) if fused == "qkv" else (a[..., 0, :], a[..., 1, :])
-                     for k, a in params[fused].items()}  # fmt: skip
-            out |= {p: {k: s[i] for k, s in split.items()} for i, p in enumerate(parts)}
+            pieces = {k: split(a) for k, a in params[fused].items()}  # kernel, bias -> parts
+            out |= {p: {k: s[i] for k, s in pieces.items()} for i, p in enumerate(parts)}
     return out
 
 
